@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# The local stack without Docker: Apache Kafka (KRaft, one node) on 127.0.0.1:9092 and an
+# S3-compatible server on 127.0.0.1:9000, installed from the package registries on first
+# use and cached between runs. Every command is idempotent.
+#
+#   scripts/stack.sh up              install what is missing, start Kafka and S3, wait
+#   scripts/stack.sh down            stop both (data is kept)
+#   scripts/stack.sh start kafka|s3  start one part (tests use these to inject faults)
+#   scripts/stack.sh stop kafka|s3   stop one part
+#   scripts/stack.sh status          say what runs
+#   scripts/stack.sh reset           stop both and delete their data
+#
+# Data and logs live in .local/ (git-ignored); installed tools in $STORE_EVENTS_CACHE
+# (default ~/.cache/store-events), so a fresh clone on the same machine reuses them.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/local.env
+source "$root/scripts/local.env"
+
+cache=${STORE_EVENTS_CACHE:-$HOME/.cache/store-events}
+state=$root/.local
+kafka_version=4.3.1
+kafka_libs=$cache/kafka-$kafka_version/libs
+s3s_version=0.14.1
+s3s_bin=$cache/s3s-fs-$s3s_version/bin/s3s-fs
+kafka_port=9092
+controller_port=9093
+s3_port=9000
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for NAME SECONDS LOG COMMAND...: poll COMMAND until it succeeds, or fail with the log tail.
+wait_for() {
+  local name=$1 seconds=$2 logfile=$3
+  shift 3
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    if [ $SECONDS -ge $deadline ]; then
+      log "$name did not become ready within ${seconds}s; last lines of $logfile:"
+      tail -n 40 "$logfile" >&2 || true
+      exit 1
+    fi
+    sleep 0.5
+  done
+}
+
+install_kafka() {
+  [ -f "$kafka_libs/.complete" ] && return 0
+  command -v mvn >/dev/null || die "mvn is needed to fetch Apache Kafka from Maven Central (apt-get install maven)"
+  command -v java >/dev/null || die "java 17+ is needed to run Apache Kafka (apt-get install openjdk-17-jre-headless)"
+  log "Fetching Apache Kafka $kafka_version from Maven Central into $kafka_libs"
+  rm -rf "$kafka_libs" && mkdir -p "$kafka_libs"
+  mvn -B -q -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -Dkafka.version="$kafka_version" -DincludeScope=runtime -DoutputDirectory="$kafka_libs" >&2
+  touch "$kafka_libs/.complete"
+}
+
+install_s3() {
+  [ -x "$s3s_bin" ] && return 0
+  log "Building the S3 server s3s-fs $s3s_version from crates.io (once, a few minutes)"
+  cargo install --quiet --locked "s3s-fs@$s3s_version" --features binary --root "$cache/s3s-fs-$s3s_version" >&2
+}
+
+# Runs one of Kafka's own Java entry points with the cached classpath.
+kafka_java() {
+  java -Xms128m -Xmx${KAFKA_HEAP:-768m} -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.yaml" \
+    -Dkafka.logs.dir="$state/kafka/logs" -cp "$kafka_libs/*" "$@"
+}
+
+write_kafka_config() {
+  mkdir -p "$state/kafka/logs"
+  cat >"$state/kafka/server.properties" <<EOF
+# Written by scripts/stack.sh: one combined broker + controller node, KRaft, loopback only.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$state/kafka/data
+num.partitions=2
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+kafka_ready() { port_open $kafka_port && grep -q "Kafka Server started" "$state/kafka/kafka.out"; }
+
+start_kafka() {
+  if port_open $kafka_port; then
+    log "Kafka already answers on 127.0.0.1:$kafka_port"
+    return 0
+  fi
+  install_kafka
+  write_kafka_config
+  if [ ! -f "$state/kafka/data/meta.properties" ]; then
+    log "Formatting Kafka storage in $state/kafka/data"
+    kafka_java kafka.tools.StorageTool format --ignore-formatted \
+      -t "$(kafka_java kafka.tools.StorageTool random-uuid)" \
+      -c "$state/kafka/server.properties" >"$state/kafka/format.out" 2>&1 ||
+      { tail -n 20 "$state/kafka/format.out" >&2; die "formatting Kafka storage failed"; }
+  fi
+  log "Starting Apache Kafka $kafka_version on 127.0.0.1:$kafka_port"
+  : >"$state/kafka/kafka.out"
+  nohup "$(command -v java)" -Xms128m -Xmx${KAFKA_HEAP:-768m} \
+    -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.yaml" \
+    -Dkafka.logs.dir="$state/kafka/logs" -cp "$kafka_libs/*" \
+    kafka.Kafka "$state/kafka/server.properties" >"$state/kafka/kafka.out" 2>&1 &
+  echo $! >"$state/kafka/pid"
+  wait_for Kafka 90 "$state/kafka/kafka.out" kafka_ready
+  log "Kafka is ready"
+}
+
+s3_ready() { port_open $s3_port; }
+
+start_s3() {
+  if port_open $s3_port; then
+    log "The S3 server already answers on 127.0.0.1:$s3_port"
+    return 0
+  fi
+  install_s3
+  mkdir -p "$state/s3/data/$S3_BUCKET"
+  log "Starting s3s-fs $s3s_version on 127.0.0.1:$s3_port (bucket $S3_BUCKET)"
+  RUST_LOG=${S3_SERVER_LOG:-warn} nohup "$s3s_bin" --host 127.0.0.1 --port $s3_port \
+    --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" \
+    "$state/s3/data" >"$state/s3/s3.out" 2>&1 &
+  echo $! >"$state/s3/pid"
+  wait_for "The S3 server" 30 "$state/s3/s3.out" s3_ready
+  log "The S3 server is ready"
+}
+
+# stop_part NAME PIDFILE PORT: SIGTERM, then SIGKILL after 20 s; waits until the port is free.
+stop_part() {
+  local name=$1 pidfile=$2 port=$3
+  if pid_alive "$pidfile"; then
+    log "Stopping $name"
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    local deadline=$((SECONDS + 20))
+    while pid_alive "$pidfile" && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+    pid_alive "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  local deadline=$((SECONDS + 20))
+  while port_open "$port" && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  if port_open "$port"; then die "$name stopped, but port $port still answers (not started by this script?)"; fi
+}
+
+stop_kafka() { stop_part Kafka "$state/kafka/pid" $kafka_port; }
+stop_s3() { stop_part "The S3 server" "$state/s3/pid" $s3_port; }
+
+status() {
+  local part port
+  for part in kafka:$kafka_port s3:$s3_port; do
+    port=${part#*:}
+    if port_open "$port"; then echo "${part%%:*}: up on 127.0.0.1:$port"; else echo "${part%%:*}: down"; fi
+  done
+}
+
+mkdir -p "$state/kafka" "$state/s3"
+case "${1:-}" in
+  up) start_kafka; start_s3 ;;
+  down) stop_kafka; stop_s3 ;;
+  install) install_kafka; install_s3 ;;
+  start | stop)
+    case "${2:-}" in
+      kafka | s3) "$1_$2" ;;
+      *) die "usage: $0 $1 kafka|s3" ;;
+    esac
+    ;;
+  status) status ;;
+  reset) stop_kafka; stop_s3; rm -rf "$state/kafka" "$state/s3"; log "Local data deleted" ;;
+  kafka-tool) shift; install_kafka; kafka_java "$@" ;;
+  *) die "usage: $0 up|down|start|stop|status|reset|install|kafka-tool" ;;
+esac

@@ -1,0 +1,190 @@
+//! How an event maps onto a Kafka record, and how a consumer tells which event type a
+//! record carries.
+//!
+//! - key: the store id in decimal, so that one store's events stay in order on one
+//!   partition;
+//! - header `event_type`: `sale_event` or `inventory_event`, so a consumer skips the other
+//!   type without parsing JSON;
+//! - header `content-type`: `application/json`;
+//! - timestamp: the event's `ts`;
+//! - value: the event as compact JSON.
+//!
+//! Records from other producers may have no key and no headers (the original Lambda
+//! wrote bare JSON): [`classify`] then reads `event_type` from the body.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use rskafka::record::Record;
+use serde_json::Value;
+
+use crate::model::{EventType, StoreEvent};
+
+/// Header naming the event type.
+pub const EVENT_TYPE_HEADER: &str = "event_type";
+/// Header naming the value's media type.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+
+impl StoreEvent {
+    /// The Kafka record key: the store id in decimal.
+    pub fn kafka_key(&self) -> Vec<u8> {
+        self.store_id.to_string().into_bytes()
+    }
+
+    /// The record this event is written as.
+    pub fn to_record(&self) -> Record {
+        let headers = BTreeMap::from([
+            (
+                EVENT_TYPE_HEADER.to_owned(),
+                self.event_type.as_str().as_bytes().to_vec(),
+            ),
+            (CONTENT_TYPE_HEADER.to_owned(), b"application/json".to_vec()),
+        ]);
+        Record {
+            key: Some(self.kafka_key()),
+            value: Some(self.to_json()),
+            headers,
+            timestamp: self.ts.with_timezone(&Utc),
+        }
+    }
+}
+
+/// Where a consumer routes one record, decided as cheaply as possible.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// The record carries this event type (by header, or by its JSON body when it has no
+    /// header). Whether it is a *valid* event is for the consumer of that type to check.
+    Type(EventType),
+    /// No type can be attributed: the value is missing, empty, not JSON, not an object,
+    /// or its `event_type` is absent or unknown. The reason says which.
+    Unattributable(String),
+}
+
+/// Decides which event type a record belongs to, from its `event_type` header when it has
+/// one, else from the `event_type` field of its JSON body.
+///
+/// A header that names an unknown type is not trusted: the body decides.
+pub fn classify(headers: &BTreeMap<String, Vec<u8>>, value: Option<&[u8]>) -> Route {
+    if let Some(event_type) = headers
+        .get(EVENT_TYPE_HEADER)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|name| name.parse::<EventType>().ok())
+    {
+        return Route::Type(event_type);
+    }
+    let bytes = match value {
+        None => return Route::Unattributable("null value".to_owned()),
+        Some([]) => return Route::Unattributable("empty value".to_owned()),
+        Some(bytes) => bytes,
+    };
+    let body: Value = match serde_json::from_slice(bytes) {
+        Ok(body) => body,
+        Err(e) if e.is_data() || e.is_syntax() || e.is_eof() => {
+            let reason = crate::validate::Invalid::from_syntax(e).to_string();
+            // Invalid UTF-8 is a syntax error to serde_json; say so plainly.
+            return Route::Unattributable(if std::str::from_utf8(bytes).is_err() {
+                "not UTF-8 text".to_owned()
+            } else {
+                reason
+            });
+        }
+        Err(e) => return Route::Unattributable(format!("not JSON: {e}")),
+    };
+    match body.get("event_type") {
+        _ if !body.is_object() => Route::Unattributable(format!(
+            "the value must be a JSON object, found {}",
+            crate::validate::json_type(&body)
+        )),
+        None => Route::Unattributable("event_type: missing".to_owned()),
+        Some(Value::String(name)) => match name.parse::<EventType>() {
+            Ok(event_type) => Route::Type(event_type),
+            Err(_) => Route::Unattributable(format!("event_type: unknown event type {name:?}")),
+        },
+        Some(other) => Route::Unattributable(format!(
+            "event_type: must be a string, found {}",
+            crate::validate::json_type(other)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn no_headers() -> BTreeMap<String, Vec<u8>> {
+        BTreeMap::new()
+    }
+
+    #[test]
+    fn the_header_decides_without_reading_the_body() {
+        let headers = BTreeMap::from([(EVENT_TYPE_HEADER.to_owned(), b"sale_event".to_vec())]);
+        assert_eq!(
+            classify(&headers, Some(b"not json")),
+            Route::Type(EventType::Sale)
+        );
+    }
+
+    #[test]
+    fn bare_json_from_the_original_lambda_is_routed_by_its_body() {
+        let body = json!({"event_type": "inventory_event", "store_id": 3}).to_string();
+        assert_eq!(
+            classify(&no_headers(), Some(body.as_bytes())),
+            Route::Type(EventType::Inventory)
+        );
+    }
+
+    #[test]
+    fn an_unknown_header_falls_back_to_the_body() {
+        let headers = BTreeMap::from([(EVENT_TYPE_HEADER.to_owned(), b"mystery".to_vec())]);
+        let body = br#"{"event_type":"sales_event"}"#;
+        assert_eq!(classify(&headers, Some(body)), Route::Type(EventType::Sale));
+    }
+
+    #[test]
+    fn unattributable_records_say_why() {
+        let cases: [(Option<&[u8]>, &str); 7] = [
+            (None, "null value"),
+            (Some(b""), "empty value"),
+            (Some(b"\xff\xfe"), "not UTF-8 text"),
+            (
+                Some(b"{\"event_type\": "),
+                "not JSON: EOF while parsing a value at line 1 column 15",
+            ),
+            (
+                Some(b"[1,2]"),
+                "the value must be a JSON object, found an array",
+            ),
+            (Some(b"{\"store_id\": 1}"), "event_type: missing"),
+            (
+                Some(b"{\"event_type\": \"refund\"}"),
+                "event_type: unknown event type \"refund\"",
+            ),
+        ];
+        for (value, reason) in cases {
+            assert_eq!(
+                classify(&no_headers(), value),
+                Route::Unattributable(reason.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_maps_to_key_headers_and_timestamp() {
+        let event = crate::Generator::new(Some(7), 0.0)
+            .next_event(Utc::now())
+            .event;
+        let event =
+            event.unwrap_or_else(|| unreachable!("a bad share of 0 makes only good events"));
+        let record = event.to_record();
+        assert_eq!(record.key, Some(event.store_id.to_string().into_bytes()));
+        assert_eq!(
+            record.headers.get(EVENT_TYPE_HEADER),
+            Some(&event.event_type.as_str().as_bytes().to_vec())
+        );
+        assert_eq!(record.timestamp, event.ts.with_timezone(&Utc));
+        let round_trip = record.value.as_deref().map(StoreEvent::from_json);
+        assert_eq!(round_trip, Some(Ok(event)));
+    }
+}

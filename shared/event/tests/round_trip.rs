@@ -1,0 +1,105 @@
+//! Property: serialising an event and parsing it back loses nothing, unknown fields
+//! included.
+
+use chrono::{DateTime, FixedOffset, TimeZone};
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use store_event::{EventType, StoreEvent};
+
+fn known(name: &str) -> bool {
+    [
+        "request_id",
+        "event_type",
+        "store_id",
+        "cust_id",
+        "category",
+        "sku",
+        "price",
+        "qty",
+        "discount",
+        "gift_wrap",
+        "variant",
+        "priority_shipping",
+        "ts",
+        "contact_me",
+        "is_return",
+        "bad_msg",
+    ]
+    .contains(&name)
+}
+
+fn json_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        (-1e12f64..1e12).prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::String),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    json_leaf().prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn timestamp() -> impl Strategy<Value = DateTime<FixedOffset>> {
+    (
+        0i64..4_102_444_800,
+        0u32..1_000_000_000,
+        -14i32 * 4..=14 * 4,
+    )
+        .prop_map(|(secs, nanos, quarter_hours)| {
+            let offset = FixedOffset::east_opt(quarter_hours * 900)
+                .unwrap_or_else(|| unreachable!("offsets within 14 h"));
+            offset
+                .timestamp_opt(secs, nanos)
+                .single()
+                .unwrap_or_else(|| unreachable!("fixed offsets are unambiguous"))
+        })
+}
+
+prop_compose! {
+    fn store_event()(
+        request_id in "[a-zA-Z0-9-]{1,40}",
+        sale in any::<bool>(),
+        store_id in 1u64..=9_007_199_254_740_991,
+        cust_id in 1u64..=9_007_199_254_740_991,
+        category in "\\PC{1,20}",
+        sku in 1u64..=9_007_199_254_740_991,
+        price in 0.0f64..=1_000_000.0,
+        qty in 1u64..=1_000_000,
+        discount in 0.0f64..=100.0,
+        gift_wrap in any::<bool>(),
+        variant in "[a-z]{1,10}",
+        priority_shipping in any::<bool>(),
+        ts in timestamp(),
+        contact_me in proptest::option::of("\\PC{1,30}"),
+        is_return in proptest::option::of(any::<bool>()),
+        extra in prop::collection::btree_map("[a-z_]{1,12}", json_value(), 0..5),
+    ) -> StoreEvent {
+        let extra: Map<String, Value> = extra.into_iter().filter(|(k, _)| !known(k)).collect();
+        StoreEvent {
+            request_id,
+            event_type: if sale { EventType::Sale } else { EventType::Inventory },
+            store_id, cust_id, category, sku, price, qty, discount, gift_wrap, variant,
+            priority_shipping, ts, contact_me, is_return, extra,
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn serialise_then_parse_is_lossless(event in store_event()) {
+        let bytes = event.to_json();
+        let parsed = StoreEvent::from_json(&bytes);
+        prop_assert_eq!(parsed, Ok(event.clone()));
+        // The Kafka record's value is the same JSON.
+        prop_assert_eq!(event.to_record().value, Some(bytes));
+    }
+}
