@@ -65,20 +65,13 @@ impl Generator {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        Generator {
-            rng,
-            bad_share: bad_share.clamp(0.0, 1.0),
-        }
+        Generator { rng, bad_share: bad_share.clamp(0.0, 1.0) }
     }
 
     /// The next event, stamped `now`.
     pub fn next_event(&mut self, now: DateTime<Utc>) -> GeneratedEvent {
         let rng = &mut self.rng;
-        let event_type = if rng.random_bool(0.5) {
-            EventType::Sale
-        } else {
-            EventType::Inventory
-        };
+        let event_type = if rng.random_bool(0.5) { EventType::Sale } else { EventType::Inventory };
         let request_id = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
         let price = (rng.random_range(0..=10_000) as f64) / 100.0;
         let discount = (rng.random_range(0..=200) as f64) / 10.0;
@@ -106,19 +99,11 @@ impl Generator {
                 object.remove("store_id");
                 object.insert("bad_msg".to_owned(), json!(true));
             }
-            return GeneratedEvent {
-                value,
-                event_type,
-                event: None,
-            };
+            return GeneratedEvent { value, event_type, event: None };
         }
         let event = StoreEvent::from_value(&value).ok();
         debug_assert!(event.is_some(), "generated good events are valid");
-        GeneratedEvent {
-            value,
-            event_type,
-            event,
-        }
+        GeneratedEvent { value, event_type, event }
     }
 }
 
@@ -129,12 +114,8 @@ mod tests {
     #[test]
     fn the_same_seed_makes_the_same_events() {
         let now = Utc::now();
-        let a: Vec<_> = (0..20)
-            .map(|_| Generator::new(Some(42), 0.1).next_event(now).value)
-            .collect();
-        let b: Vec<_> = (0..20)
-            .map(|_| Generator::new(Some(42), 0.1).next_event(now).value)
-            .collect();
+        let a: Vec<_> = (0..20).map(|_| Generator::new(Some(42), 0.1).next_event(now).value).collect();
+        let b: Vec<_> = (0..20).map(|_| Generator::new(Some(42), 0.1).next_event(now).value).collect();
         assert_eq!(a, b);
     }
 
@@ -161,9 +142,7 @@ mod tests {
         let mut generator = Generator::new(Some(3), 0.0);
         for _ in 0..1_000 {
             let event = generator.next_event(Utc::now()).event;
-            let Some(e) = event else {
-                panic!("a bad share of 0 makes only good events")
-            };
+            let Some(e) = event else { panic!("a bad share of 0 makes only good events") };
             assert!((1..=10).contains(&e.store_id));
             assert!((100..=999).contains(&e.cust_id));
             assert!((18_981..=189_281).contains(&e.sku));

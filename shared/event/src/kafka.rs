@@ -34,10 +34,7 @@ impl StoreEvent {
     /// The record this event is written as.
     pub fn to_record(&self) -> Record {
         let headers = BTreeMap::from([
-            (
-                EVENT_TYPE_HEADER.to_owned(),
-                self.event_type.as_str().as_bytes().to_vec(),
-            ),
+            (EVENT_TYPE_HEADER.to_owned(), self.event_type.as_str().as_bytes().to_vec()),
             (CONTENT_TYPE_HEADER.to_owned(), b"application/json".to_vec()),
         ]);
         Record {
@@ -100,10 +97,9 @@ pub fn classify(headers: &BTreeMap<String, Vec<u8>>, value: Option<&[u8]>) -> Ro
             Ok(event_type) => Route::Type(event_type),
             Err(_) => Route::Unattributable(format!("event_type: unknown event type {name:?}")),
         },
-        Some(other) => Route::Unattributable(format!(
-            "event_type: must be a string, found {}",
-            crate::validate::json_type(other)
-        )),
+        Some(other) => {
+            Route::Unattributable(format!("event_type: must be a string, found {}", crate::validate::json_type(other)))
+        }
     }
 }
 
@@ -120,19 +116,13 @@ mod tests {
     #[test]
     fn the_header_decides_without_reading_the_body() {
         let headers = BTreeMap::from([(EVENT_TYPE_HEADER.to_owned(), b"sale_event".to_vec())]);
-        assert_eq!(
-            classify(&headers, Some(b"not json")),
-            Route::Type(EventType::Sale)
-        );
+        assert_eq!(classify(&headers, Some(b"not json")), Route::Type(EventType::Sale));
     }
 
     #[test]
     fn bare_json_from_the_original_lambda_is_routed_by_its_body() {
         let body = json!({"event_type": "inventory_event", "store_id": 3}).to_string();
-        assert_eq!(
-            classify(&no_headers(), Some(body.as_bytes())),
-            Route::Type(EventType::Inventory)
-        );
+        assert_eq!(classify(&no_headers(), Some(body.as_bytes())), Route::Type(EventType::Inventory));
     }
 
     #[test]
@@ -148,41 +138,23 @@ mod tests {
             (None, "null value"),
             (Some(b""), "empty value"),
             (Some(b"\xff\xfe"), "not UTF-8 text"),
-            (
-                Some(b"{\"event_type\": "),
-                "not JSON: EOF while parsing a value at line 1 column 15",
-            ),
-            (
-                Some(b"[1,2]"),
-                "the value must be a JSON object, found an array",
-            ),
+            (Some(b"{\"event_type\": "), "not JSON: EOF while parsing a value at line 1 column 15"),
+            (Some(b"[1,2]"), "the value must be a JSON object, found an array"),
             (Some(b"{\"store_id\": 1}"), "event_type: missing"),
-            (
-                Some(b"{\"event_type\": \"refund\"}"),
-                "event_type: unknown event type \"refund\"",
-            ),
+            (Some(b"{\"event_type\": \"refund\"}"), "event_type: unknown event type \"refund\""),
         ];
         for (value, reason) in cases {
-            assert_eq!(
-                classify(&no_headers(), value),
-                Route::Unattributable(reason.to_owned())
-            );
+            assert_eq!(classify(&no_headers(), value), Route::Unattributable(reason.to_owned()));
         }
     }
 
     #[test]
     fn an_event_maps_to_key_headers_and_timestamp() {
-        let event = crate::Generator::new(Some(7), 0.0)
-            .next_event(Utc::now())
-            .event;
-        let event =
-            event.unwrap_or_else(|| unreachable!("a bad share of 0 makes only good events"));
+        let event = crate::Generator::new(Some(7), 0.0).next_event(Utc::now()).event;
+        let event = event.unwrap_or_else(|| unreachable!("a bad share of 0 makes only good events"));
         let record = event.to_record();
         assert_eq!(record.key, Some(event.store_id.to_string().into_bytes()));
-        assert_eq!(
-            record.headers.get(EVENT_TYPE_HEADER),
-            Some(&event.event_type.as_str().as_bytes().to_vec())
-        );
+        assert_eq!(record.headers.get(EVENT_TYPE_HEADER), Some(&event.event_type.as_str().as_bytes().to_vec()));
         assert_eq!(record.timestamp, event.ts.with_timezone(&Utc));
         let round_trip = record.value.as_deref().map(StoreEvent::from_json);
         assert_eq!(round_trip, Some(Ok(event)));

@@ -115,10 +115,7 @@ pub struct StoreEvent {
     pub extra: Map<String, Value>,
 }
 
-fn serialize_ts<S: Serializer>(
-    ts: &DateTime<FixedOffset>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_ts<S: Serializer>(ts: &DateTime<FixedOffset>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_ts(ts))
 }
 
@@ -142,8 +139,7 @@ impl StoreEvent {
 
     /// The event as a JSON value, unknown fields included.
     pub fn to_value(&self) -> Value {
-        serde_json::to_value(self)
-            .unwrap_or_else(|_| unreachable!("a StoreEvent always serialises"))
+        serde_json::to_value(self).unwrap_or_else(|_| unreachable!("a StoreEvent always serialises"))
     }
 
     /// The event as compact JSON bytes, as written to Kafka.
@@ -176,10 +172,7 @@ mod tests {
         let err = "refund_event".parse::<EventType>().err();
         assert_eq!(
             err.map(|e| e.to_string()),
-            Some(
-                "unknown event type \"refund_event\": expected sale_event or inventory_event"
-                    .to_owned()
-            )
+            Some("unknown event type \"refund_event\": expected sale_event or inventory_event".to_owned())
         );
     }
 }

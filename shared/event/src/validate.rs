@@ -57,27 +57,15 @@ pub enum Invalid {
 }
 
 fn join(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl Invalid {
     pub(crate) fn from_syntax(err: serde_json::Error) -> Invalid {
         let message = err.to_string();
         // serde_json appends " at line L column C"; keep the message without it.
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
-        Invalid::Syntax {
-            line: err.line(),
-            column: err.column(),
-            message,
-        }
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        Invalid::Syntax { line: err.line(), column: err.column(), message }
     }
 
     /// The problems as field errors; syntax and shape errors become one error on `$`
@@ -85,10 +73,7 @@ impl Invalid {
     pub fn field_errors(&self) -> Vec<FieldError> {
         match self {
             Invalid::Fields(errors) => errors.clone(),
-            other => vec![FieldError {
-                field: "$".to_owned(),
-                reason: other.to_string(),
-            }],
+            other => vec![FieldError { field: "$".to_owned(), reason: other.to_string() }],
         }
     }
 
@@ -98,9 +83,7 @@ impl Invalid {
             Invalid::Syntax { .. } => "not_json",
             Invalid::NotAnObject(_) => "not_an_object",
             Invalid::Fields(errors) if errors.iter().any(|e| e.field == "bad_msg") => "flagged_bad",
-            Invalid::Fields(errors) if errors.iter().any(|e| e.reason == "missing") => {
-                "missing_field"
-            }
+            Invalid::Fields(errors) if errors.iter().any(|e| e.reason == "missing") => "missing_field",
             Invalid::Fields(_) => "invalid_field",
         }
     }
@@ -141,10 +124,7 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn fail(&mut self, field: &str, reason: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.to_owned(),
-            reason: reason.into(),
-        });
+        self.errors.push(FieldError { field: field.to_owned(), reason: reason.into() });
     }
 
     /// The field's value; records `missing` when it is absent and required.
@@ -163,10 +143,7 @@ impl<'a> Checker<'a> {
                 self.fail(field, format!("must be at most {max_len} characters"))
             }
             Value::String(s) => return Some(s.clone()),
-            other => self.fail(
-                field,
-                format!("must be a string, found {}", json_type(other)),
-            ),
+            other => self.fail(field, format!("must be a string, found {}", json_type(other))),
         }
         None
     }
@@ -175,10 +152,7 @@ impl<'a> Checker<'a> {
         match self.get(field, required)? {
             Value::Bool(b) => Some(*b),
             other => {
-                self.fail(
-                    field,
-                    format!("must be a boolean, found {}", json_type(other)),
-                );
+                self.fail(field, format!("must be a boolean, found {}", json_type(other)));
                 None
             }
         }
@@ -188,10 +162,7 @@ impl<'a> Checker<'a> {
     fn integer(&mut self, field: &str, min: u64, max: u64) -> Option<u64> {
         let value = self.get(field, true)?;
         let Value::Number(number) = value else {
-            self.fail(
-                field,
-                format!("must be an integer, found {}", json_type(value)),
-            );
+            self.fail(field, format!("must be an integer, found {}", json_type(value)));
             return None;
         };
         let as_float = number.as_f64().unwrap_or(f64::NAN);
@@ -214,13 +185,8 @@ impl<'a> Checker<'a> {
     fn number(&mut self, field: &str, min: f64, max: f64) -> Option<f64> {
         let value = self.get(field, true)?;
         match value.as_f64() {
-            None => self.fail(
-                field,
-                format!("must be a number, found {}", json_type(value)),
-            ),
-            Some(n) if n < min || n > max => {
-                self.fail(field, format!("must be between {min} and {max}"))
-            }
+            None => self.fail(field, format!("must be a number, found {}", json_type(value))),
+            Some(n) if n < min || n > max => self.fail(field, format!("must be between {min} and {max}")),
             Some(n) => return Some(n),
         }
         None
@@ -232,28 +198,19 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
     let Value::Object(object) = value else {
         return Err(Invalid::NotAnObject(json_type(value)));
     };
-    let mut c = Checker {
-        object,
-        errors: Vec::new(),
-    };
+    let mut c = Checker { object, errors: Vec::new() };
 
     let request_id = c.string("request_id", MAX_ID_LEN, true);
     let event_type = match c.get("event_type", true) {
         Some(Value::String(name)) => match name.parse::<EventType>() {
             Ok(event_type) => Some(event_type),
             Err(_) => {
-                c.fail(
-                    "event_type",
-                    format!("must be sale_event or inventory_event, found {name:?}"),
-                );
+                c.fail("event_type", format!("must be sale_event or inventory_event, found {name:?}"));
                 None
             }
         },
         Some(other) => {
-            c.fail(
-                "event_type",
-                format!("must be a string, found {}", json_type(other)),
-            );
+            c.fail("event_type", format!("must be a string, found {}", json_type(other)));
             None
         }
         None => None,
@@ -272,18 +229,12 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
         Some(Value::String(text)) => {
             let parsed = parse_timestamp(text);
             if parsed.is_none() {
-                c.fail(
-                    "ts",
-                    "must be an ISO 8601 date-time such as 2026-11-24T12:52:40.938937Z",
-                );
+                c.fail("ts", "must be an ISO 8601 date-time such as 2026-11-24T12:52:40.938937Z");
             }
             parsed
         }
         Some(other) => {
-            c.fail(
-                "ts",
-                format!("must be a string, found {}", json_type(other)),
-            );
+            c.fail("ts", format!("must be a string, found {}", json_type(other)));
             None
         }
         None => None,
@@ -294,10 +245,7 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
         match flag {
             Value::Bool(false) => {}
             Value::Bool(true) => c.fail("bad_msg", "the producer flagged this event as bad"),
-            other => c.fail(
-                "bad_msg",
-                format!("must be a boolean, found {}", json_type(other)),
-            ),
+            other => c.fail("bad_msg", format!("must be a boolean, found {}", json_type(other))),
         }
     }
 
@@ -435,13 +383,7 @@ mod tests {
     fn the_original_bad_event_fails_with_both_reasons() {
         let mut bad = without("store_id");
         bad["bad_msg"] = json!(true);
-        assert_eq!(
-            errors(&bad),
-            [
-                "store_id: missing",
-                "bad_msg: the producer flagged this event as bad"
-            ]
-        );
+        assert_eq!(errors(&bad), ["store_id: missing", "bad_msg: the producer flagged this event as bad"]);
     }
 
     #[test]
@@ -476,11 +418,7 @@ mod tests {
             "priority_shipping",
             "ts",
         ] {
-            assert_eq!(
-                errors(&without(field)),
-                [format!("{field}: missing")],
-                "field {field}"
-            );
+            assert_eq!(errors(&without(field)), [format!("{field}: missing")], "field {field}");
         }
     }
 
@@ -495,126 +433,46 @@ mod tests {
     fn each_rule_names_its_field_and_reason() {
         let cases = [
             ("request_id", json!(""), "request_id: must not be empty"),
-            (
-                "request_id",
-                json!("x".repeat(129)),
-                "request_id: must be at most 128 characters",
-            ),
-            (
-                "request_id",
-                json!(7),
-                "request_id: must be a string, found a number",
-            ),
+            ("request_id", json!("x".repeat(129)), "request_id: must be at most 128 characters"),
+            ("request_id", json!(7), "request_id: must be a string, found a number"),
             (
                 "event_type",
                 json!("refund_event"),
                 "event_type: must be sale_event or inventory_event, found \"refund_event\"",
             ),
-            (
-                "event_type",
-                json!(1),
-                "event_type: must be a string, found a number",
-            ),
+            ("event_type", json!(1), "event_type: must be a string, found a number"),
             ("store_id", json!(0), "store_id: must be at least 1"),
             ("store_id", json!(-3), "store_id: must be at least 1"),
             ("store_id", json!(1.5), "store_id: must be an integer"),
-            (
-                "store_id",
-                json!("6"),
-                "store_id: must be an integer, found a string",
-            ),
-            (
-                "store_id",
-                json!(9_007_199_254_740_992_u64),
-                "store_id: must be at most 9007199254740991",
-            ),
-            (
-                "cust_id",
-                json!(null),
-                "cust_id: must be an integer, found null",
-            ),
+            ("store_id", json!("6"), "store_id: must be an integer, found a string"),
+            ("store_id", json!(9_007_199_254_740_992_u64), "store_id: must be at most 9007199254740991"),
+            ("cust_id", json!(null), "cust_id: must be an integer, found null"),
             ("category", json!(""), "category: must not be empty"),
-            (
-                "category",
-                json!("c".repeat(65)),
-                "category: must be at most 64 characters",
-            ),
+            ("category", json!("c".repeat(65)), "category: must be at most 64 characters"),
             ("sku", json!(0), "sku: must be at least 1"),
-            (
-                "price",
-                json!(-0.01),
-                "price: must be between 0 and 1000000",
-            ),
-            (
-                "price",
-                json!(1_000_000.01),
-                "price: must be between 0 and 1000000",
-            ),
-            (
-                "price",
-                json!(true),
-                "price: must be a number, found a boolean",
-            ),
+            ("price", json!(-0.01), "price: must be between 0 and 1000000"),
+            ("price", json!(1_000_000.01), "price: must be between 0 and 1000000"),
+            ("price", json!(true), "price: must be a number, found a boolean"),
             ("qty", json!(0), "qty: must be at least 1"),
             ("qty", json!(1_000_001), "qty: must be at most 1000000"),
-            (
-                "discount",
-                json!(100.5),
-                "discount: must be between 0 and 100",
-            ),
+            ("discount", json!(100.5), "discount: must be between 0 and 100"),
             ("discount", json!(-1), "discount: must be between 0 and 100"),
-            (
-                "gift_wrap",
-                json!(1),
-                "gift_wrap: must be a boolean, found a number",
-            ),
-            (
-                "variant",
-                json!(["red"]),
-                "variant: must be a string, found an array",
-            ),
-            (
-                "priority_shipping",
-                json!(null),
-                "priority_shipping: must be a boolean, found null",
-            ),
-            (
-                "ts",
-                json!("yesterday"),
-                "ts: must be an ISO 8601 date-time such as 2026-11-24T12:52:40.938937Z",
-            ),
+            ("gift_wrap", json!(1), "gift_wrap: must be a boolean, found a number"),
+            ("variant", json!(["red"]), "variant: must be a string, found an array"),
+            ("priority_shipping", json!(null), "priority_shipping: must be a boolean, found null"),
+            ("ts", json!("yesterday"), "ts: must be an ISO 8601 date-time such as 2026-11-24T12:52:40.938937Z"),
             (
                 "ts",
                 json!("2021-02-30T10:00:00Z"),
                 "ts: must be an ISO 8601 date-time such as 2026-11-24T12:52:40.938937Z",
             ),
-            (
-                "ts",
-                json!(1619355160),
-                "ts: must be a string, found a number",
-            ),
-            (
-                "contact_me",
-                json!(false),
-                "contact_me: must be a string, found a boolean",
-            ),
-            (
-                "is_return",
-                json!("true"),
-                "is_return: must be a boolean, found a string",
-            ),
-            (
-                "bad_msg",
-                json!("no"),
-                "bad_msg: must be a boolean, found a string",
-            ),
+            ("ts", json!(1619355160), "ts: must be a string, found a number"),
+            ("contact_me", json!(false), "contact_me: must be a string, found a boolean"),
+            ("is_return", json!("true"), "is_return: must be a boolean, found a string"),
+            ("bad_msg", json!("no"), "bad_msg: must be a boolean, found a string"),
         ];
         for (field, value, expected) in cases {
-            assert_eq!(
-                errors(&with(field, value.clone())),
-                [expected],
-                "{field} = {value}"
-            );
+            assert_eq!(errors(&with(field, value.clone())), [expected], "{field} = {value}");
         }
     }
 
@@ -633,27 +491,15 @@ mod tests {
 
     #[test]
     fn non_objects_and_syntax_errors_say_where() {
-        assert_eq!(
-            errors(&json!([1])),
-            ["$: the event must be a JSON object, found an array"]
-        );
-        let err = StoreEvent::from_json(b"{\n  \"a\": }")
-            .err()
-            .map(|e| e.to_string());
-        assert_eq!(
-            err.as_deref(),
-            Some("not JSON: expected value at line 2 column 8")
-        );
+        assert_eq!(errors(&json!([1])), ["$: the event must be a JSON object, found an array"]);
+        let err = StoreEvent::from_json(b"{\n  \"a\": }").err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("not JSON: expected value at line 2 column 8"));
     }
 
     #[test]
     fn unknown_fields_are_kept() {
-        let event = StoreEvent::from_value(&with("loyalty_tier", json!({"level": 3})))
-            .map(|e| e.to_value());
-        assert_eq!(
-            event.map(|v| v["loyalty_tier"].clone()),
-            Ok(json!({"level": 3}))
-        );
+        let event = StoreEvent::from_value(&with("loyalty_tier", json!({"level": 3}))).map(|e| e.to_value());
+        assert_eq!(event.map(|v| v["loyalty_tier"].clone()), Ok(json!({"level": 3})));
     }
 
     #[test]

@@ -49,19 +49,10 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 fn timestamp() -> impl Strategy<Value = DateTime<FixedOffset>> {
-    (
-        0i64..4_102_444_800,
-        0u32..1_000_000_000,
-        -14i32 * 4..=14 * 4,
-    )
-        .prop_map(|(secs, nanos, quarter_hours)| {
-            let offset = FixedOffset::east_opt(quarter_hours * 900)
-                .unwrap_or_else(|| unreachable!("offsets within 14 h"));
-            offset
-                .timestamp_opt(secs, nanos)
-                .single()
-                .unwrap_or_else(|| unreachable!("fixed offsets are unambiguous"))
-        })
+    (0i64..4_102_444_800, 0u32..1_000_000_000, -14i32 * 4..=14 * 4).prop_map(|(secs, nanos, quarter_hours)| {
+        let offset = FixedOffset::east_opt(quarter_hours * 900).unwrap_or_else(|| unreachable!("offsets within 14 h"));
+        offset.timestamp_opt(secs, nanos).single().unwrap_or_else(|| unreachable!("fixed offsets are unambiguous"))
+    })
 }
 
 prop_compose! {

@@ -13,13 +13,10 @@ fn corpus() -> Vec<Case> {
     include_str!("corpus.jsonl")
         .lines()
         .map(|line| {
-            let case: Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("corpus line {line}: {e}"));
+            let case: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("corpus line {line}: {e}"));
             Case {
                 name: case["name"].as_str().unwrap_or_default().to_owned(),
-                valid: case["valid"]
-                    .as_bool()
-                    .unwrap_or_else(|| panic!("corpus case without `valid`: {line}")),
+                valid: case["valid"].as_bool().unwrap_or_else(|| panic!("corpus case without `valid`: {line}")),
                 event: case["event"].clone(),
             }
         })
@@ -28,10 +25,8 @@ fn corpus() -> Vec<Case> {
 
 #[test]
 fn schema_and_rust_validation_agree_on_every_corpus_event() {
-    let schema: Value =
-        serde_json::from_str(JSON_SCHEMA).unwrap_or_else(|e| panic!("schema is not JSON: {e}"));
-    let validator = jsonschema::draft202012::new(&schema)
-        .unwrap_or_else(|e| panic!("schema does not compile: {e}"));
+    let schema: Value = serde_json::from_str(JSON_SCHEMA).unwrap_or_else(|e| panic!("schema is not JSON: {e}"));
+    let validator = jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("schema does not compile: {e}"));
     let cases = corpus();
     assert!(cases.len() > 40, "the corpus is too small: {}", cases.len());
     assert!(cases.iter().any(|c| c.valid) && cases.iter().any(|c| !c.valid));
@@ -39,12 +34,6 @@ fn schema_and_rust_validation_agree_on_every_corpus_event() {
         let by_schema = validator.is_valid(&case.event);
         let by_rust = StoreEvent::from_value(&case.event);
         assert_eq!(by_schema, case.valid, "schema on case {:?}", case.name);
-        assert_eq!(
-            by_rust.is_ok(),
-            case.valid,
-            "rust on case {:?}: {:?}",
-            case.name,
-            by_rust.err()
-        );
+        assert_eq!(by_rust.is_ok(), case.valid, "rust on case {:?}: {:?}", case.name, by_rust.err());
     }
 }

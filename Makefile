@@ -1,0 +1,38 @@
+# Entry points. `make up` runs the whole system locally; `make test` runs every check CI runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help up down test stack-up stack-down stack-reset lint fmt unit
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+up: stack-up ## Start Kafka, the S3 server and the three services in the background; print where to look.
+	@scripts/services.sh up
+	@scripts/show.sh
+
+down: ## Stop the services, then Kafka and the S3 server (data stays in .local/).
+	@scripts/services.sh down
+	@scripts/stack.sh down
+
+test: stack-up lint ## Install and start what the tests need, then run formatting, clippy and every test.
+	cargo test --workspace --all-targets
+
+lint: ## cargo fmt --check and clippy with warnings as errors.
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code.
+	cargo fmt --all
+
+unit: ## Only the tests that need no running stack.
+	cargo test --workspace --lib
+
+stack-up: ## Install (first time) and start Apache Kafka and the S3 server on 127.0.0.1.
+	@scripts/stack.sh up
+
+stack-down: ## Stop Apache Kafka and the S3 server.
+	@scripts/stack.sh down
+
+stack-reset: ## Stop the stack and delete its data.
+	@scripts/stack.sh reset

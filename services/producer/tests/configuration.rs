@@ -1,0 +1,31 @@
+//! A bad setting stops the real binary at once with one line naming the variable, and
+//! exit code 2. The same code path serves all three services; the consumers' binaries are
+//! checked in their own crate's test.
+
+use std::process::Command;
+
+fn run_producer(var: &str, value: &str) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_producer"))
+        .env(var, value)
+        .env("HTTP_ADDR", if var == "HTTP_ADDR" { value } else { "127.0.0.1:0" })
+        .output()
+        .unwrap_or_else(|e| panic!("the producer binary did not start: {e}"));
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn an_empty_bootstrap_list_exits_2_naming_the_variable() {
+    let (code, stderr) = run_producer("KAFKA_BOOTSTRAP_SERVERS", "");
+    assert_eq!(code, Some(2));
+    assert_eq!(stderr, "configuration error: KAFKA_BOOTSTRAP_SERVERS: must list at least one host:port\n");
+}
+
+#[test]
+fn a_nonsense_http_addr_exits_2_naming_the_variable() {
+    let (code, stderr) = run_producer("HTTP_ADDR", "nonsense");
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr,
+        "configuration error: HTTP_ADDR: \"nonsense\" is not an address: use host:port, e.g. 0.0.0.0:8080\n"
+    );
+}

@@ -1,0 +1,132 @@
+//! The HTTP surface every service has: `GET /healthz` (the process is alive),
+//! `GET /readyz` (its dependencies answer) and `GET /metrics` (Prometheus text). A service
+//! merges its own routes into [`router`] and serves with [`serve`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+
+use crate::readiness::Readiness;
+
+/// What the common endpoints need.
+#[derive(Clone)]
+pub struct Probes {
+    /// The dependency checks behind `/readyz`.
+    pub readiness: Readiness,
+    /// The registry behind `/metrics`.
+    pub registry: Arc<Registry>,
+}
+
+/// The router with `/healthz`, `/readyz` and `/metrics`.
+pub fn router(probes: Probes) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(probes)
+}
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"alive"}"#)
+}
+
+async fn readyz(State(probes): State<Probes>) -> Response {
+    let report = probes.readiness.report().await;
+    let status = if report.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(report)).into_response()
+}
+
+async fn metrics(State(probes): State<Probes>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], crate::metrics::render(&probes.registry))
+}
+
+/// Serves `router` on an already bound `listener` until `shutdown` resolves, then lets
+/// requests in flight finish (axum's graceful shutdown).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP server listening.");
+    }
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use futures::future::BoxFuture;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::readiness::{Check, FlagCheck};
+
+    struct Never;
+
+    impl Check for Never {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn check(&self) -> BoxFuture<'_, Result<String, String>> {
+            Box::pin(futures::future::pending())
+        }
+    }
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(Body::empty()).unwrap_or_default();
+        let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+        let status = response.status();
+        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn probes(readiness: impl FnOnce(Readiness) -> Readiness) -> Probes {
+        let registry = Arc::new(crate::metrics::registry());
+        let base = Readiness::new(&registry, Duration::from_millis(50));
+        Probes { readiness: readiness(base), registry }
+    }
+
+    #[tokio::test]
+    async fn healthz_answers_without_checking_dependencies() {
+        let (status, body) = get(router(probes(|r| r.with(Never))), "/healthz").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"status":"alive"}"#));
+    }
+
+    #[tokio::test]
+    async fn readyz_names_each_check_and_times_out_slow_ones() {
+        let (flag, handle) = FlagCheck::new("progress", "starting");
+        handle.set(Ok("caught up".to_owned()));
+        let (status, body) = get(router(probes(|r| r.with(flag).with(Never))), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        assert_eq!(
+            body,
+            serde_json::json!({"status": "not_ready", "checks": [
+                {"name": "progress", "ok": true, "detail": "caught up"},
+                {"name": "slow", "ok": false, "detail": "no answer within 50ms"}
+            ]})
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_export_check_states_in_prometheus_text() {
+        let (flag, _handle) = FlagCheck::new("progress", "starting");
+        let router = router(probes(|r| r.with(flag)));
+        let _ = get(router.clone(), "/readyz").await;
+        let (status, body) = get(router, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("service_check_up{check=\"progress\"} 0"), "{body}");
+    }
+}

@@ -1,0 +1,301 @@
+//! Kafka clients with bounded time. rskafka 0.6 retries forever by default and never
+//! times out a connect; every call here has a deadline, and a client that failed is
+//! rebuilt on next use, so a service recovers from a broker restart without restarting.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rskafka::BackoffConfig;
+use rskafka::client::{Client, ClientBuilder};
+
+use crate::config::{ConfigError, Env};
+use crate::readiness::Check;
+
+/// How to reach the brokers (`KAFKA_*` variables).
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `KAFKA_BOOTSTRAP_SERVERS`: comma-separated `host:port` list.
+    pub bootstrap_servers: Vec<String>,
+    /// `KAFKA_CLIENT_ID`: the client id brokers log and quota by; the service name by default.
+    pub client_id: String,
+    /// `KAFKA_CONNECT_TIMEOUT`: the longest a new connection (with metadata) may take.
+    pub connect_timeout: Duration,
+    /// `KAFKA_REQUEST_TIMEOUT`: the longest one request, retries included, may take.
+    pub request_timeout: Duration,
+}
+
+impl KafkaSettings {
+    /// Reads and checks the settings.
+    pub fn from_env(env: &Env, service: &str) -> Result<KafkaSettings, ConfigError> {
+        let raw = env.string("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092");
+        let bootstrap_servers = parse_bootstrap(&raw).map_err(|p| ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", p))?;
+        let connect_timeout = env.duration("KAFKA_CONNECT_TIMEOUT", Duration::from_secs(10))?;
+        let request_timeout = env.duration("KAFKA_REQUEST_TIMEOUT", Duration::from_secs(30))?;
+        for (name, value) in [("KAFKA_CONNECT_TIMEOUT", connect_timeout), ("KAFKA_REQUEST_TIMEOUT", request_timeout)] {
+            if value.is_zero() {
+                return Err(ConfigError::new(name, "must be greater than zero"));
+            }
+        }
+        Ok(KafkaSettings {
+            bootstrap_servers,
+            client_id: env.string("KAFKA_CLIENT_ID", service),
+            connect_timeout,
+            request_timeout,
+        })
+    }
+
+    /// Settings for a local broker, for tests.
+    pub fn local(bootstrap: &str) -> KafkaSettings {
+        KafkaSettings {
+            bootstrap_servers: vec![bootstrap.to_owned()],
+            client_id: "test".to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// rskafka's retry policy, bounded by the request timeout.
+    pub fn backoff(&self) -> BackoffConfig {
+        BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+            deadline: Some(self.request_timeout),
+        }
+    }
+}
+
+fn parse_bootstrap(raw: &str) -> Result<Vec<String>, String> {
+    let servers: Vec<String> = raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    if servers.is_empty() {
+        return Err("must list at least one host:port".to_owned());
+    }
+    for server in &servers {
+        let Some((host, port)) = server.rsplit_once(':') else {
+            return Err(format!("{server:?} is not host:port"));
+        };
+        if host.is_empty() {
+            return Err(format!("{server:?} has no host"));
+        }
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("{server:?} has a bad port"));
+        }
+    }
+    Ok(servers)
+}
+
+/// A Kafka failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The call did not finish in time.
+    #[error("{what}: no answer from Kafka within {after:?}")]
+    Timeout {
+        /// What was being done.
+        what: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// The client or the broker reported an error.
+    #[error("{what}: {source}")]
+    Client {
+        /// What was being done.
+        what: String,
+        /// rskafka's error.
+        #[source]
+        source: rskafka::client::error::Error,
+    },
+}
+
+/// Runs a Kafka call with a deadline.
+pub async fn within<T>(
+    after: Duration,
+    what: &str,
+    call: impl Future<Output = Result<T, rskafka::client::error::Error>>,
+) -> Result<T, KafkaError> {
+    match tokio::time::timeout(after, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(KafkaError::Client { what: what.to_owned(), source }),
+        Err(_) => Err(KafkaError::Timeout { what: what.to_owned(), after }),
+    }
+}
+
+/// A lazily built, shared client that is rebuilt after a failure.
+pub struct KafkaCluster {
+    settings: KafkaSettings,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+}
+
+impl KafkaCluster {
+    /// A cluster handle; nothing connects until first use.
+    pub fn new(settings: KafkaSettings) -> KafkaCluster {
+        KafkaCluster { settings, client: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The settings it connects with.
+    pub fn settings(&self) -> &KafkaSettings {
+        &self.settings
+    }
+
+    /// The current client, connecting first if there is none.
+    pub async fn client(&self) -> Result<Arc<Client>, KafkaError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref() {
+            return Ok(Arc::clone(client));
+        }
+        let builder = ClientBuilder::new(self.settings.bootstrap_servers.clone())
+            .client_id(self.settings.client_id.clone())
+            .backoff_config(self.settings.backoff());
+        let client = Arc::new(within(self.settings.connect_timeout, "connecting to Kafka", builder.build()).await?);
+        *slot = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// Forgets the client so that the next use reconnects; call after a failed request.
+    pub async fn reset(&self) {
+        *self.client.lock().await = None;
+    }
+
+    /// The partitions of `topic`, or `None` when the topic does not exist.
+    pub async fn partitions(&self, topic: &str) -> Result<Option<Vec<i32>>, KafkaError> {
+        let outcome = async {
+            let client = self.client().await?;
+            within(self.settings.request_timeout, "listing topics", client.list_topics()).await
+        }
+        .await;
+        match outcome {
+            Ok(topics) => Ok(topics.into_iter().find(|t| t.name == topic).map(|t| {
+                let mut partitions = t.partitions.into_iter().collect::<Vec<_>>();
+                partitions.sort_unstable();
+                partitions
+            })),
+            Err(e) => {
+                self.reset().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What [`KafkaCluster::ensure_topic`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicState {
+    /// The topic was created with the requested partitions.
+    Created,
+    /// The topic already existed with at least the requested partitions.
+    Exists {
+        /// Its partition count.
+        partitions: usize,
+    },
+    /// The topic exists with fewer partitions than requested: reported, never hidden,
+    /// because consumers sized for more partitions would sit idle.
+    TooFewPartitions {
+        /// Its partition count.
+        partitions: usize,
+        /// The requested count.
+        wanted: usize,
+    },
+}
+
+impl KafkaCluster {
+    /// Makes sure `topic` exists, creating it with `partitions` and `replication_factor`
+    /// when it does not; "already exists" (a race with another producer) is accepted.
+    pub async fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<TopicState, KafkaError> {
+        let wanted = usize::try_from(partitions).unwrap_or(0);
+        let judge = |found: usize| {
+            if found >= wanted {
+                TopicState::Exists { partitions: found }
+            } else {
+                TopicState::TooFewPartitions { partitions: found, wanted }
+            }
+        };
+        if let Some(existing) = self.partitions(topic).await? {
+            return Ok(judge(existing.len()));
+        }
+        let client = self.client().await?;
+        let controller = client
+            .controller_client()
+            .map_err(|source| KafkaError::Client { what: "finding the controller".to_owned(), source })?;
+        let timeout_ms = i32::try_from(self.settings.request_timeout.as_millis()).unwrap_or(i32::MAX);
+        let created = within(
+            self.settings.request_timeout,
+            &format!("creating topic {topic}"),
+            controller.create_topic(topic, partitions, replication_factor, timeout_ms),
+        )
+        .await;
+        match created {
+            Ok(()) => Ok(TopicState::Created),
+            Err(KafkaError::Client {
+                source:
+                    rskafka::client::error::Error::ServerError {
+                        protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists,
+                        ..
+                    },
+                ..
+            }) => match self.partitions(topic).await? {
+                Some(existing) => Ok(judge(existing.len())),
+                None => Ok(TopicState::Created),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Readiness: Kafka answers a metadata request and the topic exists.
+pub struct KafkaCheck {
+    cluster: Arc<KafkaCluster>,
+    topic: String,
+}
+
+impl KafkaCheck {
+    /// A check of `topic` on `cluster`.
+    pub fn new(cluster: Arc<KafkaCluster>, topic: &str) -> KafkaCheck {
+        KafkaCheck { cluster, topic: topic.to_owned() }
+    }
+}
+
+impl Check for KafkaCheck {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move {
+            match self.cluster.partitions(&self.topic).await {
+                Ok(Some(partitions)) => Ok(format!("topic {} has {} partitions", self.topic, partitions.len())),
+                Ok(None) => Err(format!("topic {} does not exist", self.topic)),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_lists_are_checked() {
+        assert_eq!(parse_bootstrap(" a:1 , b:2 "), Ok(vec!["a:1".to_owned(), "b:2".to_owned()]));
+        assert_eq!(parse_bootstrap("a:0"), Err("\"a:0\" has a bad port".to_owned()));
+        assert_eq!(parse_bootstrap(":9092"), Err("\":9092\" has no host".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_dead_address_gives_up_instead_of_retrying_forever() {
+        // Nothing listens on 127.0.0.1:9: every connect is refused, and rskafka's retries
+        // must stop at the deadline. The outer bound only turns a hang into a failure.
+        let mut settings = KafkaSettings::local("127.0.0.1:9");
+        settings.connect_timeout = Duration::from_millis(1500);
+        settings.request_timeout = Duration::from_millis(500);
+        let outcome = tokio::time::timeout(Duration::from_secs(30), KafkaCluster::new(settings).client()).await;
+        let message = outcome.map(|r| r.err().map(|e| e.to_string()));
+        assert!(matches!(&message, Ok(Some(m)) if m.starts_with("connecting to Kafka")), "{message:?}");
+    }
+}

@@ -1,0 +1,32 @@
+//! The Prometheus registry of a service, with process metrics (CPU, memory, file
+//! descriptors) registered, and the text exposition for `/metrics`.
+
+use prometheus::{Encoder, Registry, TextEncoder};
+
+/// Creates a registry with the process collector registered. Each service registers its
+/// own metrics on it; names follow Prometheus conventions (units, `_total` on counters).
+pub fn registry() -> Registry {
+    let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    if let Err(error) = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())) {
+        tracing::warn!(%error, "Process metrics are unavailable.");
+    }
+    registry
+}
+
+/// Renders every metric of `registry` in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut buffer = Vec::new();
+    if let Err(error) = TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+        tracing::error!(%error, "Metrics could not be encoded.");
+    }
+    String::from_utf8(buffer).unwrap_or_default()
+}
+
+/// Registers a collector, logging instead of panicking on a duplicate name (a programming
+/// error that must not take the service down).
+pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: &C) {
+    if let Err(error) = registry.register(Box::new(collector.clone())) {
+        tracing::error!(%error, "A metric could not be registered.");
+    }
+}

@@ -1,0 +1,125 @@
+//! Helpers for integration tests that run against the real local stack started by
+//! `scripts/stack.sh up` (Apache Kafka on 127.0.0.1:9092, the S3 server on 127.0.0.1:9000).
+//!
+//! A test that needs the stack and cannot reach it fails with a message that says how to
+//! start it; nothing here ever lets a test pass without talking to the real servers.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use service_runtime::config::Env;
+use service_runtime::kafka::{KafkaCluster, KafkaSettings};
+use service_runtime::s3::S3Settings;
+
+/// The local broker.
+pub const KAFKA: &str = "127.0.0.1:9092";
+/// The local S3 server.
+pub const S3_ENDPOINT: &str = "http://127.0.0.1:9000";
+/// The bucket the stack creates.
+pub const BUCKET: &str = "store-events";
+/// Credentials of the local S3 server (scripts/local.env); not secrets.
+pub const ACCESS_KEY: &str = "store-events-local";
+/// See [`ACCESS_KEY`].
+pub const SECRET_KEY: &str = "store-events-local-secret";
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+const HOW_TO_START: &str =
+    "start the local stack with `make stack-up` (scripts/stack.sh up), or run everything with `make test`";
+
+fn reachable(addr: &str) -> bool {
+    addr.parse().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+}
+
+/// Panics with instructions unless Kafka answers on 127.0.0.1:9092.
+pub fn require_kafka() {
+    assert!(reachable(KAFKA), "Apache Kafka is not reachable on {KAFKA}: {HOW_TO_START}");
+}
+
+/// Panics with instructions unless the S3 server answers on 127.0.0.1:9000.
+pub fn require_s3() {
+    assert!(reachable("127.0.0.1:9000"), "The S3 server is not reachable on {S3_ENDPOINT}: {HOW_TO_START}");
+}
+
+/// Runs `scripts/stack.sh ARGS` (e.g. `stop kafka`) and panics if it fails.
+pub fn stack(args: &[&str]) {
+    let status = Command::new("bash")
+        .arg(repo_root().join("scripts/stack.sh"))
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("scripts/stack.sh {args:?} could not run: {e}"));
+    assert!(status.success(), "scripts/stack.sh {args:?} failed: {status}");
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A shared client for the local broker.
+pub fn kafka() -> Arc<KafkaCluster> {
+    require_kafka();
+    Arc::new(KafkaCluster::new(KafkaSettings::local(KAFKA)))
+}
+
+/// Creates `topic` with `partitions` partitions on the local broker.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    let client = kafka().client().await.unwrap_or_else(|e| panic!("connecting to Kafka: {e}"));
+    let controller = client.controller_client().unwrap_or_else(|e| panic!("controller client: {e}"));
+    controller
+        .create_topic(topic, partitions, 1, 10_000)
+        .await
+        .unwrap_or_else(|e| panic!("creating topic {topic}: {e}"));
+}
+
+/// S3 settings for the local server, under a prefix no other test uses.
+pub fn s3_settings(prefix: &str) -> S3Settings {
+    require_s3();
+    let prefix = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    S3Settings::from_env(&Env::from_pairs(local_s3_env(&prefix))).unwrap_or_else(|e| panic!("local S3 settings: {e}"))
+}
+
+/// The environment that points a service at the local S3 server.
+pub fn local_s3_env(prefix: &str) -> Vec<(&'static str, &str)> {
+    vec![
+        ("S3_BUCKET", BUCKET),
+        ("S3_PREFIX", prefix),
+        ("S3_ENDPOINT", S3_ENDPOINT),
+        ("S3_FORCE_PATH_STYLE", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ]
+}
+
+/// An S3 client for the local server. The SDK reads credentials from the environment, so
+/// this sets them for the test process (the values are the local server's, not secrets).
+pub async fn s3_client(settings: &S3Settings) -> aws_sdk_s3::Client {
+    let credentials = aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "testkit");
+    let base = service_runtime::s3::client(settings).await;
+    let config = base.config().to_builder().credentials_provider(credentials).build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, or panics after `limit` saying
+/// what was awaited. Tests wait for outcomes this way, never with bare sleeps.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
