@@ -2,6 +2,6 @@
 //! All logic lives in the `store-consumer` library; this binary only picks the type.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     store_consumer::main(store_event::EventType::Sale).await
 }

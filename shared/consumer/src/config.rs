@@ -1,8 +1,41 @@
-//! The consumer's settings: the common ones, S3, and which event type it keeps.
+//! The consumer's settings: the common ones, S3, batching, partition ownership, and which
+//! event type it keeps.
+
+use std::time::Duration;
 
 use service_runtime::config::{CommonConfig, ConfigError, Env};
 use service_runtime::s3::S3Settings;
 use store_event::EventType;
+
+use crate::ownership::Ownership;
+
+/// When an open batch is written to S3: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// `BATCH_MAX_EVENTS`: records (of any outcome) in one batch.
+    pub max_events: usize,
+    /// `BATCH_MAX_BYTES`: uncompressed bytes of stored and dead-lettered lines.
+    pub max_bytes: usize,
+    /// `BATCH_MAX_AGE`: time since the batch's first record arrived.
+    pub max_age: Duration,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits { max_events: 10_000, max_bytes: 4 * 1024 * 1024, max_age: Duration::from_secs(5) }
+    }
+}
+
+/// What to do when the next offset to read is no longer in Kafka (retention deleted
+/// records before they were stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutOfRangePolicy {
+    /// Log an error, count it, record the lost range in the ledger (the audit reports it)
+    /// and go on from the earliest offset Kafka still has.
+    Skip,
+    /// Stop the partition and report not ready until an operator decides.
+    Halt,
+}
 
 /// Everything a consumer reads from its environment.
 #[derive(Debug, Clone)]
@@ -15,6 +48,22 @@ pub struct ConsumerConfig {
     pub common: CommonConfig,
     /// Where the events go.
     pub s3: S3Settings,
+    /// `S3_CONDITIONAL_WRITES`: write ledger entries with `If-None-Match: *`, which fences
+    /// off a second instance that claims the same partition. Turn off only for S3 servers
+    /// that reject the header, and then make sure ownership is exclusive.
+    pub conditional_writes: bool,
+    /// When batches are flushed.
+    pub batch: BatchLimits,
+    /// Which partitions this instance owns.
+    pub ownership: Ownership,
+    /// `FETCH_MAX_BYTES`: the most bytes one fetch asks for, per partition.
+    pub fetch_max_bytes: i32,
+    /// `PARTITION_REFRESH`: how often new partitions of the topic are looked for.
+    pub partition_refresh: Duration,
+    /// `CHECKPOINT_INTERVAL`: how often the recovery hint is written.
+    pub checkpoint_interval: Duration,
+    /// `ON_OFFSET_OUT_OF_RANGE`: `skip` or `halt`.
+    pub out_of_range: OutOfRangePolicy,
 }
 
 impl ConsumerConfig {
@@ -24,11 +73,37 @@ impl ConsumerConfig {
             EventType::Sale => ("sales-consumer", "0.0.0.0:8081"),
             EventType::Inventory => ("inventory-consumer", "0.0.0.0:8082"),
         };
+        let defaults = BatchLimits::default();
+        let batch = BatchLimits {
+            max_events: env.bounded("BATCH_MAX_EVENTS", defaults.max_events, 1, 10_000_000)?,
+            max_bytes: env.bounded("BATCH_MAX_BYTES", defaults.max_bytes, 1024, 1024 * 1024 * 1024)?,
+            max_age: env.duration("BATCH_MAX_AGE", defaults.max_age)?,
+        };
+        if batch.max_age.is_zero() {
+            return Err(ConfigError::new("BATCH_MAX_AGE", "must be greater than zero"));
+        }
+        let out_of_range = match env.string("ON_OFFSET_OUT_OF_RANGE", "skip").as_str() {
+            "skip" => OutOfRangePolicy::Skip,
+            "halt" => OutOfRangePolicy::Halt,
+            other => {
+                return Err(ConfigError::new(
+                    "ON_OFFSET_OUT_OF_RANGE",
+                    format!("{other:?} is not valid: use skip or halt"),
+                ));
+            }
+        };
         Ok(ConsumerConfig {
             service,
             event_type,
             common: CommonConfig::from_env(env, service, default_addr)?,
             s3: S3Settings::from_env(env)?,
+            conditional_writes: env.flag("S3_CONDITIONAL_WRITES", true)?,
+            batch,
+            ownership: Ownership::from_env(env)?,
+            fetch_max_bytes: env.bounded("FETCH_MAX_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024)?,
+            partition_refresh: env.duration("PARTITION_REFRESH", Duration::from_secs(30))?,
+            checkpoint_interval: env.duration("CHECKPOINT_INTERVAL", Duration::from_secs(60))?,
+            out_of_range,
         })
     }
 }

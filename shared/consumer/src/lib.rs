@@ -1,9 +1,23 @@
 //! The consumer of one event type. `sales-consumer` and `inventory-consumer` are the same
-//! program with a different [`EventType`]: each reads the whole topic, keeps the events of
-//! its type and writes them to S3 under its own prefix.
+//! program with a different [`EventType`]: each reads every partition it owns, keeps the
+//! events of its type, dead-letters the bad ones with a reason, and writes them to S3 in
+//! batches, exactly once (see [`ledger`]).
+//!
+//! - `config`: settings; `ownership`: which partitions this instance reads;
+//! - `batch`: one batch's records and outcomes, pure; `layout`: object keys;
+//! - `ledger`: the S3 protocol that makes it exactly once; `worker`: one partition's loop;
+//! - `audit`: the operator's proof; `metrics`: what Prometheus sees.
 
+pub mod audit;
+pub mod batch;
 pub mod config;
+pub mod layout;
+pub mod ledger;
+pub mod metrics;
+pub mod ownership;
+pub mod worker;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,34 +26,123 @@ use service_runtime::http::{self, Probes};
 use service_runtime::kafka::{KafkaCheck, KafkaCluster};
 use service_runtime::readiness::Readiness;
 use service_runtime::s3::S3Check;
-use service_runtime::{metrics, shutdown, telemetry};
+use service_runtime::{shutdown, telemetry};
 use store_event::EventType;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ConsumerConfig;
 
-/// Runs the consumer until `shutdown` is cancelled: the HTTP probes on `listener`.
+use crate::layout::Layout;
+use crate::ledger::Bucket;
+use crate::worker::{Health, PipelineCheck, Shared};
+
+/// Runs the consumer until `shutdown` is cancelled: one loop per owned partition, and the
+/// HTTP probes on `listener`. Returns after every partition committed its open batch.
 pub async fn run(config: ConsumerConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let registry = Arc::new(metrics::registry());
+    let registry = Arc::new(service_runtime::metrics::registry());
     let cluster = Arc::new(KafkaCluster::new(config.common.kafka.clone()));
     let s3 = service_runtime::s3::client(&config.s3).await;
+    let topic = config.common.topic.clone();
+    let shared = Arc::new(Shared {
+        layout: Layout::new(&config.s3, config.service, config.event_type, &topic),
+        bucket: Bucket::new(s3.clone(), &config.s3.bucket),
+        cluster: Arc::clone(&cluster),
+        metrics: metrics::Metrics::new(&registry),
+        health: Health::default(),
+        writer: format!("{}@{}/{}", config.service, hostname(), uuid_like()),
+        config,
+    });
     let readiness = Readiness::new(&registry, Duration::from_secs(5))
-        .with(KafkaCheck::new(cluster, &config.common.topic))
-        .with(S3Check::new(s3, &config.s3.bucket));
+        .with(KafkaCheck::new(Arc::clone(&cluster), &topic))
+        .with(S3Check::new(s3, &shared.config.s3.bucket))
+        .with(PipelineCheck(Arc::clone(&shared)));
     let router = http::router(Probes { readiness, registry });
-    http::serve(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")
+    let server = tokio::spawn(http::serve(listener, router, shutdown.clone().cancelled_owned()));
+
+    let mut workers = JoinSet::new();
+    let mut running: BTreeSet<i32> = BTreeSet::new();
+    while !shutdown.is_cancelled() {
+        match cluster.partitions(&topic).await {
+            Ok(Some(partitions)) => {
+                for partition in partitions.into_iter().filter(|p| shared.config.ownership.owns(*p)) {
+                    if running.insert(partition) {
+                        tracing::info!(partition, "Partition assigned.");
+                        workers.spawn(worker::run_partition(Arc::clone(&shared), partition, shutdown.clone()));
+                    }
+                }
+            }
+            Ok(None) => tracing::warn!(topic, "The topic does not exist yet; waiting for it."),
+            Err(error) => tracing::warn!(%error, "Partitions could not be listed; retrying."),
+        }
+        let refresh = if running.is_empty() { Duration::from_secs(2) } else { shared.config.partition_refresh };
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(refresh) => {}
+        }
+    }
+    while workers.join_next().await.is_some() {}
+    server.await.context("HTTP server task failed")?.context("HTTP server failed")
 }
 
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// A random id telling this process's ledger entries from another's.
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("{:x}-{:x}", std::process::id(), nanos)
+}
+
+/// Audits the S3 layout of this consumer; prints the report; `Ok(true)` when clean.
+pub async fn audit(config: &ConsumerConfig, deep: bool, json: bool) -> anyhow::Result<bool> {
+    let s3 = service_runtime::s3::client(&config.s3).await;
+    let bucket = Bucket::new(s3, &config.s3.bucket);
+    let layout = Layout::new(&config.s3, config.service, config.event_type, &config.common.topic);
+    let report = audit::run(&bucket, &layout, deep).await.map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(report.clean())
+}
+
+const USAGE: &str = "usage: <consumer> [audit [--deep] [--json]]";
+
 /// The whole program of a consumer service: configuration (exit code 2 when it is
-/// wrong), logs, the listener, and [`run`] until SIGINT or SIGTERM.
-pub async fn main(event_type: EventType) -> anyhow::Result<()> {
+/// wrong), logs, then either the service until SIGINT or SIGTERM, or `audit` (exit code 1
+/// on any gap, overlap, loss or bad object).
+pub async fn main(event_type: EventType) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let env = service_runtime::config::Env::from_process();
     let config = service_runtime::config::exit_on_error(ConsumerConfig::from_env(&env, event_type));
     telemetry::init(config.common.log_format);
+    match args.first().map(String::as_str) {
+        None => {}
+        Some("audit") => {
+            let flags: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+            if let Some(unknown) = flags.iter().find(|f| !["--deep", "--json"].contains(f)) {
+                eprintln!("unknown option {unknown}; {USAGE}");
+                return Ok(ExitCode::from(2));
+            }
+            let clean = audit(&config, flags.contains(&"--deep"), flags.contains(&"--json")).await?;
+            return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Some(other) => {
+            eprintln!("unknown command {other}; {USAGE}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let listener = TcpListener::bind(config.common.http_addr)
         .await
         .with_context(|| format!("cannot listen on HTTP_ADDR={}", config.common.http_addr))?;
     tracing::info!(service = config.service, topic = %config.common.topic, "Consumer starting.");
-    run(config, listener, shutdown::on_signal()).await
+    run(config, listener, shutdown::on_signal()).await?;
+    tracing::info!("Consumer stopped.");
+    Ok(ExitCode::SUCCESS)
 }

@@ -53,8 +53,18 @@ pub enum Route {
     /// header). Whether it is a *valid* event is for the consumer of that type to check.
     Type(EventType),
     /// No type can be attributed: the value is missing, empty, not JSON, not an object,
-    /// or its `event_type` is absent or unknown. The reason says which.
-    Unattributable(String),
+    /// or its `event_type` is absent or unknown.
+    Unattributable {
+        /// A short stable label for metrics: `null_value`, `empty_value`, `not_utf8`,
+        /// `not_json`, `not_an_object`, `missing_event_type` or `unknown_event_type`.
+        kind: &'static str,
+        /// What a person reads: what is wrong, and where.
+        reason: String,
+    },
+}
+
+fn unattributable(kind: &'static str, reason: impl Into<String>) -> Route {
+    Route::Unattributable { kind, reason: reason.into() }
 }
 
 /// Decides which event type a record belongs to, from its `event_type` header when it has
@@ -70,8 +80,8 @@ pub fn classify(headers: &BTreeMap<String, Vec<u8>>, value: Option<&[u8]>) -> Ro
         return Route::Type(event_type);
     }
     let bytes = match value {
-        None => return Route::Unattributable("null value".to_owned()),
-        Some([]) => return Route::Unattributable("empty value".to_owned()),
+        None => return unattributable("null_value", "null value"),
+        Some([]) => return unattributable("empty_value", "empty value"),
         Some(bytes) => bytes,
     };
     let body: Value = match serde_json::from_slice(bytes) {
@@ -79,27 +89,28 @@ pub fn classify(headers: &BTreeMap<String, Vec<u8>>, value: Option<&[u8]>) -> Ro
         Err(e) if e.is_data() || e.is_syntax() || e.is_eof() => {
             let reason = crate::validate::Invalid::from_syntax(e).to_string();
             // Invalid UTF-8 is a syntax error to serde_json; say so plainly.
-            return Route::Unattributable(if std::str::from_utf8(bytes).is_err() {
-                "not UTF-8 text".to_owned()
+            return if std::str::from_utf8(bytes).is_err() {
+                unattributable("not_utf8", "not UTF-8 text")
             } else {
-                reason
-            });
+                unattributable("not_json", reason)
+            };
         }
-        Err(e) => return Route::Unattributable(format!("not JSON: {e}")),
+        Err(e) => return unattributable("not_json", format!("not JSON: {e}")),
     };
     match body.get("event_type") {
-        _ if !body.is_object() => Route::Unattributable(format!(
-            "the value must be a JSON object, found {}",
-            crate::validate::json_type(&body)
-        )),
-        None => Route::Unattributable("event_type: missing".to_owned()),
+        _ if !body.is_object() => unattributable(
+            "not_an_object",
+            format!("the value must be a JSON object, found {}", crate::validate::json_type(&body)),
+        ),
+        None => unattributable("missing_event_type", "event_type: missing"),
         Some(Value::String(name)) => match name.parse::<EventType>() {
             Ok(event_type) => Route::Type(event_type),
-            Err(_) => Route::Unattributable(format!("event_type: unknown event type {name:?}")),
+            Err(_) => unattributable("unknown_event_type", format!("event_type: unknown event type {name:?}")),
         },
-        Some(other) => {
-            Route::Unattributable(format!("event_type: must be a string, found {}", crate::validate::json_type(other)))
-        }
+        Some(other) => unattributable(
+            "unknown_event_type",
+            format!("event_type: must be a string, found {}", crate::validate::json_type(other)),
+        ),
     }
 }
 
@@ -134,17 +145,17 @@ mod tests {
 
     #[test]
     fn unattributable_records_say_why() {
-        let cases: [(Option<&[u8]>, &str); 7] = [
-            (None, "null value"),
-            (Some(b""), "empty value"),
-            (Some(b"\xff\xfe"), "not UTF-8 text"),
-            (Some(b"{\"event_type\": "), "not JSON: EOF while parsing a value at line 1 column 15"),
-            (Some(b"[1,2]"), "the value must be a JSON object, found an array"),
-            (Some(b"{\"store_id\": 1}"), "event_type: missing"),
-            (Some(b"{\"event_type\": \"refund\"}"), "event_type: unknown event type \"refund\""),
+        let cases: [(Option<&[u8]>, &str, &str); 7] = [
+            (None, "null_value", "null value"),
+            (Some(b""), "empty_value", "empty value"),
+            (Some(b"\xff\xfe"), "not_utf8", "not UTF-8 text"),
+            (Some(b"{\"event_type\": "), "not_json", "not JSON: EOF while parsing a value at line 1 column 15"),
+            (Some(b"[1,2]"), "not_an_object", "the value must be a JSON object, found an array"),
+            (Some(b"{\"store_id\": 1}"), "missing_event_type", "event_type: missing"),
+            (Some(b"{\"event_type\": \"refund\"}"), "unknown_event_type", "event_type: unknown event type \"refund\""),
         ];
-        for (value, reason) in cases {
-            assert_eq!(classify(&no_headers(), value), Route::Unattributable(reason.to_owned()));
+        for (value, kind, reason) in cases {
+            assert_eq!(classify(&no_headers(), value), Route::Unattributable { kind, reason: reason.to_owned() });
         }
     }
 

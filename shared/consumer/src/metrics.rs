@@ -1,0 +1,129 @@
+//! The consumer's Prometheus metrics. Labels are low-cardinality: outcome, reason label,
+//! operation, and partition (a topic has few).
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use service_runtime::metrics::register;
+
+/// Every metric a consumer exports.
+#[derive(Clone)]
+pub struct Metrics {
+    /// `consumer_records_total{outcome}`: records accounted for, by outcome
+    /// (`stored`, `dead_lettered`, `skipped`).
+    pub records: IntCounterVec,
+    /// `consumer_dead_letters_total{reason}`: dead letters by reason label.
+    pub dead_letters: IntCounterVec,
+    /// `consumer_committed_offset{partition}`: the next offset to read, durable in S3.
+    pub committed_offset: IntGaugeVec,
+    /// `consumer_high_watermark{partition}`: Kafka's high watermark at the last fetch.
+    pub high_watermark: IntGaugeVec,
+    /// `consumer_lag_records{partition}`: high watermark minus committed offset.
+    pub lag: IntGaugeVec,
+    /// `consumer_batch_records`: records per flushed batch.
+    pub batch_records: Histogram,
+    /// `consumer_batch_bytes`: uncompressed bytes per flushed batch.
+    pub batch_bytes: Histogram,
+    /// `consumer_batch_age_seconds`: age of a batch when flushed.
+    pub batch_age: Histogram,
+    /// `consumer_s3_request_duration_seconds{operation}`: S3 writes (`entry`, `data`,
+    /// `dead_letter`, `checkpoint`).
+    pub s3_duration: HistogramVec,
+    /// `consumer_s3_errors_total{operation}`: failed S3 requests.
+    pub s3_errors: IntCounterVec,
+    /// `consumer_kafka_errors_total{operation}`: failed Kafka requests.
+    pub kafka_errors: IntCounterVec,
+    /// `consumer_fenced_total{partition}`: times another instance won a ledger entry.
+    pub fenced: IntCounterVec,
+    /// `consumer_offset_out_of_range_total{partition}`: reads of offsets Kafka no longer has.
+    pub out_of_range: IntCounterVec,
+    /// `consumer_records_lost_total{partition}`: offsets deleted by retention before they
+    /// were read (recorded in the ledger).
+    pub lost: IntCounterVec,
+    /// `consumer_recoveries_total{partition,action}`: recoveries at start, by whether the
+    /// last batch's objects had to be written again (`rewrote`) or not (`clean`).
+    pub recoveries: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable!("valid options"));
+    register(registry, &metric);
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let metric =
+        IntGaugeVec::new(Opts::new(name, help), &["partition"]).unwrap_or_else(|_| unreachable!("valid options"));
+    register(registry, &metric);
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|_| unreachable!("valid options"));
+    register(registry, &metric);
+    metric
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new(registry: &Registry) -> Metrics {
+        let s3_duration = HistogramVec::new(
+            HistogramOpts::new("consumer_s3_request_duration_seconds", "Duration of S3 writes.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["operation"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid options"));
+        register(registry, &s3_duration);
+        Metrics {
+            records: counter(registry, "consumer_records_total", "Records accounted for, by outcome.", &["outcome"]),
+            dead_letters: counter(registry, "consumer_dead_letters_total", "Dead letters by reason.", &["reason"]),
+            committed_offset: gauge(registry, "consumer_committed_offset", "Next offset to read, durable in S3."),
+            high_watermark: gauge(registry, "consumer_high_watermark", "Kafka high watermark at the last fetch."),
+            lag: gauge(registry, "consumer_lag_records", "High watermark minus committed offset."),
+            batch_records: histogram(
+                registry,
+                "consumer_batch_records",
+                "Records per flushed batch.",
+                prometheus::exponential_buckets(1.0, 4.0, 10).unwrap_or_default(),
+            ),
+            batch_bytes: histogram(
+                registry,
+                "consumer_batch_bytes",
+                "Uncompressed bytes per flushed batch.",
+                prometheus::exponential_buckets(256.0, 4.0, 10).unwrap_or_default(),
+            ),
+            batch_age: histogram(
+                registry,
+                "consumer_batch_age_seconds",
+                "Age of a batch when flushed.",
+                vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0],
+            ),
+            s3_duration,
+            s3_errors: counter(registry, "consumer_s3_errors_total", "Failed S3 requests.", &["operation"]),
+            kafka_errors: counter(registry, "consumer_kafka_errors_total", "Failed Kafka requests.", &["operation"]),
+            fenced: counter(
+                registry,
+                "consumer_fenced_total",
+                "Ledger entries won by another instance.",
+                &["partition"],
+            ),
+            out_of_range: counter(
+                registry,
+                "consumer_offset_out_of_range_total",
+                "Reads of offsets Kafka no longer has.",
+                &["partition"],
+            ),
+            lost: counter(
+                registry,
+                "consumer_records_lost_total",
+                "Offsets deleted by retention before they were read.",
+                &["partition"],
+            ),
+            recoveries: counter(
+                registry,
+                "consumer_recoveries_total",
+                "Recoveries at start, by action.",
+                &["partition", "action"],
+            ),
+        }
+    }
+}
