@@ -40,10 +40,14 @@ use crate::worker::{Health, PipelineCheck, Shared};
 
 /// Runs the consumer until `shutdown` is cancelled: one loop per owned partition, and the
 /// HTTP probes on `listener`. Returns after every partition committed its open batch.
-pub async fn run(config: ConsumerConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: ConsumerConfig,
+    s3: aws_sdk_s3::Client,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let registry = Arc::new(service_runtime::metrics::registry());
     let cluster = Arc::new(KafkaCluster::new(config.common.kafka.clone()));
-    let s3 = service_runtime::s3::client(&config.s3).await;
     let topic = config.common.topic.clone();
     let shared = Arc::new(Shared {
         layout: Layout::new(&config.s3, config.service, config.event_type, &topic),
@@ -142,7 +146,8 @@ pub async fn main(event_type: EventType) -> anyhow::Result<std::process::ExitCod
         .await
         .with_context(|| format!("cannot listen on HTTP_ADDR={}", config.common.http_addr))?;
     tracing::info!(service = config.service, topic = %config.common.topic, "Consumer starting.");
-    run(config, listener, shutdown::on_signal()).await?;
+    let s3 = service_runtime::s3::client(&config.s3).await;
+    run(config, s3, listener, shutdown::on_signal()).await?;
     tracing::info!("Consumer stopped.");
     Ok(ExitCode::SUCCESS)
 }

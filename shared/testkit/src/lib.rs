@@ -57,9 +57,16 @@ pub fn stack(args: &[&str]) {
     assert!(status.success(), "scripts/stack.sh {args:?} failed: {status}");
 }
 
+/// A name no other test uses (a topic or an S3 prefix). Short on purpose: the local S3
+/// server keeps object metadata in a file named after the base64 of the key, so keys
+/// over about 180 bytes fail there (real S3 takes 1,024).
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
 /// A topic name no other test uses.
 pub fn unique_topic(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+    unique_name(prefix)
 }
 
 /// A shared client for the local broker.
@@ -81,7 +88,7 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 /// S3 settings for the local server, under a prefix no other test uses.
 pub fn s3_settings(prefix: &str) -> S3Settings {
     require_s3();
-    let prefix = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    let prefix = unique_name(prefix);
     S3Settings::from_env(&Env::from_pairs(local_s3_env(&prefix))).unwrap_or_else(|e| panic!("local S3 settings: {e}"))
 }
 
@@ -122,4 +129,93 @@ where
         assert!(tokio::time::Instant::now() < deadline, "gave up after {limit:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Produces `records` to one partition of `topic`; returns their offsets.
+pub async fn produce(
+    topic: &str,
+    partition: i32,
+    records: Vec<rskafka::record::Record>,
+    compression: rskafka::client::partition::Compression,
+) -> Vec<i64> {
+    let client = kafka().client().await.unwrap_or_else(|e| panic!("connecting to Kafka: {e}"));
+    let partition_client = client
+        .partition_client(topic, partition, rskafka::client::partition::UnknownTopicHandling::Retry)
+        .await
+        .unwrap_or_else(|e| panic!("partition client for {topic}/{partition}: {e}"));
+    partition_client
+        .produce(records, compression)
+        .await
+        .unwrap_or_else(|e| panic!("producing to {topic}/{partition}: {e}"))
+}
+
+/// A record with the given value and headers, stamped now, no key.
+pub fn record(value: Option<&[u8]>, headers: &[(&str, &[u8])]) -> rskafka::record::Record {
+    rskafka::record::Record {
+        key: None,
+        value: value.map(<[u8]>::to_vec),
+        headers: headers.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect(),
+        timestamp: chrono::Utc::now(),
+    }
+}
+
+/// The high watermark (one past the last offset) of each partition of `topic`.
+pub async fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
+    let client = kafka().client().await.unwrap_or_else(|e| panic!("connecting to Kafka: {e}"));
+    let mut marks = Vec::new();
+    for partition in 0..partitions {
+        let partition_client = client
+            .partition_client(topic, partition, rskafka::client::partition::UnknownTopicHandling::Retry)
+            .await
+            .unwrap_or_else(|e| panic!("partition client: {e}"));
+        let latest = partition_client
+            .get_offset(rskafka::client::partition::OffsetAt::Latest)
+            .await
+            .unwrap_or_else(|e| panic!("latest offset: {e}"));
+        marks.push(latest);
+    }
+    marks
+}
+
+/// Every key under `prefix` in the local bucket.
+pub async fn list_keys(client: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("listing {prefix}: {e:?}"));
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+            _ => return keys,
+        }
+    }
+}
+
+/// The JSON lines of a gzip JSON Lines object.
+pub async fn read_jsonl_gz(client: &aws_sdk_s3::Client, key: &str) -> Vec<serde_json::Value> {
+    use std::io::Read;
+    let object =
+        client.get_object().bucket(BUCKET).key(key).send().await.unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
+    let bytes = object.body.collect().await.unwrap_or_else(|e| panic!("reading {key}: {e}")).into_bytes();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes.as_ref())
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("gunzip {key}: {e}"));
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{key}: bad line {l}: {e}"))).collect()
+}
+
+/// Every JSON line of every object under `prefix`.
+pub async fn read_all_jsonl_gz(client: &aws_sdk_s3::Client, prefix: &str) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for key in list_keys(client, prefix).await {
+        lines.extend(read_jsonl_gz(client, &key).await);
+    }
+    lines
 }

@@ -1,0 +1,118 @@
+//! Running consumers in-process against the real local stack, and reading what they wrote.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use service_runtime::config::Env;
+use store_consumer::ConsumerConfig;
+use store_consumer::layout::Layout;
+use store_consumer::ledger::Bucket;
+use store_event::EventType;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A consumer running in this process.
+pub struct Running {
+    pub token: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+    pub base: String,
+}
+
+impl Running {
+    /// SIGTERM's equivalent: cancel and wait until every open batch is committed.
+    pub async fn stop(self) {
+        self.token.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(60), self.task).await;
+        match outcome {
+            Ok(Ok(Ok(()))) => {}
+            other => panic!("the consumer did not stop cleanly: {other:?}"),
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::get(format!("{}/metrics", self.base)).await.unwrap_or_else(|e| panic!("metrics: {e}"));
+        response.text().await.unwrap_or_default()
+    }
+}
+
+pub fn config(event_type: EventType, topic: &str, prefix: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
+    let mut pairs = testkit::local_s3_env(prefix);
+    pairs.extend([
+        ("STORE_EVENTS_TOPIC", topic),
+        ("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA),
+        ("BATCH_MAX_AGE", "300ms"),
+        ("PARTITION_REFRESH", "1s"),
+        ("LOG_FORMAT", "text"),
+    ]);
+    pairs.extend(extra.iter().copied());
+    ConsumerConfig::from_env(&Env::from_pairs(pairs), event_type).unwrap_or_else(|e| panic!("consumer config: {e}"))
+}
+
+pub async fn start(config: ConsumerConfig) -> Running {
+    let s3 = testkit::s3_client(&config.s3).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}")));
+    let token = CancellationToken::new();
+    let task = tokio::spawn(store_consumer::run(config, s3, listener, token.clone()));
+    Running { token, task, base }
+}
+
+pub async fn bucket(config: &ConsumerConfig) -> (Bucket, Layout) {
+    let client = testkit::s3_client(&config.s3).await;
+    let bucket = Bucket::new(client, testkit::BUCKET);
+    let layout = Layout::new(&config.s3, config.service, config.event_type, &config.common.topic);
+    (bucket, layout)
+}
+
+/// Waits until the ledger accounts for every offset Kafka has on every partition.
+pub async fn wait_until_caught_up(config: &ConsumerConfig, partitions: i32, limit: Duration) {
+    let (bucket, layout) = bucket(config).await;
+    let topic = config.common.topic.clone();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let marks = testkit::high_watermarks(&topic, partitions).await;
+        let report = store_consumer::audit::run(&bucket, &layout, false).await;
+        let reached: Vec<i64> = match &report {
+            Ok(report) => (0..partitions)
+                .map(|p| report.partitions.iter().find(|r| r.partition == p).map_or(0, |r| r.to_offset))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if reached == marks {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: the ledger did not reach the high watermarks {marks:?} within {limit:?}: reached {reached:?}, {report:?}",
+            config.service
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn audit(config: &ConsumerConfig) -> store_consumer::audit::Report {
+    let (bucket, layout) = bucket(config).await;
+    store_consumer::audit::run(&bucket, &layout, true).await.unwrap_or_else(|e| panic!("audit: {e}"))
+}
+
+/// The stored events of the consumer, as JSON values.
+pub async fn stored(config: &ConsumerConfig) -> Vec<serde_json::Value> {
+    let client = testkit::s3_client(&config.s3).await;
+    let prefix = config.s3.key(&format!("event_type={}/", config.event_type.as_str()));
+    testkit::read_all_jsonl_gz(&client, &prefix).await
+}
+
+/// The dead letters of the consumer.
+pub async fn dead_letters(config: &ConsumerConfig) -> Vec<serde_json::Value> {
+    let client = testkit::s3_client(&config.s3).await;
+    let prefix = config.s3.key(&format!("dead_letter/consumer={}/", config.service));
+    testkit::read_all_jsonl_gz(&client, &prefix).await
+}
+
+/// Request ids, sorted, so that two multisets compare equal.
+pub fn request_ids(values: &[serde_json::Value]) -> Vec<String> {
+    let mut ids: Vec<String> = values.iter().map(|v| v["request_id"].as_str().unwrap_or("<none>").to_owned()).collect();
+    ids.sort();
+    ids
+}

@@ -1,0 +1,192 @@
+//! The consumers against the real broker and S3 server: a seeded mix of good, bad,
+//! foreign and broken records ends up exactly as specified, record by record.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use rskafka::client::partition::Compression;
+use serde_json::Value;
+use store_event::{EventType, Generator};
+
+/// What was produced, by expected outcome for one consumer.
+#[derive(Default)]
+struct Expected {
+    stored: Vec<Value>,
+    dead_kinds: Vec<String>,
+    skipped: usize,
+}
+
+/// Partition 0: the project's own records (key, headers), 10% bad, uncompressed.
+/// Partition 1: the original Lambda's bare JSON (no key, no headers), gzip-compressed,
+/// plus records no consumer can attribute.
+async fn produce_mix(topic: &str) -> (Expected, Expected) {
+    let mut sales = Expected::default();
+    let mut inventory = Expected::default();
+    let mut generator = Generator::new(Some(2026), 0.1);
+    let now = Utc::now();
+    let mut own = Vec::new();
+    let mut bare = Vec::new();
+    for i in 0..400 {
+        let generated = generator.next_event(now);
+        let (mine, other) = match generated.event_type {
+            EventType::Sale => (&mut sales, &mut inventory),
+            EventType::Inventory => (&mut inventory, &mut sales),
+        };
+        match &generated.event {
+            Some(_) => mine.stored.push(generated.value.clone()),
+            None => mine.dead_kinds.push("flagged_bad".to_owned()),
+        }
+        other.skipped += 1;
+        if i % 2 == 0 {
+            let record = match &generated.event {
+                Some(event) => event.to_record(),
+                // Bad events go with the type header, as the producer's simulator sends them.
+                None => testkit::record(
+                    Some(generated.value.to_string().as_bytes()),
+                    &[(store_event::EVENT_TYPE_HEADER, generated.event_type.as_str().as_bytes())],
+                ),
+            };
+            own.push(record);
+        } else {
+            bare.push(testkit::record(Some(generated.value.to_string().as_bytes()), &[]));
+        }
+    }
+    let broken: [(Option<&[u8]>, &str); 7] = [
+        (Some(b"hello, kafka"), "not_json"),
+        (Some(b"\xff\xfe\x00binary"), "not_utf8"),
+        (Some(b""), "empty_value"),
+        (None, "null_value"),
+        (Some(b"[1, 2, 3]"), "not_an_object"),
+        (Some(br#"{"event_type": "refund_event", "store_id": 1}"#), "unknown_event_type"),
+        (Some(br#"{"store_id": 1}"#), "missing_event_type"),
+    ];
+    for (value, kind) in broken {
+        bare.push(testkit::record(value, &[]));
+        sales.dead_kinds.push(kind.to_owned());
+        inventory.dead_kinds.push(kind.to_owned());
+    }
+    for chunk in own.chunks(50) {
+        testkit::produce(topic, 0, chunk.to_vec(), Compression::NoCompression).await;
+    }
+    for chunk in bare.chunks(50) {
+        testkit::produce(topic, 1, chunk.to_vec(), Compression::Gzip).await;
+    }
+    (sales, inventory)
+}
+
+async fn check(config: &store_consumer::ConsumerConfig, expected: &Expected) {
+    let stored = common::stored(config).await;
+    assert_eq!(stored.len(), expected.stored.len(), "{}: stored count", config.service);
+    assert_eq!(common::request_ids(&stored), common::request_ids(&expected.stored), "{}", config.service);
+    let mut by_id: Vec<&Value> = expected.stored.iter().collect();
+    by_id.sort_by_key(|v| v["request_id"].as_str().unwrap_or_default().to_owned());
+    let mut got: Vec<&Value> = stored.iter().collect();
+    got.sort_by_key(|v| v["request_id"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(got, by_id, "{}: stored events differ from what was produced", config.service);
+
+    let letters = common::dead_letters(config).await;
+    let mut kinds: Vec<String> = letters.iter().map(|l| l["kind"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut expected_kinds = expected.dead_kinds.clone();
+    kinds.sort();
+    expected_kinds.sort();
+    assert_eq!(kinds, expected_kinds, "{}: dead letters by reason", config.service);
+    for letter in &letters {
+        assert!(letter["reason"].as_str().is_some_and(|r| !r.is_empty()), "no reason: {letter}");
+        assert!(letter["offset"].is_i64() && letter["partition"].is_i64(), "no position: {letter}");
+    }
+    let binary = letters.iter().find(|l| l["kind"] == "not_utf8").map(|l| l["value"]["base64"].clone());
+    assert_eq!(binary, Some(Value::from("//4AYmluYXJ5")), "non-UTF-8 values are kept as base64");
+
+    let report = common::audit(config).await;
+    assert!(report.clean(), "{}: audit found problems:\n{}", config.service, report.render());
+    let total: u64 = report.partitions.iter().map(|p| p.stored + p.dead_lettered + p.skipped).sum();
+    assert_eq!(total, 407, "every record accounted for exactly once");
+    let skipped: u64 = report.partitions.iter().map(|p| p.skipped).sum();
+    assert_eq!(skipped as usize, expected.skipped);
+}
+
+#[tokio::test]
+async fn a_seeded_mix_of_good_bad_foreign_and_broken_records_ends_up_exactly_as_specified() {
+    testkit::require_kafka();
+    let topic = testkit::unique_topic("mix");
+    testkit::create_topic(&topic, 2).await;
+    let (sales, inventory) = produce_mix(&topic).await;
+    let prefix = format!("m{}", uuid_suffix());
+    let batch = [("BATCH_MAX_EVENTS", "37")];
+    let sales_config = common::config(EventType::Sale, &topic, &prefix, &batch);
+    let inventory_config = common::config(EventType::Inventory, &topic, &prefix, &batch);
+    let sales_consumer = common::start(sales_config.clone()).await;
+    let inventory_consumer = common::start(inventory_config.clone()).await;
+
+    common::wait_until_caught_up(&sales_config, 2, Duration::from_secs(90)).await;
+    common::wait_until_caught_up(&inventory_config, 2, Duration::from_secs(90)).await;
+    let metrics = sales_consumer.metrics().await;
+    sales_consumer.stop().await;
+    inventory_consumer.stop().await;
+
+    check(&sales_config, &sales).await;
+    check(&inventory_config, &inventory).await;
+    assert!(metrics.contains("consumer_dead_letters_total{reason=\"not_utf8\"} 1"), "{metrics}");
+    assert!(metrics.contains("consumer_lag_records{partition=\"0\"} 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_restart_resumes_without_rewriting_or_skipping() {
+    testkit::require_kafka();
+    let topic = testkit::unique_topic("restart");
+    testkit::create_topic(&topic, 1).await;
+    let prefix = format!("r{}", uuid_suffix());
+    let config = common::config(EventType::Sale, &topic, &prefix, &[]);
+    let mut generator = Generator::new(Some(7), 0.0);
+    let mut produced = Vec::new();
+    for round in 0..3 {
+        let events: Vec<_> = (0..60).filter_map(|_| generator.next_event(Utc::now()).event).collect();
+        produced.extend(events.iter().filter(|e| e.event_type == EventType::Sale).map(|e| e.to_value()));
+        testkit::produce(&topic, 0, events.iter().map(|e| e.to_record()).collect(), Compression::Lz4).await;
+        let consumer = common::start(config.clone()).await;
+        common::wait_until_caught_up(&config, 1, Duration::from_secs(60)).await;
+        consumer.stop().await;
+        let report = common::audit(&config).await;
+        assert!(report.clean(), "round {round}:\n{}", report.render());
+    }
+    let stored = common::stored(&config).await;
+    assert_eq!(common::request_ids(&stored), common::request_ids(&produced));
+}
+
+#[tokio::test]
+async fn two_instances_owning_one_partition_each_cover_the_topic() {
+    testkit::require_kafka();
+    let topic = testkit::unique_topic("owners");
+    testkit::create_topic(&topic, 2).await;
+    let mut generator = Generator::new(Some(11), 0.0);
+    let events: Vec<_> = (0..300).filter_map(|_| generator.next_event(Utc::now()).event).collect();
+    for (partition, half) in events.chunks(150).enumerate() {
+        let records = half.iter().map(|e| e.to_record()).collect();
+        testkit::produce(&topic, partition as i32, records, Compression::Snappy).await;
+    }
+    let prefix = format!("o{}", uuid_suffix());
+    let first = common::config(EventType::Inventory, &topic, &prefix, &[("CONSUMER_PARTITIONS", "0")]);
+    let second = common::config(
+        EventType::Inventory,
+        &topic,
+        &prefix,
+        &[("CONSUMER_INSTANCES", "2"), ("CONSUMER_INSTANCE", "1")],
+    );
+    let (a, b) = (common::start(first.clone()).await, common::start(second).await);
+    common::wait_until_caught_up(&first, 2, Duration::from_secs(60)).await;
+    a.stop().await;
+    b.stop().await;
+
+    let report = common::audit(&first).await;
+    assert!(report.clean(), "{}", report.render());
+    assert_eq!(report.partitions.iter().map(|p| p.partition).collect::<Vec<_>>(), [0, 1]);
+    let expected: Vec<Value> =
+        events.iter().filter(|e| e.event_type == EventType::Inventory).map(|e| e.to_value()).collect();
+    assert_eq!(common::request_ids(&common::stored(&first).await), common::request_ids(&expected));
+}
+
+fn uuid_suffix() -> String {
+    testkit::unique_name("p").trim_start_matches("p-").to_owned()
+}
