@@ -58,15 +58,6 @@ async fn wait_for(base: &str, status: u16, kafka_ok: bool, s3_ok: bool) -> Value
     .await
 }
 
-/// Restarts a stopped part of the stack even when an assertion fails half-way.
-struct Restart(&'static str);
-
-impl Drop for Restart {
-    fn drop(&mut self) {
-        testkit::stack(&["start", self.0]);
-    }
-}
-
 #[tokio::test]
 async fn readyz_follows_kafka_and_s3_down_and_back_without_a_restart() {
     testkit::require_kafka();
@@ -80,16 +71,14 @@ async fn readyz_follows_kafka_and_s3_down_and_back_without_a_restart() {
     assert_eq!(check(&body, "kafka")["detail"], format!("topic {topic} has 2 partitions"));
 
     {
-        let _restart = Restart("kafka");
-        testkit::stack(&["stop", "kafka"]);
+        let _stopped = testkit::Stopped::part("kafka");
         let body = wait_for(&base, 503, false, true).await;
         assert_eq!(body["status"], "not_ready");
     }
     wait_for(&base, 200, true, true).await;
 
     {
-        let _restart = Restart("s3");
-        testkit::stack(&["stop", "s3"]);
+        let _stopped = testkit::Stopped::part("s3");
         let body = wait_for(&base, 503, true, false).await;
         let detail = check(&body, "s3")["detail"].as_str().unwrap_or_default().to_owned();
         assert!(detail.starts_with("bucket store-events: "), "{detail}");

@@ -64,6 +64,24 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
 
+/// A part of the local stack (`kafka` or `s3`) stopped by a test; started again when
+/// dropped, even when an assertion fails half-way, so later tests find the stack up.
+pub struct Stopped(&'static str);
+
+impl Stopped {
+    /// Stops `part` until the guard is dropped.
+    pub fn part(part: &'static str) -> Stopped {
+        stack(&["stop", part]);
+        Stopped(part)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        stack(&["start", self.0]);
+    }
+}
+
 /// A topic name no other test uses.
 pub fn unique_topic(prefix: &str) -> String {
     unique_name(prefix)

@@ -1,0 +1,108 @@
+//! kill -9 at random points, over and over, while events keep arriving: after the last
+//! restart the audit finds no gap and no overlap, and the stored events are exactly the
+//! sale events produced. This runs the real binary, as Kubernetes would.
+
+#[path = "../../../shared/consumer/tests/common/mod.rs"]
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rskafka::client::partition::Compression;
+use store_event::{EventType, Generator};
+
+const CYCLES: usize = 20;
+
+fn spawn(env: &[(&str, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sales-consumer"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("the sales-consumer binary did not start: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_loses_and_doubles_nothing() {
+    testkit::require_kafka();
+    testkit::require_s3();
+    let topic = testkit::unique_topic("crash");
+    testkit::create_topic(&topic, 2).await;
+    let prefix = testkit::unique_name("c");
+    let config = common::config(EventType::Sale, &topic, &prefix, &[]);
+    let mut env: Vec<(&str, String)> =
+        testkit::local_s3_env(&prefix).into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+    env.extend([
+        ("STORE_EVENTS_TOPIC", topic.clone()),
+        ("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA.to_owned()),
+        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("BATCH_MAX_AGE", "150ms".to_owned()),
+        ("BATCH_MAX_EVENTS", "25".to_owned()),
+        ("CHECKPOINT_INTERVAL", "500ms".to_owned()),
+        ("PARTITION_REFRESH", "1s".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ]);
+
+    // Events keep arriving on both partitions, 10% of them bad, while the consumer dies.
+    let produced = Arc::new(Mutex::new(Vec::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let producer = {
+        let (topic, produced, stop) = (topic.clone(), Arc::clone(&produced), stop.clone());
+        tokio::spawn(async move {
+            let mut generator = Generator::new(Some(4242), 0.1);
+            let mut round = 0;
+            while !stop.is_cancelled() && round < 2_000 {
+                let batch: Vec<_> = (0..20).map(|_| generator.next_event(Utc::now())).collect();
+                let records = batch
+                    .iter()
+                    .map(|g| match &g.event {
+                        Some(event) => event.to_record(),
+                        None => testkit::record(Some(g.value.to_string().as_bytes()), &[]),
+                    })
+                    .collect();
+                testkit::produce(&topic, round % 2, records, Compression::NoCompression).await;
+                if let Ok(mut produced) = produced.lock() {
+                    produced.extend(batch);
+                }
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+
+    let mut rng = StdRng::seed_from_u64(20261124);
+    for _ in 0..CYCLES {
+        let mut child = spawn(&env);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1_500))).await;
+        child.kill().unwrap_or_else(|e| panic!("kill -9: {e}"));
+        let _ = child.wait();
+    }
+    stop.cancel();
+    producer.await.unwrap_or_else(|e| panic!("producer task: {e}"));
+
+    // One last, clean run catches up and stops on SIGTERM.
+    let child = spawn(&env);
+    common::wait_until_caught_up(&config, 2, Duration::from_secs(120)).await;
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "SIGTERM could not be sent");
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait()
+    })
+    .await;
+    assert!(matches!(exit, Ok(Ok(s)) if s.success()), "the consumer did not exit cleanly on SIGTERM: {exit:?}");
+
+    let report = common::audit(&config).await;
+    assert!(report.clean(), "audit after {CYCLES} kill -9 cycles:\n{}", report.render());
+    let produced = produced.lock().map(|p| p.clone()).unwrap_or_default();
+    let expected: Vec<serde_json::Value> =
+        produced.iter().filter(|g| g.event_type == EventType::Sale && !g.is_bad()).map(|g| g.value.clone()).collect();
+    let bad_sales = produced.iter().filter(|g| g.event_type == EventType::Sale && g.is_bad()).count();
+    assert!(expected.len() > 100, "too few events were produced to mean anything: {}", expected.len());
+    assert_eq!(common::request_ids(&common::stored(&config).await), common::request_ids(&expected));
+    assert_eq!(common::dead_letters(&config).await.len(), bad_sales);
+}
