@@ -373,6 +373,19 @@ mod tests {
     }
 
     #[test]
+    fn a_record_larger_than_the_byte_limit_is_stored_whole_and_closes_the_batch() {
+        let mut big = serde_json::from_slice::<Value>(&event(EventType::Sale)).unwrap_or_default();
+        big["notes"] = Value::from("x".repeat(64 * 1024));
+        let bytes = big.to_string().into_bytes();
+        let limits = BatchLimits { max_events: 1_000, max_bytes: 16 * 1024, max_age: Duration::from_secs(5) };
+        let mut batch = Batch::new(0);
+        assert_eq!(batch.push(EventType::Sale, "t", 0, &record(0, &[], Some(&bytes))), Outcome::Stored);
+        assert!(batch.is_full(&limits));
+        let stored = gunzip_lines(batch.seal().data.as_deref().unwrap_or_default());
+        assert_eq!(stored, [big]);
+    }
+
+    #[test]
     fn a_batch_holds_one_date_and_reports_full_at_its_limits() {
         let mut batch = Batch::new(0);
         let today = record(0, &[], Some(b"{}"));

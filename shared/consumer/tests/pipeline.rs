@@ -187,6 +187,33 @@ async fn two_instances_owning_one_partition_each_cover_the_topic() {
     assert_eq!(common::request_ids(&common::stored(&first).await), common::request_ids(&expected));
 }
 
+#[tokio::test]
+async fn partitions_added_to_the_topic_later_are_picked_up() {
+    testkit::require_kafka();
+    let topic = testkit::unique_topic("grow");
+    testkit::create_topic(&topic, 1).await;
+    let config = common::config(EventType::Sale, &topic, &format!("g{}", uuid_suffix()), &[]);
+    let mut generator = Generator::new(Some(3), 0.0);
+    let mut events: Vec<_> = (0..40).filter_map(|_| generator.next_event(Utc::now()).event).collect();
+    testkit::produce(&topic, 0, events.iter().map(|e| e.to_record()).collect(), Compression::NoCompression).await;
+    let consumer = common::start(config.clone()).await;
+    common::wait_until_caught_up(&config, 1, Duration::from_secs(60)).await;
+
+    testkit::add_partitions(&topic, 2);
+    let later: Vec<_> = (0..40).filter_map(|_| generator.next_event(Utc::now()).event).collect();
+    testkit::produce(&topic, 1, later.iter().map(|e| e.to_record()).collect(), Compression::NoCompression).await;
+    events.extend(later);
+    common::wait_until_caught_up(&config, 2, Duration::from_secs(60)).await;
+    consumer.stop().await;
+
+    let report = common::audit(&config).await;
+    assert!(report.clean(), "{}", report.render());
+    assert_eq!(report.partitions.len(), 2);
+    let expected: Vec<Value> =
+        events.iter().filter(|e| e.event_type == EventType::Sale).map(|e| e.to_value()).collect();
+    assert_eq!(common::request_ids(&common::stored(&config).await), common::request_ids(&expected));
+}
+
 fn uuid_suffix() -> String {
     testkit::unique_name("p").trim_start_matches("p-").to_owned()
 }

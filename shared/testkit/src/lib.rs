@@ -103,6 +103,23 @@ pub async fn create_topic(topic: &str, partitions: i32) {
         .unwrap_or_else(|e| panic!("creating topic {topic}: {e}"));
 }
 
+/// Grows `topic` to `partitions` partitions with Apache Kafka's own `kafka-topics` tool
+/// (rskafka cannot add partitions).
+pub fn add_partitions(topic: &str, partitions: i32) {
+    let count = partitions.to_string();
+    stack(&[
+        "kafka-tool",
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+        KAFKA,
+        "--alter",
+        "--topic",
+        topic,
+        "--partitions",
+        &count,
+    ]);
+}
+
 /// S3 settings for the local server, under a prefix no other test uses.
 pub fn s3_settings(prefix: &str) -> S3Settings {
     require_s3();
