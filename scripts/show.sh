@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Prints where the running system can be seen: each service's URLs and readiness, and
-# what the S3 bucket holds so far.
+# Prints where the running system can be seen, waits until the consumers have written
+# events to S3 (the producer's generator feeds them), and shows a sample.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/local.env
 source "$root/scripts/local.env"
+data=$root/.local/s3/data/$S3_BUCKET
 
 echo
 echo "store-events is running:"
@@ -16,5 +17,21 @@ done
 echo "  Kafka               127.0.0.1:9092, topic ${STORE_EVENTS_TOPIC:-MystiqueStoreEventsTopic}"
 echo "  S3                  $S3_ENDPOINT, bucket $S3_BUCKET (files under .local/s3/data/$S3_BUCKET/)"
 echo "  logs                .local/logs/*.log    stop with: make down"
-objects=$(find "$root/.local/s3/data/$S3_BUCKET" -type f -name '*.gz' 2>/dev/null | wc -l)
-echo "  objects in S3 so far: $objects"
+
+count() { find "$data/$1" -type f -name '*.jsonl.gz' 2>/dev/null | wc -l; }
+deadline=$((SECONDS + 30))
+while [ "$(count event_type=sale_event)" -eq 0 ] || [ "$(count event_type=inventory_event)" -eq 0 ]; do
+  if [ $SECONDS -ge $deadline ]; then
+    echo "  no events in S3 after 30 s: is GENERATOR_RATE 0? see .local/logs/"
+    exit 0
+  fi
+  sleep 1
+done
+echo
+echo "Events are landing in S3 (the generator makes ${GENERATOR_RATE:-20} events/s, 10% bad):"
+for prefix in event_type=sale_event event_type=inventory_event dead_letter/consumer=sales-consumer dead_letter/consumer=inventory-consumer; do
+  printf '  %-42s %s objects\n' "$prefix/" "$(count "$prefix")"
+done
+sample=$(find "$data/event_type=sale_event" -type f -name '*.jsonl.gz' | head -n 1)
+echo "  a stored sale event: $(gzip -dc "$sample" | head -n 1)"
+echo "  prove exactly once:  target/debug/sales-consumer audit"

@@ -1,6 +1,7 @@
 //! The producer service: the front door through which stores send events to Kafka.
 
 pub mod config;
+pub mod generator;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +21,16 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
     let registry = Arc::new(metrics::registry());
     let cluster = Arc::new(KafkaCluster::new(config.common.kafka.clone()));
     tokio::spawn(provision_topic(Arc::clone(&cluster), config.clone(), shutdown.clone()));
+    let generator = {
+        let (cluster, registry, shutdown) = (Arc::clone(&cluster), Arc::clone(&registry), shutdown.clone());
+        let (topic, rate, bad_share) = (config.common.topic.clone(), config.generator_rate, config.generator_bad_share);
+        tokio::spawn(async move { generator::run(cluster, topic, rate, bad_share, &registry, shutdown).await })
+    };
     let readiness =
         Readiness::new(&registry, Duration::from_secs(5)).with(KafkaCheck::new(cluster, &config.common.topic));
     let router = http::router(Probes { readiness, registry });
-    http::serve(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")
+    http::serve(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")?;
+    generator.await.context("generator task failed")
 }
 
 /// Creates the topic if it is missing, retrying with backoff while Kafka is unreachable.
