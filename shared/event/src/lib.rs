@@ -14,7 +14,7 @@ mod validate;
 pub use generator::{CATEGORIES, GeneratedEvent, Generator, VARIANTS};
 pub use kafka::{CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, Route, classify};
 pub use model::{EventType, StoreEvent, UnknownEventType};
-pub use validate::{FieldError, Invalid, parse_timestamp};
+pub use validate::{FieldError, Invalid, KNOWN_FIELDS, parse_timestamp};
 
 /// The JSON Schema (draft 2020-12) of a valid event, kept beside the Rust validation and
 /// proven to agree with it by this crate's tests.

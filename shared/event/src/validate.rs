@@ -310,7 +310,7 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
 
 /// Fields the typed model holds; everything else goes to `extra`. `bad_msg: false` is
 /// kept in `extra` (it is not modelled, only checked).
-const KNOWN_FIELDS: [&str; 15] = [
+pub const KNOWN_FIELDS: [&str; 15] = [
     "request_id",
     "event_type",
     "store_id",

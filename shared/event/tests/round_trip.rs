@@ -7,25 +7,7 @@ use serde_json::{Map, Value};
 use store_event::{EventType, StoreEvent};
 
 fn known(name: &str) -> bool {
-    [
-        "request_id",
-        "event_type",
-        "store_id",
-        "cust_id",
-        "category",
-        "sku",
-        "price",
-        "qty",
-        "discount",
-        "gift_wrap",
-        "variant",
-        "priority_shipping",
-        "ts",
-        "contact_me",
-        "is_return",
-        "bad_msg",
-    ]
-    .contains(&name)
+    name == "bad_msg" || store_event::KNOWN_FIELDS.contains(&name)
 }
 
 fn json_leaf() -> impl Strategy<Value = Value> {
