@@ -68,6 +68,17 @@ install_s3() {
   cargo install --quiet --locked "s3s-fs@$s3s_version" --features binary --root "$cache/s3s-fs-$s3s_version" >&2
 }
 
+# kcat, an independent Kafka client (Debian's package), reads back what the producer wrote.
+install_kcat() {
+  command -v kcat >/dev/null && return 0
+  log "Installing kcat from Debian's packages"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq >&2 && apt-get install -y -qq kcat >&2
+  else
+    sudo apt-get update -qq >&2 && sudo apt-get install -y -qq kcat >&2
+  fi
+}
+
 # Runs one of Kafka's own Java entry points with the cached classpath.
 kafka_java() {
   java -Xms128m -Xmx${KAFKA_HEAP:-768m} -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.yaml" \
@@ -172,9 +183,9 @@ status() {
 
 mkdir -p "$state/kafka" "$state/s3"
 case "${1:-}" in
-  up) start_kafka; start_s3 ;;
+  up) install_kcat; start_kafka; start_s3 ;;
   down) stop_kafka; stop_s3 ;;
-  install) install_kafka; install_s3 ;;
+  install) install_kafka; install_s3; install_kcat ;;
   start | stop)
     case "${2:-}" in
       kafka | s3) "$1_$2" ;;

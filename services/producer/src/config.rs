@@ -1,6 +1,24 @@
 //! The producer's settings.
 
+use std::time::Duration;
+
+use rskafka::client::partition::Compression;
 use service_runtime::config::{CommonConfig, ConfigError, Env};
+
+/// How records are written to Kafka (`PRODUCER_*`).
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    /// `PRODUCER_LINGER`: how long a partition's batch waits for more records.
+    pub linger: Duration,
+    /// `PRODUCER_BATCH_BYTES`: the largest batch sent in one request, per partition.
+    pub batch_bytes: usize,
+    /// `PRODUCER_COMPRESSION`: `none`, `gzip`, `lz4`, `snappy` or `zstd`.
+    pub compression: Compression,
+    /// `PRODUCER_MAX_PENDING`: records waiting for Kafka at most; beyond, the API answers 503.
+    pub max_pending: usize,
+    /// `PRODUCE_TIMEOUT`: the longest a request waits for Kafka's acknowledgement.
+    pub timeout: Duration,
+}
 
 /// Everything the producer reads from its environment.
 #[derive(Debug, Clone)]
@@ -16,17 +34,36 @@ pub struct ProducerConfig {
     pub generator_rate: u32,
     /// `GENERATOR_BAD_SHARE`: the share of generated events that are bad (0 to 1).
     pub generator_bad_share: f64,
+    /// `MAX_BODY_BYTES`: the largest request body `POST /v1/events` takes.
+    pub max_body_bytes: usize,
+    /// How records are written.
+    pub sink: SinkSettings,
 }
 
 impl ProducerConfig {
     /// Reads and checks the settings.
     pub fn from_env(env: &Env) -> Result<ProducerConfig, ConfigError> {
+        let compression = env.string("PRODUCER_COMPRESSION", "lz4");
+        let compression =
+            crate::sink::parse_compression(&compression).map_err(|p| ConfigError::new("PRODUCER_COMPRESSION", p))?;
+        let timeout = env.duration("PRODUCE_TIMEOUT", Duration::from_secs(10))?;
+        if timeout.is_zero() {
+            return Err(ConfigError::new("PRODUCE_TIMEOUT", "must be greater than zero"));
+        }
         Ok(ProducerConfig {
             common: CommonConfig::from_env(env, "producer", "0.0.0.0:8080")?,
             topic_partitions: env.bounded("TOPIC_PARTITIONS", 2, 1, 10_000)?,
             topic_replication_factor: env.bounded("TOPIC_REPLICATION_FACTOR", 1, 1, 16)?,
             generator_rate: env.bounded("GENERATOR_RATE", 0, 0, 1_000_000)?,
             generator_bad_share: env.bounded("GENERATOR_BAD_SHARE", 0.1, 0.0, 1.0)?,
+            max_body_bytes: env.bounded("MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)?,
+            sink: SinkSettings {
+                linger: env.duration("PRODUCER_LINGER", Duration::from_millis(5))?,
+                batch_bytes: env.bounded("PRODUCER_BATCH_BYTES", 512 * 1024, 1024, 64 * 1024 * 1024)?,
+                compression,
+                max_pending: env.bounded("PRODUCER_MAX_PENDING", 50_000, 1, 10_000_000)?,
+                timeout,
+            },
         })
     }
 }

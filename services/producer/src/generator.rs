@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use prometheus::{IntCounterVec, Opts, Registry};
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::record::Record;
-use service_runtime::kafka::{KafkaCluster, within};
 use store_event::{CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, GeneratedEvent, Generator};
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::sink::Sink;
 
 /// Kafka's default partitioner (murmur2 of the key), so that a store's events land on
 /// the same partition whichever client (Java or this one) produced them.
@@ -77,94 +77,37 @@ pub fn to_record(generated: &GeneratedEvent) -> Record {
     }
 }
 
-/// Produces `rate` events per second until `shutdown`, in ticks of 100 ms.
-pub async fn run(
-    cluster: Arc<KafkaCluster>,
-    topic: String,
-    rate: u32,
-    bad_share: f64,
-    registry: &Registry,
-    shutdown: CancellationToken,
-) {
-    let produced = IntCounterVec::new(
-        Opts::new("producer_generated_events_total", "Generated events acknowledged by Kafka, by type and quality."),
-        &["event_type", "quality"],
-    )
-    .unwrap_or_else(|_| unreachable!("valid options"));
-    service_runtime::metrics::register(registry, &produced);
+/// Produces `rate` events per second until `shutdown`, in ticks of 100 ms, through the
+/// shared sink. Only acknowledged events are counted.
+pub async fn run(sink: Arc<Sink>, rate: u32, bad_share: f64, metrics: Metrics, shutdown: CancellationToken) {
     if rate == 0 {
         return;
     }
     tracing::info!(rate, bad_share, "Generator on.");
     let mut generator = Generator::new(None, bad_share);
-    let mut clients: Vec<PartitionClient> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut owed = 0.0_f64;
-    let mut round_robin = 0usize;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if clients.is_empty() {
-            match open(&cluster, &topic).await {
-                Ok(opened) => clients = opened,
-                Err(error) => {
-                    tracing::warn!(%error, "The generator cannot reach the topic; retrying.");
-                    continue;
-                }
-            }
-        }
         owed += f64::from(rate) / 10.0;
         let count = owed.floor() as usize;
         owed -= count as f64;
-        let mut by_partition: BTreeMap<usize, Vec<(Record, GeneratedEvent)>> = BTreeMap::new();
-        for _ in 0..count {
-            let generated = generator.next_event(Utc::now());
-            let record = to_record(&generated);
-            let partition = match &record.key {
-                Some(key) => partition_for(key, clients.len()),
-                None => {
-                    round_robin = round_robin.wrapping_add(1);
-                    round_robin % clients.len()
-                }
-            };
-            by_partition.entry(partition).or_default().push((record, generated));
-        }
-        for (partition, batch) in by_partition {
-            let (records, events): (Vec<Record>, Vec<GeneratedEvent>) = batch.into_iter().unzip();
-            let timeout = cluster.settings().request_timeout;
-            let acked =
-                within(timeout, "producing", clients[partition].produce(records, Compression::NoCompression)).await;
-            match acked {
-                Ok(_) => {
-                    for event in events {
-                        let quality = if event.is_bad() { "bad" } else { "good" };
-                        produced.with_label_values(&[event.event_type.as_str(), quality]).inc();
+        let generated: Vec<GeneratedEvent> = (0..count).map(|_| generator.next_event(Utc::now())).collect();
+        match sink.send(generated.iter().map(to_record).collect(), true).await {
+            Ok(results) => {
+                for (event, result) in generated.iter().zip(results) {
+                    if result.is_ok() {
+                        metrics.produced.with_label_values(&[event.event_type.as_str(), "generator"]).inc();
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "Generated events were not acknowledged; they are not counted.");
-                    clients.clear();
-                    cluster.reset().await;
-                    break;
-                }
             }
+            Err(error) => tracing::warn!(%error, "Generated events were not written; they are not counted."),
         }
     }
-}
-
-async fn open(cluster: &KafkaCluster, topic: &str) -> Result<Vec<PartitionClient>, String> {
-    let partitions =
-        cluster.partitions(topic).await.map_err(|e| e.to_string())?.ok_or("the topic does not exist yet")?;
-    let client = cluster.client().await.map_err(|e| e.to_string())?;
-    let mut clients = Vec::with_capacity(partitions.len());
-    for partition in partitions {
-        let opened = client.partition_client(topic, partition, UnknownTopicHandling::Retry);
-        let opened = within(cluster.settings().request_timeout, "opening a partition", opened).await;
-        clients.push(opened.map_err(|e| e.to_string())?);
-    }
-    Ok(clients)
 }
 
 #[cfg(test)]

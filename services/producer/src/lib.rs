@@ -1,7 +1,15 @@
 //! The producer service: the front door through which stores send events to Kafka.
+//!
+//! - `api`: `POST /v1/events` and `POST /v1/simulate`;
+//! - `sink`: batched, compressed, bounded writes to Kafka shared by every path;
+//! - `generator`: continuous realistic events (`GENERATOR_RATE`) and the partitioner;
+//! - `config`, `metrics`: settings and what Prometheus sees.
 
+pub mod api;
 pub mod config;
 pub mod generator;
+pub mod metrics;
+pub mod sink;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,28 +17,43 @@ use std::time::Duration;
 use anyhow::Context;
 use service_runtime::http::{self, Probes};
 use service_runtime::kafka::{KafkaCheck, KafkaCluster, TopicState};
-use service_runtime::metrics;
 use service_runtime::readiness::Readiness;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ProducerConfig;
 
-/// Runs the producer until `shutdown` is cancelled, serving HTTP on `listener`.
+/// Runs the producer until `shutdown` is cancelled, serving HTTP on `listener`. On
+/// shutdown it stops accepting, lets requests in flight finish (each waits for its
+/// acknowledgements), stops the generator, and returns when nothing waits for Kafka.
 pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let registry = Arc::new(metrics::registry());
+    let registry = Arc::new(service_runtime::metrics::registry());
+    let metrics = metrics::Metrics::new(&registry);
     let cluster = Arc::new(KafkaCluster::new(config.common.kafka.clone()));
     tokio::spawn(provision_topic(Arc::clone(&cluster), config.clone(), shutdown.clone()));
-    let generator = {
-        let (cluster, registry, shutdown) = (Arc::clone(&cluster), Arc::clone(&registry), shutdown.clone());
-        let (topic, rate, bad_share) = (config.common.topic.clone(), config.generator_rate, config.generator_bad_share);
-        tokio::spawn(async move { generator::run(cluster, topic, rate, bad_share, &registry, shutdown).await })
-    };
+    let sink =
+        Arc::new(sink::Sink::new(Arc::clone(&cluster), &config.common.topic, config.sink.clone(), metrics.clone()));
+    let generator = tokio::spawn(generator::run(
+        Arc::clone(&sink),
+        config.generator_rate,
+        config.generator_bad_share,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let readiness =
         Readiness::new(&registry, Duration::from_secs(5)).with(KafkaCheck::new(cluster, &config.common.topic));
-    let router = http::router(Probes { readiness, registry });
+    let api = Arc::new(api::Api {
+        sink: Arc::clone(&sink),
+        metrics,
+        max_body_bytes: config.max_body_bytes,
+        bad_share: config.generator_bad_share,
+    });
+    let router = http::router(Probes { readiness, registry }).merge(api::router(api));
     http::serve(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")?;
-    generator.await.context("generator task failed")
+    generator.await.context("generator task failed")?;
+    sink.drain(config.sink.timeout).await;
+    tracing::info!("Producer stopped: every accepted event was acknowledged or reported as failed.");
+    Ok(())
 }
 
 /// Creates the topic if it is missing, retrying with backoff while Kafka is unreachable.
@@ -52,6 +75,26 @@ async fn provision_topic(cluster: Arc<KafkaCluster>, config: ProducerConfig, shu
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
+}
+
+/// `producer ensure-topic`: makes sure the topic exists, for an init job. `Ok(true)` when
+/// it exists with at least `TOPIC_PARTITIONS` partitions.
+pub async fn ensure_topic(config: &ProducerConfig) -> anyhow::Result<bool> {
+    let cluster = KafkaCluster::new(config.common.kafka.clone());
+    let topic = &config.common.topic;
+    let state = cluster
+        .ensure_topic(topic, config.topic_partitions, config.topic_replication_factor)
+        .await
+        .with_context(|| format!("cannot make sure topic {topic} exists"))?;
+    let fine = report_topic(topic, &state);
+    match state {
+        TopicState::Created => println!("topic {topic} created with {} partitions", config.topic_partitions),
+        TopicState::Exists { partitions } => println!("topic {topic} exists with {partitions} partitions"),
+        TopicState::TooFewPartitions { partitions, wanted } => {
+            println!("topic {topic} has {partitions} partitions, fewer than TOPIC_PARTITIONS={wanted}")
+        }
+    }
+    Ok(fine)
 }
 
 /// Logs what provisioning found; `true` when the topic is as configured.

@@ -1,5 +1,8 @@
 //! producer: reads its configuration (exit code 2 when it is wrong), sets up logs and
-//! runs the service until SIGINT or SIGTERM. Everything else is in the library.
+//! runs the service until SIGINT or SIGTERM, or `producer ensure-topic` for an init job.
+//! Everything else is in the library.
+
+use std::process::ExitCode;
 
 use anyhow::Context;
 use producer::ProducerConfig;
@@ -7,12 +10,23 @@ use service_runtime::config::{Env, exit_on_error};
 use service_runtime::{shutdown, telemetry};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let config = exit_on_error(ProducerConfig::from_env(&Env::from_process()));
     telemetry::init(config.common.log_format);
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("ensure-topic") => {
+            return Ok(if producer::ensure_topic(&config).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Some(other) => {
+            eprintln!("unknown command {other}; usage: producer [ensure-topic]");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.common.http_addr)
         .await
         .with_context(|| format!("cannot listen on HTTP_ADDR={}", config.common.http_addr))?;
     tracing::info!(topic = %config.common.topic, "Producer starting.");
-    producer::run(config, listener, shutdown::on_signal()).await
+    producer::run(config, listener, shutdown::on_signal()).await?;
+    Ok(ExitCode::SUCCESS)
 }

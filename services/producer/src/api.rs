@@ -1,0 +1,346 @@
+//! The producer's HTTP API.
+//!
+//! `POST /v1/events` takes one event object, a JSON array of events, or NDJSON
+//! (`Content-Type: application/x-ndjson`). A batch is all or nothing at validation: one
+//! invalid event rejects the request with 422 and nothing is written. The answer comes
+//! only after Kafka acknowledged every event (acks=all) and gives each one's partition and
+//! offset; an event Kafka did not acknowledge is never reported as written.
+//!
+//! `POST /v1/simulate` produces generated events like the original Lambda and answers its
+//! summary, counting only what Kafka acknowledged.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store_event::{EventType, FieldError, Generator, Invalid, StoreEvent};
+
+use crate::generator::to_record;
+use crate::metrics::Metrics;
+use crate::sink::{Ack, SendError, Sink};
+
+/// What the handlers share.
+pub struct Api {
+    /// The way into Kafka.
+    pub sink: Arc<Sink>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// `MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+    /// `GENERATOR_BAD_SHARE`, the default of `/v1/simulate`.
+    pub bad_share: f64,
+}
+
+/// The API routes.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new().route("/v1/events", post(post_events)).route("/v1/simulate", post(simulate)).with_state(api)
+}
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+fn error(status: StatusCode, message: impl Into<String>, extra: Value) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    }
+    response
+}
+
+/// One invalid event in a 422 answer.
+#[derive(Debug, Serialize)]
+struct InvalidEvent {
+    index: usize,
+    errors: Vec<FieldError>,
+}
+
+/// One written event in a 200 answer.
+#[derive(Debug, Serialize)]
+struct Written {
+    request_id: String,
+    partition: i32,
+    offset: i64,
+}
+
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a Metrics) -> InFlight<'a> {
+        metrics.in_flight.inc();
+        InFlight(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+enum Format {
+    Json,
+    Ndjson,
+}
+
+async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Response {
+    let _in_flight = InFlight::new(&api.metrics);
+    let rejected = |reason: &str| api.metrics.rejected.with_label_values(&[reason]).inc();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let format = match media.as_str() {
+        "application/json" => Format::Json,
+        "application/x-ndjson" | "application/ndjson" => Format::Ndjson,
+        _ => {
+            rejected("unsupported_media_type");
+            let shown = if content_type.is_empty() { "none".to_owned() } else { format!("{content_type:?}") };
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Type {shown} is not supported: use application/json or application/x-ndjson"),
+                json!({}),
+            );
+        }
+    };
+    let bytes = match axum::body::to_bytes(body, api.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(e) if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) => {
+            rejected("too_large");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} bytes (MAX_BODY_BYTES)", api.max_body_bytes),
+                json!({}),
+            );
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body could not be read: {e}"), json!({})),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        rejected("empty");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body is empty: send an event, an array of events or NDJSON",
+            json!({}),
+        );
+    }
+    let values = match parse(&bytes, &format) {
+        Ok(values) => values,
+        Err(message) => {
+            rejected("not_json");
+            return error(StatusCode::BAD_REQUEST, message, json!({}));
+        }
+    };
+    if values.is_empty() {
+        rejected("empty");
+        return error(StatusCode::BAD_REQUEST, "no events: the array is empty", json!({}));
+    }
+    api.metrics.request_events.observe(values.len() as f64);
+
+    let mut events = Vec::with_capacity(values.len());
+    let mut invalid = Vec::new();
+    for (index, mut value) in values.into_iter().enumerate() {
+        if let Some(object) = value.as_object_mut() {
+            object.entry("request_id").or_insert_with(|| Value::from(uuid::Uuid::new_v4().to_string()));
+        }
+        match StoreEvent::from_value(&value) {
+            Ok(event) => events.push(event),
+            Err(e) => {
+                rejected(e.kind());
+                invalid.push(InvalidEvent { index, errors: e.field_errors() });
+            }
+        }
+    }
+    if !invalid.is_empty() {
+        let count = invalid.len();
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{count} of {} events are invalid; nothing was written", count + events.len()),
+            json!({ "invalid": invalid }),
+        );
+    }
+
+    let records = events.iter().map(StoreEvent::to_record).collect();
+    let results = match api.sink.send(records, false).await {
+        Ok(results) => results,
+        Err(e) => {
+            rejected(if matches!(e, SendError::Overloaded(_)) { "overloaded" } else { "kafka_unavailable" });
+            return error(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; nothing was written"), json!({}));
+        }
+    };
+    let mut written = Vec::new();
+    let mut failed = Vec::new();
+    for (index, (event, result)) in events.iter().zip(results).enumerate() {
+        match result {
+            Ok(Ack { partition, offset }) => {
+                api.metrics.produced.with_label_values(&[event.event_type.as_str(), "http"]).inc();
+                written.push(Written { request_id: event.request_id.clone(), partition, offset });
+            }
+            Err(reason) => failed.push(json!({ "index": index, "request_id": event.request_id, "reason": reason })),
+        }
+    }
+    api.metrics.accepted.inc_by(written.len() as u64);
+    if !failed.is_empty() {
+        rejected("kafka_unavailable");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} of {} events were not acknowledged by Kafka; retry those", failed.len(), events.len()),
+            json!({ "written": written, "failed": failed }),
+        );
+    }
+    (StatusCode::OK, axum::Json(json!({ "accepted": written.len(), "events": written }))).into_response()
+}
+
+/// Parses a JSON document (an object or an array of objects) or NDJSON into values;
+/// the error names the line and column.
+fn parse(bytes: &[u8], format: &Format) -> Result<Vec<Value>, String> {
+    let at =
+        |e: serde_json::Error| Invalid::Syntax { line: e.line(), column: e.column(), message: without_position(&e) };
+    match format {
+        Format::Json => match serde_json::from_slice::<Value>(bytes).map_err(|e| at(e).to_string())? {
+            Value::Array(values) => Ok(values),
+            value => Ok(vec![value]),
+        },
+        Format::Ndjson => {
+            let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
+            let mut values = Vec::new();
+            for (number, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let value = serde_json::from_str::<Value>(line).map_err(|e| {
+                    format!("not JSON: {} at line {} column {}", without_position(&e), number + 1, e.column())
+                })?;
+                values.push(value);
+            }
+            Ok(values)
+        }
+    }
+}
+
+fn without_position(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    message.split(" at line ").next().unwrap_or(&message).to_owned()
+}
+
+/// The body of `POST /v1/simulate`: a count or a duration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimulateRequest {
+    count: Option<u64>,
+    duration_seconds: Option<f64>,
+    bad_share: Option<f64>,
+    seed: Option<u64>,
+}
+
+/// The original Lambda's summary, field for field. `tot_sales` is the revenue of the
+/// acknowledged valid sale events, Σ price × qty × (1 − discount/100), rounded to cents
+/// (the original summed the price of every event, inventory included).
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct Summary {
+    /// True when Kafka acknowledged every generated event.
+    pub status: bool,
+    /// Events acknowledged.
+    pub tot_msgs: u64,
+    /// Bad events acknowledged.
+    pub bad_msgs: u64,
+    /// Sale events acknowledged (bad ones included).
+    pub sale_evnts: u64,
+    /// Inventory events acknowledged (bad ones included).
+    pub inventory_evnts: u64,
+    /// Revenue of the acknowledged valid sale events.
+    pub tot_sales: f64,
+}
+
+const MAX_SIMULATE_COUNT: u64 = 1_000_000;
+const MAX_SIMULATE_SECONDS: f64 = 300.0;
+
+async fn simulate(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> Response {
+    let _in_flight = InFlight::new(&api.metrics);
+    let request: SimulateRequest = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+        Ok(request) => request,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a simulate request: {e}"), json!({})),
+    };
+    let mut problems = Vec::new();
+    match (request.count, request.duration_seconds) {
+        (Some(_), Some(_)) | (None, None) => {
+            problems.push(json!({"field": "count", "reason": "give either count or duration_seconds"}))
+        }
+        (Some(count), None) if count == 0 || count > MAX_SIMULATE_COUNT => {
+            problems.push(json!({"field": "count", "reason": format!("must be between 1 and {MAX_SIMULATE_COUNT}")}))
+        }
+        (None, Some(s)) if !(s > 0.0 && s <= MAX_SIMULATE_SECONDS) => problems.push(
+            json!({"field": "duration_seconds", "reason": format!("must be above 0 and at most {MAX_SIMULATE_SECONDS}")}),
+        ),
+        _ => {}
+    }
+    let bad_share = request.bad_share.unwrap_or(api.bad_share);
+    if !(0.0..=1.0).contains(&bad_share) {
+        problems.push(json!({"field": "bad_share", "reason": "must be between 0 and 1"}));
+    }
+    if !problems.is_empty() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid simulate request", json!({ "invalid": problems }));
+    }
+    let summary = run_simulation(&api, request.count, request.duration_seconds, bad_share, request.seed).await;
+    (StatusCode::OK, axum::Json(summary)).into_response()
+}
+
+/// Produces generated events in chunks until the count or the duration is reached.
+pub async fn run_simulation(
+    api: &Api,
+    count: Option<u64>,
+    duration_seconds: Option<f64>,
+    bad_share: f64,
+    seed: Option<u64>,
+) -> Summary {
+    const CHUNK: u64 = 500;
+    let mut generator = Generator::new(seed, bad_share);
+    let deadline = duration_seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let mut summary = Summary { status: true, ..Summary::default() };
+    let mut revenue = 0.0;
+    let mut made = 0;
+    loop {
+        let size = match (count, deadline) {
+            (Some(count), _) if made >= count => break,
+            (Some(count), _) => CHUNK.min(count - made),
+            (None, Some(deadline)) if Instant::now() >= deadline => break,
+            _ => CHUNK,
+        };
+        made += size;
+        let generated: Vec<_> = (0..size).map(|_| generator.next_event(Utc::now())).collect();
+        let records = generated.iter().map(to_record).collect();
+        let results = match api.sink.send(records, true).await {
+            Ok(results) => results,
+            Err(_) => {
+                summary.status = false;
+                continue;
+            }
+        };
+        for (event, result) in generated.iter().zip(results) {
+            if result.is_err() {
+                summary.status = false;
+                continue;
+            }
+            api.metrics.produced.with_label_values(&[event.event_type.as_str(), "simulate"]).inc();
+            summary.tot_msgs += 1;
+            summary.bad_msgs += u64::from(event.is_bad());
+            match event.event_type {
+                EventType::Sale => summary.sale_evnts += 1,
+                EventType::Inventory => summary.inventory_evnts += 1,
+            }
+            if let Some(e) = event.event.as_ref().filter(|e| e.event_type == EventType::Sale) {
+                revenue += e.price * e.qty as f64 * (1.0 - e.discount / 100.0);
+            }
+        }
+    }
+    summary.tot_sales = (revenue * 100.0).round() / 100.0;
+    summary
+}

@@ -1,0 +1,180 @@
+//! The way into Kafka for every path of the producer (HTTP, simulate, generator): one
+//! rskafka `BatchProducer` per partition, which batches records with a linger and sends
+//! them compressed with acks=all, and a bound on records waiting for an acknowledgement,
+//! so that an overloaded producer answers 503 instead of queueing without limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::producer::aggregator::RecordAggregator;
+use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
+use rskafka::record::Record;
+use service_runtime::kafka::{KafkaCluster, within};
+use tokio::sync::{RwLock, Semaphore};
+
+use crate::config::SinkSettings;
+use crate::metrics::Metrics;
+
+/// Where one record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The partition.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+}
+
+/// Why nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Too many records already wait for Kafka.
+    #[error("the producer is overloaded: {0} records are waiting for Kafka; retry later")]
+    Overloaded(usize),
+    /// Kafka cannot be reached, or the topic does not exist.
+    #[error("Kafka is unavailable: {0}")]
+    Unavailable(String),
+}
+
+type Producer = BatchProducer<RecordAggregator>;
+
+/// The shared writer to the topic.
+pub struct Sink {
+    cluster: Arc<KafkaCluster>,
+    topic: String,
+    settings: SinkSettings,
+    producers: RwLock<Vec<Arc<Producer>>>,
+    pending: Arc<Semaphore>,
+    round_robin: AtomicUsize,
+    metrics: Metrics,
+}
+
+impl Sink {
+    /// A sink for `topic`; nothing connects until the first send.
+    pub fn new(cluster: Arc<KafkaCluster>, topic: &str, settings: SinkSettings, metrics: Metrics) -> Sink {
+        Sink {
+            cluster,
+            topic: topic.to_owned(),
+            pending: Arc::new(Semaphore::new(settings.max_pending)),
+            settings,
+            producers: RwLock::new(Vec::new()),
+            round_robin: AtomicUsize::new(0),
+            metrics,
+        }
+    }
+
+    async fn producers(&self) -> Result<Vec<Arc<Producer>>, SendError> {
+        {
+            let producers = self.producers.read().await;
+            if !producers.is_empty() {
+                return Ok(producers.clone());
+            }
+        }
+        let mut producers = self.producers.write().await;
+        if !producers.is_empty() {
+            return Ok(producers.clone());
+        }
+        let unavailable = |e: String| SendError::Unavailable(e);
+        let partitions = self
+            .cluster
+            .partitions(&self.topic)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| unavailable(format!("topic {} does not exist", self.topic)))?;
+        let client = self.cluster.client().await.map_err(|e| unavailable(e.to_string()))?;
+        let timeout = self.cluster.settings().request_timeout;
+        let mut opened = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            let partition_client = within(
+                timeout,
+                "opening a partition",
+                client.partition_client(self.topic.clone(), partition, UnknownTopicHandling::Retry),
+            )
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+            let producer = BatchProducerBuilder::new(Arc::new(partition_client))
+                .with_linger(self.settings.linger)
+                .with_compression(self.settings.compression)
+                .build(RecordAggregator::new(self.settings.batch_bytes));
+            opened.push(Arc::new(producer));
+        }
+        *producers = opened;
+        Ok(producers.clone())
+    }
+
+    /// Forgets the producers so that the next send reconnects (after a Kafka failure).
+    async fn reset(&self) {
+        self.producers.write().await.clear();
+        self.cluster.reset().await;
+    }
+
+    /// Sends `records` and waits for Kafka's acknowledgement of each. With `wait`, blocks
+    /// for room when overloaded instead of failing. The result has one entry per record,
+    /// in order: an acknowledgement, or why there is none.
+    pub async fn send(&self, records: Vec<Record>, wait: bool) -> Result<Vec<Result<Ack, String>>, SendError> {
+        let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        let permits = if wait {
+            Arc::clone(&self.pending).acquire_many_owned(count).await.map_err(|_| SendError::Overloaded(0))?
+        } else {
+            Arc::clone(&self.pending)
+                .try_acquire_many_owned(count)
+                .map_err(|_| SendError::Overloaded(self.settings.max_pending - self.pending.available_permits()))?
+        };
+        let producers = match self.producers().await {
+            Ok(producers) => producers,
+            Err(e) => {
+                self.metrics.kafka_errors.inc();
+                return Err(e);
+            }
+        };
+        let started = Instant::now();
+        let sends = records.into_iter().map(|record| {
+            let index = match &record.key {
+                Some(key) => crate::generator::partition_for(key, producers.len()),
+                None => self.round_robin.fetch_add(1, Ordering::Relaxed) % producers.len(),
+            };
+            let producer = Arc::clone(&producers[index]);
+            let timeout = self.settings.timeout;
+            async move {
+                match tokio::time::timeout(timeout, producer.produce(record)).await {
+                    Ok(Ok(offset)) => Ok(Ack { partition: index as i32, offset }),
+                    Ok(Err(e)) => Err(format!("not acknowledged by Kafka: {e}")),
+                    Err(_) => Err(format!("not acknowledged by Kafka within {timeout:?}")),
+                }
+            }
+        });
+        let results = join_all(sends).await;
+        drop(permits);
+        let latency = started.elapsed().as_secs_f64();
+        for result in &results {
+            if result.is_ok() {
+                self.metrics.produce_latency.observe(latency);
+            }
+        }
+        if results.iter().any(Result::is_err) {
+            self.metrics.kafka_errors.inc();
+            self.reset().await;
+        }
+        Ok(results)
+    }
+
+    /// Waits until every record handed to the sink is acknowledged or failed (shutdown).
+    pub async fn drain(&self, limit: Duration) {
+        let all = u32::try_from(self.settings.max_pending).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(limit, self.pending.acquire_many(all)).await;
+    }
+}
+
+/// `none|gzip|lz4|snappy|zstd` as rskafka's compression.
+pub fn parse_compression(name: &str) -> Result<Compression, String> {
+    match name {
+        "none" => Ok(Compression::NoCompression),
+        "gzip" => Ok(Compression::Gzip),
+        "lz4" => Ok(Compression::Lz4),
+        "snappy" => Ok(Compression::Snappy),
+        "zstd" => Ok(Compression::Zstd),
+        other => Err(format!("{other:?} is not a compression: use none, gzip, lz4, snappy or zstd")),
+    }
+}

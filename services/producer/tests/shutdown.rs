@@ -1,0 +1,122 @@
+//! SIGTERM during a load loses no acknowledged event: every event the real binary
+//! answered 200 for is on the topic at the partition and offset it gave.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rskafka::client::partition::UnknownTopicHandling;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_load_loses_no_acknowledged_event() {
+    testkit::require_kafka();
+    let topic = testkit::unique_topic("term");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_producer"))
+        .env("STORE_EVENTS_TOPIC", &topic)
+        .env("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA)
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("the producer binary did not start: {e}"));
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::eventually(Duration::from_secs(60), "the producer to be ready", || async {
+        let status = reqwest::get(format!("{base}/readyz")).await.ok()?.status().as_u16();
+        (status == 200).then_some(())
+    })
+    .await;
+
+    // Four clients post batches of 20 until the server goes away.
+    let acknowledged: Arc<Mutex<Vec<(i64, i64, String)>>> = Arc::default();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (base, acknowledged) = (base.clone(), Arc::clone(&acknowledged));
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for _ in 0..10_000 {
+                let batch: Vec<Value> = (0..20)
+                    .map(|_| {
+                        let mut event = common::example();
+                        event["request_id"] = json!(uuid::Uuid::new_v4().to_string());
+                        event
+                    })
+                    .collect();
+                let response = http
+                    .post(format!("{base}/v1/events"))
+                    .header("content-type", "application/json")
+                    .body(Value::from(batch).to_string())
+                    .send()
+                    .await;
+                let Ok(response) = response else { return };
+                if response.status().as_u16() != 200 {
+                    continue;
+                }
+                let body: Value = response.json().await.unwrap_or_default();
+                if let (Some(events), Ok(mut acknowledged)) = (body["events"].as_array(), acknowledged.lock()) {
+                    for e in events {
+                        let id = e["request_id"].as_str().unwrap_or_default().to_owned();
+                        acknowledged.push((
+                            e["partition"].as_i64().unwrap_or(-1),
+                            e["offset"].as_i64().unwrap_or(-1),
+                            id,
+                        ));
+                    }
+                }
+            }
+        }));
+    }
+    testkit::eventually(Duration::from_secs(30), "some events acknowledged under load", || async {
+        (acknowledged.lock().map(|a| a.len()).unwrap_or(0) >= 500).then_some(())
+    })
+    .await;
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "SIGTERM could not be sent");
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait()
+    })
+    .await;
+    assert!(matches!(exit, Ok(Ok(s)) if s.success()), "the producer did not exit cleanly: {exit:?}");
+    for client in clients {
+        let _ = client.await;
+    }
+
+    let client = testkit::kafka().client().await.unwrap_or_else(|e| panic!("kafka: {e}"));
+    let mut on_topic: HashMap<(i64, i64), String> = HashMap::new();
+    for (partition, mark) in testkit::high_watermarks(&topic, 2).await.into_iter().enumerate() {
+        let pc = client
+            .partition_client(topic.as_str(), partition as i32, UnknownTopicHandling::Retry)
+            .await
+            .unwrap_or_else(|e| panic!("partition client: {e}"));
+        let mut offset = 0;
+        while offset < mark {
+            let (records, _) =
+                pc.fetch_records(offset, 1..10_000_000, 1_000).await.unwrap_or_else(|e| panic!("fetch: {e}"));
+            for record in records {
+                offset = record.offset + 1;
+                let value: Value = serde_json::from_slice(&record.record.value.unwrap_or_default()).unwrap_or_default();
+                on_topic.insert(
+                    (partition as i64, record.offset),
+                    value["request_id"].as_str().unwrap_or_default().to_owned(),
+                );
+            }
+        }
+    }
+    let acknowledged = acknowledged.lock().map(|a| a.clone()).unwrap_or_default();
+    for (partition, offset, id) in &acknowledged {
+        assert_eq!(
+            on_topic.get(&(*partition, *offset)),
+            Some(id),
+            "acknowledged event {id} is not at {partition}/{offset}"
+        );
+    }
+}
