@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help up down test stack-up stack-down stack-reset lint fmt unit
+.PHONY: help up down test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,3 +36,9 @@ stack-down: ## Stop Apache Kafka and the S3 server.
 
 stack-reset: ## Stop the stack and delete its data.
 	@scripts/stack.sh reset
+
+bench: ## Measure the services against Kafka's own perf tools; writes benches/results/latest.md.
+	@scripts/bench.sh
+
+bench-smoke: ## The benchmark harness, tiny: checks that every part produces a number (CI).
+	@BENCH_PRODUCE_EVENTS=5000 BENCH_BACKLOG_EVENTS=20000 BENCH_HTTP_SECONDS=2 BENCH_OUT=.local/bench/smoke scripts/bench.sh

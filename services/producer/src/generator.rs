@@ -77,6 +77,37 @@ pub fn to_record(generated: &GeneratedEvent) -> Record {
     }
 }
 
+/// `producer generate --count N [--bad-share F] [--seed S]`: prints generated events as
+/// NDJSON, for `curl --data-binary`, for load tools' payload files, or to look at.
+pub fn print_ndjson(args: &[String], default_bad_share: f64) -> Result<(), String> {
+    use std::io::Write;
+    let mut count: Option<u64> = None;
+    let mut bad_share = default_bad_share;
+    let mut seed = None;
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = |what: &str| format!("{flag} {value:?} is not {what}");
+        match flag.as_str() {
+            "--count" => count = Some(value.parse().map_err(|_| bad("a count"))?),
+            "--bad-share" => {
+                bad_share =
+                    value.parse().ok().filter(|s| (0.0..=1.0).contains(s)).ok_or_else(|| bad("between 0 and 1"))?
+            }
+            "--seed" => seed = Some(value.parse().map_err(|_| bad("a number"))?),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let count = count.ok_or("--count is required")?;
+    let mut generator = Generator::new(seed, bad_share);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..count {
+        let generated = generator.next_event(Utc::now());
+        writeln!(out, "{}", generated.value).map_err(|e| format!("cannot write: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("cannot write: {e}"))
+}
+
 /// Produces `rate` events per second until `shutdown`, in ticks of 100 ms, through the
 /// shared sink. Only acknowledged events are counted.
 pub async fn run(sink: Arc<Sink>, rate: u32, bad_share: f64, metrics: Metrics, shutdown: CancellationToken) {

@@ -9,6 +9,8 @@ use producer::ProducerConfig;
 use service_runtime::config::{Env, exit_on_error};
 use service_runtime::{shutdown, telemetry};
 
+const USAGE: &str = "usage: producer [ensure-topic | generate --count N [--bad-share F] [--seed S]]";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let config = exit_on_error(ProducerConfig::from_env(&Env::from_process()));
@@ -18,8 +20,18 @@ async fn main() -> anyhow::Result<ExitCode> {
         Some("ensure-topic") => {
             return Ok(if producer::ensure_topic(&config).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
+        Some("generate") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            return Ok(match producer::generator::print_ndjson(&args, config.generator_bad_share) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(problem) => {
+                    eprintln!("{problem}; {USAGE}");
+                    ExitCode::from(2)
+                }
+            });
+        }
         Some(other) => {
-            eprintln!("unknown command {other}; usage: producer [ensure-topic]");
+            eprintln!("unknown command {other}; {USAGE}");
             return Ok(ExitCode::from(2));
         }
     }

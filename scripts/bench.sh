@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# make bench: measures the services against Apache Kafka's own tools, on this machine, in
+# one run, and writes benches/results/latest.{md,json}.
+#
+#   BENCH_PRODUCE_EVENTS  events for the producer measures      (default 500000)
+#   BENCH_BACKLOG_EVENTS  backlog the consumers drain           (default 2000000)
+#   BENCH_HTTP_SECONDS    length of the HTTP load               (default 15)
+#   BENCH_OUT             results folder                        (default benches/results)
+#
+# `make bench-smoke` runs the same harness tiny (CI): it checks that every part produced
+# a number, never a speed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/local.env
+source scripts/local.env
+
+produce_events=${BENCH_PRODUCE_EVENTS:-500000}
+backlog_events=${BENCH_BACKLOG_EVENTS:-2000000}
+http_seconds=${BENCH_HTTP_SECONDS:-15}
+out=${BENCH_OUT:-benches/results}
+work=$root/.local/bench
+run_id=$(date +%s)
+mkdir -p "$out" "$work"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+kafka_tool() { scripts/stack.sh kafka-tool "$@"; }
+ticks=$(getconf CLK_TCK)
+# CPU seconds (user + system) and peak RSS (MiB) of a process.
+cpu_seconds() { awk -v t="$ticks" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN {printf \"%.6f\", $*}"; }
+metric_sum() { # metric_sum URL NAME: the sum of a metric's samples
+  curl -s "$1/metrics" | awk -v n="$2" '$1 ~ "^"n"({|$)" {s += $2} END {printf "%.0f", s}'
+}
+wait_ready() {
+  local url=$1 deadline=$((SECONDS + 60))
+  until curl -fs "$url/readyz" >/dev/null; do
+    [ $SECONDS -lt $deadline ] || { log "$url is not ready"; exit 1; }
+    sleep 0.3
+  done
+}
+create_topic() {
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --create \
+    --topic "$1" --partitions 2 --replication-factor 1 >/dev/null
+}
+
+scripts/stack.sh up
+command -v wrk >/dev/null || { log "Installing wrk from Debian's packages"; apt-get install -y -qq wrk >&2; }
+log "Building the services (release)"
+cargo build --quiet --release --bins
+bin=$root/target/release
+
+# Payload: realistic events, 10% bad, as one JSON object per line.
+target/release/producer generate --count 20000 --seed 7 --bad-share 0.1 >"$work/payload.ndjson"
+record_bytes=$(awk '{n++; b += length($0)} END {printf "%.0f", b / n}' "$work/payload.ndjson")
+target/release/producer generate --count 100 --seed 8 --bad-share 0 |
+  awk 'BEGIN {printf "["} NR > 1 {printf ","} {printf "%s", $0} END {printf "]"}' >"$work/batch100.json"
+
+# 1. Ceiling: Apache Kafka's own perf tools, same records, acks=all, lz4.
+ceiling_topic=bench-ceiling-$run_id
+create_topic "$ceiling_topic"
+log "kafka-producer-perf-test: $produce_events records"
+kafka_tool org.apache.kafka.tools.ProducerPerformance --topic "$ceiling_topic" --num-records "$produce_events" \
+  --payload-file "$work/payload.ndjson" --throughput -1 \
+  --producer-props bootstrap.servers=127.0.0.1:9092 acks=all compression.type=lz4 linger.ms=5 batch.size=524288 \
+  >"$work/producer-perf.txt"
+ceiling_produce=$(grep -E 'records sent' "$work/producer-perf.txt" | tail -n 1 | sed -E 's/.* ([0-9.]+) records\/sec.*/\1/')
+log "kafka-consumer-perf-test"
+kafka_tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server 127.0.0.1:9092 --topic "$ceiling_topic" \
+  --messages "$produce_events" >"$work/consumer-perf.txt"
+ceiling_consume=$(awk -F', *' 'NR == 2 {print $6}' "$work/consumer-perf.txt")
+
+# 2. Producer: the generator path (POST /v1/simulate) and the HTTP path (batches of 100).
+producer_topic=bench-producer-$run_id
+STORE_EVENTS_TOPIC=$producer_topic HTTP_ADDR=127.0.0.1:18080 LOG_FORMAT=json RUST_LOG=warn \
+  "$bin/producer" >"$work/producer.log" 2>&1 &
+producer_pid=$!
+pids+=("$producer_pid")
+wait_ready http://127.0.0.1:18080
+log "producer generator path: $produce_events events"
+start=$(now)
+summary=$(curl -s http://127.0.0.1:18080/v1/simulate -H 'content-type: application/json' \
+  -d "{\"count\": $produce_events, \"bad_share\": 0.1}")
+elapsed=$(calc "$(now) - $start")
+acked=$(echo "$summary" | sed -E 's/.*"tot_msgs":([0-9]+).*/\1/')
+generator_rate=$(calc "$acked / $elapsed")
+log "producer HTTP path: wrk, ${http_seconds}s, batches of 100"
+cat >"$work/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$work/batch100.json", "r")
+wrk.body = f:read("*a")
+f:close()
+EOF
+wrk -t2 -c32 -d"${http_seconds}s" --latency -s "$work/post.lua" http://127.0.0.1:18080/v1/events >"$work/wrk.txt"
+http_requests=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
+http_rate=$(calc "$http_requests * 100")
+http_p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
+http_p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
+http_non2xx=$(awk '/Non-2xx/ {print $4}' "$work/wrk.txt")
+producer_cpu=$(cpu_seconds "$producer_pid")
+producer_rss=$(peak_rss_mib "$producer_pid")
+kill -TERM "$producer_pid"
+wait "$producer_pid" || true
+
+# 3. Consumers: drain a backlog of mixed events (bare JSON, as the original Lambda wrote).
+backlog_topic=bench-backlog-$run_id
+create_topic "$backlog_topic"
+log "Filling a backlog of $backlog_events events"
+kafka_tool org.apache.kafka.tools.ProducerPerformance --topic "$backlog_topic" --num-records "$backlog_events" \
+  --payload-file "$work/payload.ndjson" --throughput -1 \
+  --producer-props bootstrap.servers=127.0.0.1:9092 acks=all compression.type=lz4 linger.ms=5 batch.size=524288 \
+  >/dev/null
+declare -A consumer_pid consumer_port
+consumer_port[sales-consumer]=18081
+consumer_port[inventory-consumer]=18082
+start=$(now)
+for name in sales-consumer inventory-consumer; do
+  STORE_EVENTS_TOPIC=$backlog_topic S3_PREFIX=b$run_id HTTP_ADDR=127.0.0.1:${consumer_port[$name]} \
+    LOG_FORMAT=json RUST_LOG=warn "$bin/$name" >"$work/$name.log" 2>&1 &
+  consumer_pid[$name]=$!
+  pids+=("${consumer_pid[$name]}")
+done
+declare -A consumer_seconds
+remaining=2
+deadline=$((SECONDS + 1800))
+while [ $remaining -gt 0 ]; do
+  [ $SECONDS -lt $deadline ] || { log "the consumers did not drain the backlog in 30 minutes"; exit 1; }
+  for name in sales-consumer inventory-consumer; do
+    [ -n "${consumer_seconds[$name]:-}" ] && continue
+    committed=$(metric_sum "http://127.0.0.1:${consumer_port[$name]}" consumer_committed_offset || echo 0)
+    if [ "${committed:-0}" -ge "$backlog_events" ]; then
+      consumer_seconds[$name]=$(calc "$(now) - $start")
+      remaining=$((remaining - 1))
+    fi
+  done
+  sleep 0.2
+done
+declare -A consumer_rate consumer_cpu consumer_rss
+for name in sales-consumer inventory-consumer; do
+  consumer_rate[$name]=$(calc "$backlog_events / ${consumer_seconds[$name]}")
+  consumer_cpu[$name]=$(cpu_seconds "${consumer_pid[$name]}")
+  consumer_rss[$name]=$(peak_rss_mib "${consumer_pid[$name]}")
+  kill -TERM "${consumer_pid[$name]}"
+  wait "${consumer_pid[$name]}" || true
+done
+audit=$(S3_PREFIX=b$run_id STORE_EVENTS_TOPIC=$backlog_topic "$bin/sales-consumer" audit | tail -n +2 | awk '{print $NF}' | sort -u | tr '\n' ' ')
+
+# Results.
+r() { printf '%.0f' "$1"; }
+ratio() { printf '%.2f' "$(calc "$1 / $2")"; }
+mb_per_s() { printf '%.1f' "$(calc "$1 * $record_bytes / 1048576")"; }
+cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+cat >"$out/latest.md" <<EOF
+### Benchmark results ($(date -u +%Y-%m-%dT%H:%MZ))
+
+Machine: $(nproc) cores ($cpu_model), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); broker, S3 server,
+load generators and services all on it. Apache Kafka 4.3.1 (KRaft, one node), s3s-fs 0.14.1.
+Records: the generator's events, 10% bad, $record_bytes bytes on average; acks=all, lz4.
+Producer events: $produce_events; consumer backlog: $backlog_events (bare JSON, no key, no headers).
+
+| measure | events/s | ratio | other |
+| --- | ---: | ---: | --- |
+| kafka-producer-perf-test (ceiling) | $(r "$ceiling_produce") | 1.00 | |
+| producer, generator path (POST /v1/simulate) | $(r "$generator_rate") | $(ratio "$generator_rate" "$ceiling_produce") × ceiling | |
+| producer, HTTP path (wrk, batches of 100, 32 connections) | $(r "$http_rate") | $(ratio "$http_rate" "$ceiling_produce") × ceiling | p50 $http_p50, p99 $http_p99 per request; non-2xx: ${http_non2xx:-0} |
+| producer process | | | CPU $producer_cpu s, peak RSS $producer_rss MiB |
+| kafka-consumer-perf-test (ceiling) | $(r "$ceiling_consume") | 1.00 | |
+| sales-consumer from backlog | $(r "${consumer_rate[sales-consumer]}") | $(ratio "${consumer_rate[sales-consumer]}" "$ceiling_consume") × ceiling | $(mb_per_s "${consumer_rate[sales-consumer]}") MB/s read, CPU ${consumer_cpu[sales-consumer]} s, peak RSS ${consumer_rss[sales-consumer]} MiB |
+| inventory-consumer from backlog | $(r "${consumer_rate[inventory-consumer]}") | $(ratio "${consumer_rate[inventory-consumer]}" "$ceiling_consume") × ceiling | $(mb_per_s "${consumer_rate[inventory-consumer]}") MB/s read, CPU ${consumer_cpu[inventory-consumer]} s, peak RSS ${consumer_rss[inventory-consumer]} MiB |
+
+Both consumers drained the backlog at the same time, sharing the 2 cores with the broker
+and the S3 server. Audit of the sales consumer's output after the run: $audit
+EOF
+cat >"$out/latest.json" <<EOF
+{
+  "run": $run_id, "cores": $(nproc), "record_bytes": $record_bytes,
+  "produce_events": $produce_events, "backlog_events": $backlog_events,
+  "ceiling_produce_eps": $(r "$ceiling_produce"), "ceiling_consume_eps": $(r "$ceiling_consume"),
+  "producer_generator_eps": $(r "$generator_rate"), "producer_http_eps": $(r "$http_rate"),
+  "producer_http_p50": "$http_p50", "producer_http_p99": "$http_p99",
+  "producer_cpu_seconds": $producer_cpu, "producer_peak_rss_mib": $producer_rss,
+  "sales_consumer_eps": $(r "${consumer_rate[sales-consumer]}"), "inventory_consumer_eps": $(r "${consumer_rate[inventory-consumer]}"),
+  "sales_consumer_peak_rss_mib": ${consumer_rss[sales-consumer]}, "inventory_consumer_peak_rss_mib": ${consumer_rss[inventory-consumer]},
+  "sales_consumer_cpu_seconds": ${consumer_cpu[sales-consumer]}, "inventory_consumer_cpu_seconds": ${consumer_cpu[inventory-consumer]}
+}
+EOF
+cat "$out/latest.md"
+# Every part must have produced a number (the smoke run in CI checks only this).
+for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate" "${consumer_rate[sales-consumer]}" \
+  "${consumer_rate[inventory-consumer]}" "$producer_rss" "${consumer_rss[sales-consumer]}"; do
+  [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk "BEGIN {exit !($value > 0)}" || { log "a measure is missing: '$value'"; exit 1; }
+done
+[ "$audit" = "ok " ] || { log "the audit after the run is not clean: $audit"; exit 1; }
+log "benchmark complete: $out/latest.md"
