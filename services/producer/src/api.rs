@@ -293,7 +293,13 @@ async fn simulate(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> Respo
     (StatusCode::OK, axum::Json(summary)).into_response()
 }
 
-/// Produces generated events in chunks until the count or the duration is reached.
+/// Chunks of generated events sent at once: Kafka requests are latency-bound (one
+/// acknowledgement per request), so keeping several in flight is what makes throughput.
+const CHUNKS_IN_FLIGHT: usize = 16;
+const CHUNK: u64 = 1000;
+
+/// Produces generated events in chunks until the count or the duration is reached,
+/// keeping [`CHUNKS_IN_FLIGHT`] chunks waiting for Kafka at once.
 pub async fn run_simulation(
     api: &Api,
     count: Option<u64>,
@@ -301,28 +307,33 @@ pub async fn run_simulation(
     bad_share: f64,
     seed: Option<u64>,
 ) -> Summary {
-    const CHUNK: u64 = 500;
+    use futures::StreamExt;
+    use futures::stream::FuturesUnordered;
+
     let mut generator = Generator::new(seed, bad_share);
     let deadline = duration_seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
     let mut summary = Summary { status: true, ..Summary::default() };
     let mut revenue = 0.0;
     let mut made = 0;
+    let mut in_flight = FuturesUnordered::new();
     loop {
-        let size = match (count, deadline) {
-            (Some(count), _) if made >= count => break,
-            (Some(count), _) => CHUNK.min(count - made),
-            (None, Some(deadline)) if Instant::now() >= deadline => break,
-            _ => CHUNK,
-        };
-        made += size;
-        let generated: Vec<_> = (0..size).map(|_| generator.next_event(Utc::now())).collect();
-        let records = generated.iter().map(to_record).collect();
-        let results = match api.sink.send(records, true).await {
-            Ok(results) => results,
-            Err(_) => {
-                summary.status = false;
-                continue;
-            }
+        while in_flight.len() < CHUNKS_IN_FLIGHT {
+            let size = match (count, deadline) {
+                (Some(count), _) if made >= count => break,
+                (Some(count), _) => CHUNK.min(count - made),
+                (None, Some(deadline)) if Instant::now() >= deadline => break,
+                _ => CHUNK,
+            };
+            made += size;
+            let generated: Vec<_> = (0..size).map(|_| generator.next_event(Utc::now())).collect();
+            let records = generated.iter().map(to_record).collect();
+            let sink = Arc::clone(&api.sink);
+            in_flight.push(async move { (generated, sink.send(records, true).await) });
+        }
+        let Some((generated, sent)) = in_flight.next().await else { break };
+        let Ok(results) = sent else {
+            summary.status = false;
+            continue;
         };
         for (event, result) in generated.iter().zip(results) {
             if result.is_err() {
