@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help up down test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
+.PHONY: check-deploy help up down test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,8 +15,11 @@ down: ## Stop the services, then Kafka and the S3 server (data stays in .local/)
 	@scripts/services.sh down
 	@scripts/stack.sh down
 
-test: stack-up lint ## Install and start what the tests need, then run formatting, clippy and every test.
+test: stack-up lint check-deploy ## Install and start what the tests need, then run formatting, clippy, the deployment checks and every test.
 	cargo test --workspace --all-targets
+
+check-deploy: ## Lint and validate Dockerfile, compose, Kubernetes overlays, alert rules and dashboard (offline).
+	@scripts/check-deploy.sh
 
 lint: ## cargo fmt --check and clippy with warnings as errors.
 	cargo fmt --all -- --check

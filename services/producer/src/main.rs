@@ -9,7 +9,7 @@ use producer::ProducerConfig;
 use service_runtime::config::{Env, exit_on_error};
 use service_runtime::{shutdown, telemetry};
 
-const USAGE: &str = "usage: producer [ensure-topic | generate --count N [--bad-share F] [--seed S]]";
+const USAGE: &str = "usage: producer [healthcheck | ensure-topic | generate --count N [--bad-share F] [--seed S]]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
@@ -17,6 +17,10 @@ async fn main() -> anyhow::Result<ExitCode> {
     telemetry::init(config.common.log_format);
     match std::env::args().nth(1).as_deref() {
         None => {}
+        Some("healthcheck") => {
+            let alive = service_runtime::http::healthcheck(config.common.http_addr);
+            return Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
         Some("ensure-topic") => {
             return Ok(if producer::ensure_topic(&config).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }

@@ -115,7 +115,7 @@ pub async fn audit(config: &ConsumerConfig, deep: bool, json: bool) -> anyhow::R
     Ok(report.clean())
 }
 
-const USAGE: &str = "usage: <consumer> [audit [--deep] [--json]]";
+const USAGE: &str = "usage: <consumer> [healthcheck | audit [--deep] [--json]]";
 
 /// The whole program of a consumer service: configuration (exit code 2 when it is
 /// wrong), logs, then either the service until SIGINT or SIGTERM, or `audit` (exit code 1
@@ -128,6 +128,10 @@ pub async fn main(event_type: EventType) -> anyhow::Result<std::process::ExitCod
     telemetry::init(config.common.log_format);
     match args.first().map(String::as_str) {
         None => {}
+        Some("healthcheck") => {
+            let alive = service_runtime::http::healthcheck(config.common.http_addr);
+            return Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
         Some("audit") => {
             let flags: Vec<&str> = args[1..].iter().map(String::as_str).collect();
             if let Some(unknown) = flags.iter().find(|f| !["--deep", "--json"].contains(f)) {

@@ -5,10 +5,11 @@
 //! and exit code 2 ([`exit_on_error`]), so a bad ConfigMap fails the pod at once with a
 //! message that says what to fix.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::kafka::KafkaSettings;
@@ -32,26 +33,37 @@ impl ConfigError {
 }
 
 /// Where settings come from: the process environment in production, a map in tests.
+/// It remembers every variable asked for, so a test can list exactly the variables a
+/// service reads and check the README and the deployment files against them.
 #[derive(Debug, Clone)]
 pub struct Env {
     vars: HashMap<String, String>,
+    asked: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Env {
     /// The process environment.
     pub fn from_process() -> Env {
-        Env { vars: std::env::vars().collect() }
+        Env { vars: std::env::vars().collect(), asked: Arc::default() }
     }
 
     /// A fixed set of variables (tests).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Env {
-        Env { vars: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect() }
+        Env { vars: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(), asked: Arc::default() }
     }
 
     /// The raw value, if set. An empty value counts as set: `KAFKA_BOOTSTRAP_SERVERS=` is an
     /// error, not a silent fallback to the default.
     pub fn raw(&self, name: &str) -> Option<&str> {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.insert(name.to_owned());
+        }
         self.vars.get(name).map(String::as_str)
+    }
+
+    /// Every variable asked for so far.
+    pub fn asked(&self) -> BTreeSet<String> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     /// The value, or `default` when unset.

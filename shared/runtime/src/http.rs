@@ -60,6 +60,28 @@ pub async fn serve(
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
+/// `<service> healthcheck`: asks the service's own `/healthz` on `addr` (a wildcard host
+/// is asked on 127.0.0.1) and says whether it answered 200 within two seconds. Container
+/// health checks use it, so images need no shell and no curl.
+pub fn healthcheck(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let limit = Duration::from_secs(2);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&target, limit) else { return false };
+    let _ = stream.set_read_timeout(Some(limit));
+    let _ = stream.set_write_timeout(Some(limit));
+    if stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 16];
+    let read = stream.read(&mut head).unwrap_or(0);
+    head[..read].starts_with(b"HTTP/1.0 200") || head[..read].starts_with(b"HTTP/1.1 200")
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -96,6 +118,20 @@ mod tests {
         let registry = Arc::new(crate::metrics::registry());
         let base = Readiness::new(&registry, Duration::from_millis(50));
         Probes { readiness: readiness(base), registry }
+    }
+
+    #[tokio::test]
+    async fn the_healthcheck_command_sees_a_live_server_and_a_dead_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        let token = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router(probes(|r| r)), token.clone().cancelled_owned()));
+        let wildcard: std::net::SocketAddr = format!("0.0.0.0:{}", addr.port()).parse().unwrap_or(addr);
+        let alive = tokio::task::spawn_blocking(move || healthcheck(wildcard)).await.unwrap_or(false);
+        token.cancel();
+        let _ = server.await;
+        let dead = tokio::task::spawn_blocking(move || healthcheck(addr)).await.unwrap_or(true);
+        assert!(alive && !dead, "alive {alive}, dead {dead}");
     }
 
     #[tokio::test]

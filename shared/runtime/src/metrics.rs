@@ -26,7 +26,19 @@ pub fn render(registry: &Registry) -> String {
 /// Registers a collector, logging instead of panicking on a duplicate name (a programming
 /// error that must not take the service down).
 pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: &C) {
+    if let Ok(mut names) = REGISTERED.lock() {
+        names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+    }
     if let Err(error) = registry.register(Box::new(collector.clone())) {
         tracing::error!(%error, "A metric could not be registered.");
     }
+}
+
+static REGISTERED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The name of every metric registered through [`register`] in this process, so that a
+/// test can check dashboards and alert rules against what the services really export.
+pub fn registered_names() -> std::collections::BTreeSet<String> {
+    REGISTERED.lock().map(|n| n.clone()).unwrap_or_default()
 }
