@@ -227,6 +227,13 @@ fn the_alert_rules_query_metrics_the_services_export() {
 }
 
 #[test]
+fn the_kubernetes_prometheus_rule_has_the_same_alerts_as_compose() {
+    let compose = yaml_documents(&testkit::repo_root().join("deploy/prometheus/alerts.yml"));
+    let operator = yaml_documents(&testkit::repo_root().join("k8s/components/monitoring/prometheusrule.yaml"));
+    assert_eq!(operator[0]["spec"]["groups"], compose[0]["groups"], "regenerate prometheusrule.yaml from alerts.yml");
+}
+
+#[test]
 fn the_promql_name_reader_skips_functions_labels_and_groupings() {
     let expr = "histogram_quantile(0.99, sum by (job, le) (rate(consumer_s3_request_duration_seconds_bucket{job=\"a_b\"}[5m])))";
     assert_eq!(metric_names(expr), BTreeSet::from(["consumer_s3_request_duration_seconds_bucket".to_owned()]));
