@@ -293,6 +293,25 @@ async fn simulate(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> Respo
     (StatusCode::OK, axum::Json(summary)).into_response()
 }
 
+/// What the simulate summary needs of one generated event.
+struct Tally {
+    event_type: EventType,
+    bad: bool,
+    /// price × qty × (1 − discount/100) for a valid sale event, else 0.
+    revenue: f64,
+}
+
+impl Tally {
+    fn of(generated: &store_event::GeneratedEvent) -> Tally {
+        let revenue = generated
+            .event
+            .as_ref()
+            .filter(|e| e.event_type == EventType::Sale)
+            .map_or(0.0, |e| e.price * e.qty as f64 * (1.0 - e.discount / 100.0));
+        Tally { event_type: generated.event_type, bad: generated.is_bad(), revenue }
+    }
+}
+
 /// Chunks of generated events sent at once: Kafka requests are latency-bound (one
 /// acknowledgement per request), so keeping several in flight is what makes throughput.
 const CHUNKS_IN_FLIGHT: usize = 16;
@@ -325,31 +344,35 @@ pub async fn run_simulation(
                 _ => CHUNK,
             };
             made += size;
-            let generated: Vec<_> = (0..size).map(|_| generator.next_event(Utc::now())).collect();
-            let records = generated.iter().map(to_record).collect();
+            // Only what the summary needs is kept while a chunk waits for Kafka; the
+            // generated JSON is dropped as soon as its record is built.
+            let (records, tallies): (Vec<_>, Vec<_>) = (0..size)
+                .map(|_| {
+                    let generated = generator.next_event(Utc::now());
+                    (to_record(&generated), Tally::of(&generated))
+                })
+                .unzip();
             let sink = Arc::clone(&api.sink);
-            in_flight.push(async move { (generated, sink.send(records, true).await) });
+            in_flight.push(async move { (tallies, sink.send(records, true).await) });
         }
-        let Some((generated, sent)) = in_flight.next().await else { break };
+        let Some((tallies, sent)) = in_flight.next().await else { break };
         let Ok(results) = sent else {
             summary.status = false;
             continue;
         };
-        for (event, result) in generated.iter().zip(results) {
+        for (tally, result) in tallies.iter().zip(results) {
             if result.is_err() {
                 summary.status = false;
                 continue;
             }
-            api.metrics.produced.with_label_values(&[event.event_type.as_str(), "simulate"]).inc();
+            api.metrics.produced.with_label_values(&[tally.event_type.as_str(), "simulate"]).inc();
             summary.tot_msgs += 1;
-            summary.bad_msgs += u64::from(event.is_bad());
-            match event.event_type {
+            summary.bad_msgs += u64::from(tally.bad);
+            match tally.event_type {
                 EventType::Sale => summary.sale_evnts += 1,
                 EventType::Inventory => summary.inventory_evnts += 1,
             }
-            if let Some(e) = event.event.as_ref().filter(|e| e.event_type == EventType::Sale) {
-                revenue += e.price * e.qty as f64 * (1.0 - e.discount / 100.0);
-            }
+            revenue += tally.revenue;
         }
     }
     summary.tot_sales = (revenue * 100.0).round() / 100.0;
