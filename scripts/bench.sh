@@ -5,6 +5,7 @@
 #   BENCH_PRODUCE_EVENTS  events for the producer measures      (default 500000)
 #   BENCH_BACKLOG_EVENTS  backlog the consumers drain           (default 2000000)
 #   BENCH_HTTP_SECONDS    length of the HTTP load               (default 15)
+#   BENCH_LATENCY_SECONDS length of the steady-rate latency run (default 30)
 #   BENCH_OUT             results folder                        (default benches/results)
 #
 # `make bench-smoke` runs the same harness tiny (CI): it checks that every part produced
@@ -19,6 +20,7 @@ source scripts/local.env
 produce_events=${BENCH_PRODUCE_EVENTS:-500000}
 backlog_events=${BENCH_BACKLOG_EVENTS:-2000000}
 http_seconds=${BENCH_HTTP_SECONDS:-15}
+latency_seconds=${BENCH_LATENCY_SECONDS:-30}
 out=${BENCH_OUT:-benches/results}
 work=$root/.local/bench
 run_id=$(date +%s)
@@ -154,6 +156,43 @@ for name in sales-consumer inventory-consumer; do
 done
 audit=$(S3_PREFIX=b$run_id STORE_EVENTS_TOPIC=$backlog_topic "$bin/sales-consumer" audit | tail -n +2 | awk '{print $NF}' | sort -u | tr '\n' ' ')
 
+# 4. Produce-to-S3 latency at a steady rate: the generator makes 1,000 events/s, the sales
+# consumer stores them with the default BATCH_MAX_AGE (5 s); for every stored event, the time
+# from its ts to the moment its object was complete in S3 (the file's mtime in s3s-fs).
+latency_topic=bench-latency-$run_id
+create_topic "$latency_topic"
+STORE_EVENTS_TOPIC=$latency_topic HTTP_ADDR=127.0.0.1:18083 GENERATOR_RATE=1000 LOG_FORMAT=json RUST_LOG=warn \
+  "$bin/producer" >"$work/latency-producer.log" 2>&1 &
+latency_producer=$!
+pids+=("$latency_producer")
+STORE_EVENTS_TOPIC=$latency_topic S3_PREFIX=l$run_id HTTP_ADDR=127.0.0.1:18084 LOG_FORMAT=json RUST_LOG=warn \
+  "$bin/sales-consumer" >"$work/latency-consumer.log" 2>&1 &
+latency_consumer=$!
+pids+=("$latency_consumer")
+log "produce-to-S3 latency: ${latency_seconds}s at 1,000 events/s"
+sleep "$latency_seconds"
+kill -TERM "$latency_producer"
+wait "$latency_producer" || true
+sleep 7
+kill -TERM "$latency_consumer"
+wait "$latency_consumer" || true
+read -r latency_events latency_p50 latency_p99 < <(python3 - "$root/.local/s3/data/$S3_BUCKET/l$run_id/event_type=sale_event" <<'PY'
+import datetime, gzip, json, os, sys
+latencies = []
+for folder, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        path = os.path.join(folder, name)
+        visible = os.stat(path).st_mtime
+        with gzip.open(path, "rt") as lines:
+            for line in lines:
+                ts = datetime.datetime.fromisoformat(json.loads(line)["ts"].replace("Z", "+00:00")).timestamp()
+                latencies.append(visible - ts)
+latencies.sort()
+pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0
+print(len(latencies), f"{pick(0.5):.2f}", f"{pick(0.99):.2f}")
+PY
+)
+
 # Results.
 r() { printf '%.0f' "$1"; }
 ratio() { printf '%.2f' "$(calc "$1 / $2")"; }
@@ -176,6 +215,7 @@ Producer events: $produce_events; consumer backlog: $backlog_events (bare JSON, 
 | kafka-consumer-perf-test (ceiling, fetch rate) | $(r "$ceiling_consume") | 1.00 | |
 | sales-consumer from backlog | $(r "${consumer_rate[sales-consumer]}") | $(ratio "${consumer_rate[sales-consumer]}" "$ceiling_consume") × ceiling | $(mb_per_s "${consumer_rate[sales-consumer]}") MB/s read, CPU ${consumer_cpu[sales-consumer]} s, peak RSS ${consumer_rss[sales-consumer]} MiB |
 | inventory-consumer from backlog | $(r "${consumer_rate[inventory-consumer]}") | $(ratio "${consumer_rate[inventory-consumer]}" "$ceiling_consume") × ceiling | $(mb_per_s "${consumer_rate[inventory-consumer]}") MB/s read, CPU ${consumer_cpu[inventory-consumer]} s, peak RSS ${consumer_rss[inventory-consumer]} MiB |
+| produce-to-S3 latency, sales-consumer, BATCH_MAX_AGE=5s, 1,000 events/s | | | p50 ${latency_p50} s, p99 ${latency_p99} s over $latency_events stored events |
 
 Both consumers drained the backlog at the same time, sharing the 2 cores with the broker
 and the S3 server. Audit of the sales consumer's output after the run: $audit
@@ -190,13 +230,14 @@ cat >"$out/latest.json" <<EOF
   "producer_cpu_seconds": $producer_cpu, "producer_peak_rss_mib": $producer_rss,
   "sales_consumer_eps": $(r "${consumer_rate[sales-consumer]}"), "inventory_consumer_eps": $(r "${consumer_rate[inventory-consumer]}"),
   "sales_consumer_peak_rss_mib": ${consumer_rss[sales-consumer]}, "inventory_consumer_peak_rss_mib": ${consumer_rss[inventory-consumer]},
-  "sales_consumer_cpu_seconds": ${consumer_cpu[sales-consumer]}, "inventory_consumer_cpu_seconds": ${consumer_cpu[inventory-consumer]}
+  "sales_consumer_cpu_seconds": ${consumer_cpu[sales-consumer]}, "inventory_consumer_cpu_seconds": ${consumer_cpu[inventory-consumer]},
+  "produce_to_s3_p50_seconds": $latency_p50, "produce_to_s3_p99_seconds": $latency_p99, "latency_events": $latency_events
 }
 EOF
 cat "$out/latest.md"
 # Every part must have produced a number (the smoke run in CI checks only this).
 for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate" "${consumer_rate[sales-consumer]}" \
-  "${consumer_rate[inventory-consumer]}" "$producer_rss" "${consumer_rss[sales-consumer]}"; do
+  "${consumer_rate[inventory-consumer]}" "$producer_rss" "${consumer_rss[sales-consumer]}" "$latency_p99" "$latency_events"; do
   [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk "BEGIN {exit !($value > 0)}" || { log "a measure is missing: '$value'"; exit 1; }
 done
 [ "$audit" = "ok " ] || { log "the audit after the run is not clean: $audit"; exit 1; }
