@@ -47,6 +47,12 @@ wait_ready() {
     sleep 0.3
   done
 }
+# perf_produce TOPIC COUNT: kafka-producer-perf-test with the payload file, acks=all, lz4.
+perf_produce() {
+  kafka_tool org.apache.kafka.tools.ProducerPerformance --topic "$1" --num-records "$2" \
+    --payload-file "$work/payload.ndjson" --throughput -1 \
+    --producer-props bootstrap.servers=127.0.0.1:9092 acks=all compression.type=lz4 linger.ms=5 batch.size=524288
+}
 create_topic() {
   kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --create \
     --topic "$1" --partitions 2 --replication-factor 1 >/dev/null
@@ -68,10 +74,7 @@ target/release/producer generate --count 100 --seed 8 --bad-share 0 |
 ceiling_topic=bench-ceiling-$run_id
 create_topic "$ceiling_topic"
 log "kafka-producer-perf-test: $produce_events records"
-kafka_tool org.apache.kafka.tools.ProducerPerformance --topic "$ceiling_topic" --num-records "$produce_events" \
-  --payload-file "$work/payload.ndjson" --throughput -1 \
-  --producer-props bootstrap.servers=127.0.0.1:9092 acks=all compression.type=lz4 linger.ms=5 batch.size=524288 \
-  >"$work/producer-perf.txt"
+perf_produce "$ceiling_topic" "$produce_events" >"$work/producer-perf.txt"
 ceiling_produce=$(grep -E 'records sent' "$work/producer-perf.txt" | tail -n 1 | sed -E 's/.* ([0-9.]+) records\/sec.*/\1/')
 log "kafka-consumer-perf-test"
 kafka_tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server 127.0.0.1:9092 --topic "$ceiling_topic" \
@@ -117,10 +120,7 @@ wait "$producer_pid" || true
 backlog_topic=bench-backlog-$run_id
 create_topic "$backlog_topic"
 log "Filling a backlog of $backlog_events events"
-kafka_tool org.apache.kafka.tools.ProducerPerformance --topic "$backlog_topic" --num-records "$backlog_events" \
-  --payload-file "$work/payload.ndjson" --throughput -1 \
-  --producer-props bootstrap.servers=127.0.0.1:9092 acks=all compression.type=lz4 linger.ms=5 batch.size=524288 \
-  >/dev/null
+perf_produce "$backlog_topic" "$backlog_events" >/dev/null
 declare -A consumer_pid consumer_port
 consumer_port[sales-consumer]=18081
 consumer_port[inventory-consumer]=18082

@@ -14,53 +14,6 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 
-/// Kafka's default partitioner (murmur2 of the key), so that a store's events land on
-/// the same partition whichever client (Java or this one) produced them.
-pub fn partition_for(key: &[u8], partitions: usize) -> usize {
-    (murmur2(key) & 0x7fff_ffff) as usize % partitions.max(1)
-}
-
-/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`).
-fn murmur2(data: &[u8]) -> u32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let length = data.len();
-    let mut h: u32 = SEED ^ (length as u32);
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    match tail.len() {
-        3 => {
-            h ^= u32::from(tail[2]) << 16;
-            h ^= u32::from(tail[1]) << 8;
-            h ^= u32::from(tail[0]);
-            h = h.wrapping_mul(M);
-        }
-        2 => {
-            h ^= u32::from(tail[1]) << 8;
-            h ^= u32::from(tail[0]);
-            h = h.wrapping_mul(M);
-        }
-        1 => {
-            h ^= u32::from(tail[0]);
-            h = h.wrapping_mul(M);
-        }
-        _ => {}
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h
-}
-
 /// The record a generated event is written as; bad events carry the type header too.
 pub fn to_record(generated: &GeneratedEvent) -> Record {
     match &generated.event {
@@ -137,21 +90,6 @@ pub async fn run(sink: Arc<Sink>, rate: u32, bad_share: f64, metrics: Metrics, s
                 }
             }
             Err(error) => tracing::warn!(%error, "Generated events were not written; they are not counted."),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn murmur2_matches_kafkas_java_partitioner() {
-        // Values from Kafka's own UtilsTest.testMurmur2.
-        let cases: [(&[u8], i32); 3] =
-            [(b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536)];
-        for (key, expected) in cases {
-            assert_eq!(murmur2(key) as i32, expected, "key {:?}", String::from_utf8_lossy(key));
         }
     }
 }

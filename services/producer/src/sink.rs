@@ -132,7 +132,7 @@ impl Sink {
         let started = Instant::now();
         let sends = records.into_iter().map(|record| {
             let index = match &record.key {
-                Some(key) => crate::generator::partition_for(key, producers.len()),
+                Some(key) => partition_for(key, producers.len()),
                 None => self.round_robin.fetch_add(1, Ordering::Relaxed) % producers.len(),
             };
             let producer = Arc::clone(&producers[index]);
@@ -167,6 +167,53 @@ impl Sink {
     }
 }
 
+/// Kafka's default partitioner (murmur2 of the key), so that a store's events land on
+/// the same partition whichever client (Java or this one) produced them.
+pub fn partition_for(key: &[u8], partitions: usize) -> usize {
+    (murmur2(key) & 0x7fff_ffff) as usize % partitions.max(1)
+}
+
+/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`).
+fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let length = data.len();
+    let mut h: u32 = SEED ^ (length as u32);
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    match tail.len() {
+        3 => {
+            h ^= u32::from(tail[2]) << 16;
+            h ^= u32::from(tail[1]) << 8;
+            h ^= u32::from(tail[0]);
+            h = h.wrapping_mul(M);
+        }
+        2 => {
+            h ^= u32::from(tail[1]) << 8;
+            h ^= u32::from(tail[0]);
+            h = h.wrapping_mul(M);
+        }
+        1 => {
+            h ^= u32::from(tail[0]);
+            h = h.wrapping_mul(M);
+        }
+        _ => {}
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
 /// `none|gzip|lz4|snappy|zstd` as rskafka's compression.
 pub fn parse_compression(name: &str) -> Result<Compression, String> {
     match name {
@@ -176,5 +223,20 @@ pub fn parse_compression(name: &str) -> Result<Compression, String> {
         "snappy" => Ok(Compression::Snappy),
         "zstd" => Ok(Compression::Zstd),
         other => Err(format!("{other:?} is not a compression: use none, gzip, lz4, snappy or zstd")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafkas_java_partitioner() {
+        // Values from Kafka's own UtilsTest.testMurmur2.
+        let cases: [(&[u8], i32); 3] =
+            [(b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536)];
+        for (key, expected) in cases {
+            assert_eq!(murmur2(key) as i32, expected, "key {:?}", String::from_utf8_lossy(key));
+        }
     }
 }

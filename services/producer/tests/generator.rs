@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use producer::ProducerConfig;
-use producer::generator::partition_for;
+use producer::sink::partition_for;
 use rskafka::client::partition::UnknownTopicHandling;
 use service_runtime::config::Env;
 use store_event::StoreEvent;

@@ -89,11 +89,6 @@ impl Layout {
         let digits = name.strip_suffix(".json")?;
         (digits.len() == 20).then(|| digits.parse().ok()).flatten()
     }
-
-    /// The bucket.
-    pub fn bucket(&self) -> &str {
-        &self.settings.bucket
-    }
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ pub async fn run(
         cluster: Arc::clone(&cluster),
         metrics: metrics::Metrics::new(&registry),
         health: Health::default(),
-        writer: format!("{}@{}/{}", config.service, hostname(), uuid_like()),
+        writer: format!("{}@{}/{}", config.service, hostname(), uuid::Uuid::new_v4().simple()),
         config,
     });
     let readiness = Readiness::new(&registry, Duration::from_secs(5))
@@ -92,13 +92,6 @@ pub async fn run(
 
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned())
-}
-
-/// A random id telling this process's ledger entries from another's.
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    format!("{:x}-{:x}", std::process::id(), nanos)
 }
 
 /// Audits the S3 layout of this consumer; prints the report; `Ok(true)` when clean.

@@ -93,9 +93,22 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::readiness::{Check, FlagCheck};
+    use crate::readiness::Check;
 
     struct Never;
+
+    /// A check with a fixed outcome.
+    struct Fixed(&'static str, Result<String, String>);
+
+    impl Check for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn check(&self) -> BoxFuture<'_, Result<String, String>> {
+            let outcome = self.1.clone();
+            Box::pin(async move { outcome })
+        }
+    }
 
     impl Check for Never {
         fn name(&self) -> &'static str {
@@ -142,9 +155,8 @@ mod tests {
 
     #[tokio::test]
     async fn readyz_names_each_check_and_times_out_slow_ones() {
-        let (flag, handle) = FlagCheck::new("progress", "starting");
-        handle.set(Ok("caught up".to_owned()));
-        let (status, body) = get(router(probes(|r| r.with(flag).with(Never))), "/readyz").await;
+        let progress = Fixed("progress", Ok("caught up".to_owned()));
+        let (status, body) = get(router(probes(|r| r.with(progress).with(Never))), "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         assert_eq!(
@@ -158,8 +170,7 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_export_check_states_in_prometheus_text() {
-        let (flag, _handle) = FlagCheck::new("progress", "starting");
-        let router = router(probes(|r| r.with(flag)));
+        let router = router(probes(|r| r.with(Fixed("progress", Err("starting".to_owned())))));
         let _ = get(router.clone(), "/readyz").await;
         let (status, body) = get(router, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
