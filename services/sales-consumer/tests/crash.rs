@@ -5,7 +5,9 @@
 #[path = "../../../shared/consumer/tests/common/mod.rs"]
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,13 +19,34 @@ use store_event::{EventType, Generator};
 
 const CYCLES: usize = 20;
 
-fn spawn(env: &[(&str, String)]) -> Child {
+/// Every run's log goes to one file, printed when the test fails.
+fn spawn(env: &[(&str, String)], log: &Path) -> Child {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
+    let stderr = log.try_clone().unwrap_or_else(|e| panic!("cannot share the log file: {e}"));
     Command::new(env!("CARGO_BIN_EXE_sales-consumer"))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log)
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("the sales-consumer binary did not start: {e}"))
+}
+
+/// Prints the consumers' log when the test panics, so a CI failure shows why.
+struct LogOnFailure(PathBuf);
+
+impl Drop for LogOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(200)..];
+            eprintln!("--- last {} lines of {} ---\n{}", tail.len(), self.0.display(), tail.join("\n"));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,6 +56,7 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     let topic = testkit::unique_topic("crash");
     testkit::create_topic(&topic, 2).await;
     let prefix = testkit::unique_name("c");
+    let log = LogOnFailure(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{topic}.log")));
     let config = common::config(EventType::Sale, &topic, &prefix, &[]);
     let mut env: Vec<(&str, String)> =
         testkit::local_s3_env(&prefix).into_iter().map(|(k, v)| (k, v.to_owned())).collect();
@@ -44,7 +68,8 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
         ("BATCH_MAX_EVENTS", "25".to_owned()),
         ("CHECKPOINT_INTERVAL", "500ms".to_owned()),
         ("PARTITION_REFRESH", "1s".to_owned()),
-        ("RUST_LOG", "warn".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+        ("LOG_FORMAT", "text".to_owned()),
     ]);
 
     // Events keep arriving on both partitions, 10% of them bad, while the consumer dies.
@@ -76,7 +101,7 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
 
     let mut rng = StdRng::seed_from_u64(20261124);
     for _ in 0..CYCLES {
-        let mut child = spawn(&env);
+        let mut child = spawn(&env, &log.0);
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..1_500))).await;
         child.kill().unwrap_or_else(|e| panic!("kill -9: {e}"));
         let _ = child.wait();
@@ -85,7 +110,7 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     producer.await.unwrap_or_else(|e| panic!("producer task: {e}"));
 
     // One last, clean run catches up and stops on SIGTERM.
-    let child = spawn(&env);
+    let child = spawn(&env, &log.0);
     common::wait_until_caught_up(&config, 2, Duration::from_secs(120)).await;
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     assert!(status.is_ok_and(|s| s.success()), "SIGTERM could not be sent");

@@ -84,6 +84,22 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(refresh) => {}
+            // A partition loop ends only on shutdown; one that ends before has panicked.
+            // The process stops so that its supervisor restarts it and recovery runs,
+            // instead of living on with a partition nobody reads.
+            Some(ended) = workers.join_next(), if !workers.is_empty() => {
+                if !shutdown.is_cancelled() {
+                    let why = match ended {
+                        Err(error) if error.is_panic() => "panicked",
+                        _ => "stopped",
+                    };
+                    tracing::error!("A partition loop {why}; stopping the process so that it restarts clean.");
+                    shutdown.cancel();
+                    while workers.join_next().await.is_some() {}
+                    let _ = server.await;
+                    anyhow::bail!("a partition loop {why} while the consumer was running");
+                }
+            }
         }
     }
     while workers.join_next().await.is_some() {}
