@@ -3,6 +3,11 @@
 # S3-compatible server on 127.0.0.1:9000, installed from the package registries on first
 # use and cached between runs. Every command is idempotent.
 #
+# Kafka also listens the ways Amazon MSK does, for the security tests: SSL with client
+# certificates on 9094, SASL_SSL with SCRAM-SHA-512 on 9096, and SASL_PLAINTEXT with
+# OAUTHBEARER (Kafka's unsecured JWT validator) on 9097. The CA, the certificates and the
+# SCRAM user are made here; they live in .local/kafka/tls and are for loopback tests only.
+#
 #   scripts/stack.sh up              install what is missing, start Kafka and S3, wait
 #   scripts/stack.sh down            stop both (data is kept)
 #   scripts/stack.sh start kafka|s3  start one part (tests use these to inject faults)
@@ -26,6 +31,10 @@ s3s_version=0.14.1
 s3s_bin=$cache/s3s-fs-$s3s_version/bin/s3s-fs
 kafka_port=9092
 controller_port=9093
+ssl_port=9094
+scram_port=9096
+oauth_port=9097
+tls=$state/kafka/tls
 s3_port=9000
 
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -85,18 +94,58 @@ kafka_java() {
     -Dkafka.logs.dir="$state/kafka/logs" -cp "$kafka_libs/*" "$@"
 }
 
+# make_tls: a CA, a broker certificate for 127.0.0.1 only (so "localhost" fails host-name
+# verification, on purpose), a client certificate for mutual TLS, and a second CA that
+# signed nothing here (the "wrong CA" of the tests). Made once; PEM files.
+make_tls() {
+  [ -f "$tls/.complete" ] && return 0
+  command -v openssl >/dev/null || die "openssl is needed to make the test certificates (apt-get install openssl)"
+  log "Making the test CA and certificates in $tls"
+  rm -rf "$tls" && mkdir -p "$tls"
+  (
+    cd "$tls"
+    for ca in ca other-ca; do
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=store-events test $ca" \
+        -keyout "$ca.key" -out "$ca.crt" 2>/dev/null
+    done
+    # name EXTENSIONS: a key and a certificate signed by ca.
+    issue() {
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=$1" -keyout "$1.key.rsa" -out "$1.csr" 2>/dev/null
+      printf '%s\n' "$2" >"$1.ext"
+      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+      openssl pkcs8 -topk8 -nocrypt -in "$1.key.rsa" -out "$1.key"
+      rm -f "$1.csr" "$1.ext" "$1.key.rsa"
+    }
+    issue broker "$(printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth')"
+    issue client "extendedKeyUsage=clientAuth"
+    cat broker.key broker.crt >broker.pem
+  )
+  touch "$tls/.complete"
+}
+
 write_kafka_config() {
   mkdir -p "$state/kafka/logs"
+  make_tls
   cat >"$state/kafka/server.properties" <<EOF
 # Written by scripts/stack.sh: one combined broker + controller node, KRaft, loopback only.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port,SSL://127.0.0.1:$ssl_port,SASL_SSL://127.0.0.1:$scram_port,OAUTH://127.0.0.1:$oauth_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port,SSL://127.0.0.1:$ssl_port,SASL_SSL://127.0.0.1:$scram_port,OAUTH://127.0.0.1:$oauth_port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,OAUTH:SASL_PLAINTEXT
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.crt
+listener.name.ssl.ssl.client.auth=required
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
 log.dirs=$state/kafka/data
 num.partitions=2
 auto.create.topics.enable=false
@@ -122,6 +171,7 @@ start_kafka() {
     log "Formatting Kafka storage in $state/kafka/data"
     kafka_java kafka.tools.StorageTool format --ignore-formatted \
       -t "$(kafka_java kafka.tools.StorageTool random-uuid)" \
+      --add-scram "SCRAM-SHA-512=[name=$KAFKA_TEST_SCRAM_USER,password=$KAFKA_TEST_SCRAM_PASSWORD]" \
       -c "$state/kafka/server.properties" >"$state/kafka/format.out" 2>&1 ||
       { tail -n 20 "$state/kafka/format.out" >&2; die "formatting Kafka storage failed"; }
   fi

@@ -1,5 +1,5 @@
 //! producer: reads its configuration (exit code 2 when it is wrong), sets up logs and
-//! runs the service until SIGINT or SIGTERM, or `producer ensure-topic` for an init job.
+//! runs the service until SIGINT or SIGTERM, or one of the commands of USAGE.
 //! Everything else is in the library.
 
 use std::process::ExitCode;
@@ -9,7 +9,8 @@ use producer::ProducerConfig;
 use service_runtime::config::{Env, exit_on_error};
 use service_runtime::{shutdown, telemetry};
 
-const USAGE: &str = "usage: producer [healthcheck | ensure-topic | generate --count N [--bad-share F] [--seed S]]";
+const USAGE: &str =
+    "usage: producer [healthcheck | check-kafka | ensure-topic | generate --count N [--bad-share F] [--seed S]]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
@@ -20,6 +21,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         Some("healthcheck") => {
             let alive = service_runtime::http::healthcheck(config.common.http_addr);
             return Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Some("check-kafka") => {
+            let ok = service_runtime::kafka::check_kafka(&config.common.kafka, &config.common.topic).await;
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Some("ensure-topic") => {
             return Ok(if producer::ensure_topic(&config).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });

@@ -124,7 +124,7 @@ pub async fn audit(config: &ConsumerConfig, deep: bool, json: bool) -> anyhow::R
     Ok(report.clean())
 }
 
-const USAGE: &str = "usage: <consumer> [healthcheck | audit [--deep] [--json]]";
+const USAGE: &str = "usage: <consumer> [healthcheck | check-kafka | audit [--deep] [--json]]";
 
 /// The whole program of a consumer service: configuration (exit code 2 when it is
 /// wrong), logs, then either the service until SIGINT or SIGTERM, or `audit` (exit code 1
@@ -140,6 +140,10 @@ pub async fn main(event_type: EventType) -> anyhow::Result<std::process::ExitCod
         Some("healthcheck") => {
             let alive = service_runtime::http::healthcheck(config.common.http_addr);
             return Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Some("check-kafka") => {
+            let ok = service_runtime::kafka::check_kafka(&config.common.kafka, &config.common.topic).await;
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Some("audit") => {
             let flags: Vec<&str> = args[1..].iter().map(String::as_str).collect();

@@ -254,3 +254,42 @@ pub async fn read_all_jsonl_gz(client: &aws_sdk_s3::Client, prefix: &str) -> Vec
     }
     lines
 }
+
+/// The local broker's secured listeners (scripts/stack.sh), the way Amazon MSK has them.
+pub mod secured {
+    use std::path::PathBuf;
+
+    /// SSL with a required client certificate (MSK's TLS listener, with mutual TLS).
+    pub const SSL: &str = "127.0.0.1:9094";
+    /// SASL_SSL with SCRAM-SHA-512 (MSK's SCRAM listener).
+    pub const SCRAM: &str = "127.0.0.1:9096";
+    /// SASL_PLAINTEXT with OAUTHBEARER checked by Kafka's unsecured JWT validator.
+    pub const OAUTH: &str = "127.0.0.1:9097";
+
+    /// A file made by the stack in `.local/kafka/tls`: `ca.crt`, `other-ca.crt`,
+    /// `client.crt`, `client.key`.
+    pub fn tls_file(name: &str) -> String {
+        let path: PathBuf = super::repo_root().join(".local/kafka/tls").join(name);
+        assert!(path.exists(), "{} is missing: the local stack makes it; run `make stack-up`", path.display());
+        path.to_string_lossy().into_owned()
+    }
+
+    /// The SCRAM user the stack creates (scripts/local.env).
+    pub fn scram_user() -> (String, String) {
+        let user = std::env::var("KAFKA_TEST_SCRAM_USER").unwrap_or_else(|_| "store-events".to_owned());
+        let password =
+            std::env::var("KAFKA_TEST_SCRAM_PASSWORD").unwrap_or_else(|_| "store-events-scram-secret".to_owned());
+        (user, password)
+    }
+
+    /// An unsecured JWT (`alg: none`) for `subject` that expires `valid_for` seconds from
+    /// now (negative: already expired): what Kafka's unsecured OAUTHBEARER validator checks.
+    pub fn unsecured_jwt(subject: &str, valid_for: i64) -> String {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = chrono::Utc::now().timestamp();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let claims = serde_json::json!({"sub": subject, "iat": now.min(now + valid_for) - 60, "exp": now + valid_for});
+        format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
+    }
+}

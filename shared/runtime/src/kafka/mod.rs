@@ -1,6 +1,10 @@
 //! Kafka clients with bounded time. rskafka 0.6 retries forever by default and never
 //! times out a connect; every call here has a deadline, and a client that failed is
 //! rebuilt on next use, so a service recovers from a broker restart without restarting.
+//! `security` reads TLS and SASL settings; `msk_iam` signs MSK IAM tokens.
+
+pub mod msk_iam;
+pub mod security;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +14,7 @@ use futures::future::BoxFuture;
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
 
+pub use self::security::Security;
 use crate::config::{ConfigError, Env};
 use crate::readiness::Check;
 
@@ -24,6 +29,8 @@ pub struct KafkaSettings {
     pub connect_timeout: Duration,
     /// `KAFKA_REQUEST_TIMEOUT`: the longest one request, retries included, may take.
     pub request_timeout: Duration,
+    /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`.
+    pub security: Security,
 }
 
 impl KafkaSettings {
@@ -38,11 +45,13 @@ impl KafkaSettings {
                 return Err(ConfigError::new(name, "must be greater than zero"));
             }
         }
+        let security = Security::from_env(env, &bootstrap_servers)?;
         Ok(KafkaSettings {
             bootstrap_servers,
             client_id: env.string("KAFKA_CLIENT_ID", service),
             connect_timeout,
             request_timeout,
+            security,
         })
     }
 
@@ -53,16 +62,22 @@ impl KafkaSettings {
             client_id: "test".to_owned(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            security: Security::plaintext(),
         }
     }
 
-    /// rskafka's retry policy, bounded by the request timeout.
+    /// rskafka's retry policy. Its deadline counts only the time slept between attempts;
+    /// a quarter of the connect timeout leaves the rest for the attempts themselves (a
+    /// failed SCRAM exchange takes a few hundred milliseconds), so that a connection that
+    /// keeps failing (a TLS or SASL error that no retry fixes) ends with rskafka's own
+    /// error, which says why, rather than with our timeout, which cannot. Requests that
+    /// still fail after that are retried by the services' own loops.
     pub fn backoff(&self) -> BackoffConfig {
         BackoffConfig {
             init_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
             base: 2.0,
-            deadline: Some(self.request_timeout),
+            deadline: Some(self.connect_timeout.min(self.request_timeout) / 4),
         }
     }
 }
@@ -97,8 +112,9 @@ pub enum KafkaError {
         /// The deadline that passed.
         after: Duration,
     },
-    /// The client or the broker reported an error.
-    #[error("{what}: {source}")]
+    /// The client or the broker reported an error; TLS, authentication and authorization
+    /// failures are named in plain words before rskafka's own text.
+    #[error("{what}: {}{source}", explain(&source.to_string()).map(|p| format!("{p}. ")).unwrap_or_default())]
     Client {
         /// What was being done.
         what: String,
@@ -106,6 +122,58 @@ pub enum KafkaError {
         #[source]
         source: rskafka::client::error::Error,
     },
+}
+
+/// What a failure that no retry fixes means, from the text of rskafka's error (its TLS
+/// and SASL errors are strings and boxed lists, not types one can match).
+pub fn explain(error: &str) -> Option<&'static str> {
+    const RULES: &[(&[&str], &str)] = &[
+        (
+            &["UnknownIssuer"],
+            "TLS: the broker's certificate is not signed by a CA in KAFKA_SSL_CA_LOCATION \
+             (the system's CAs when it is unset)",
+        ),
+        (
+            &["not valid for name", "NotValidForName"],
+            "TLS: the broker's certificate does not name the host connected to; use a host name it \
+             lists (host-name verification is always on)",
+        ),
+        (&["Expired"], "TLS: a certificate has expired"),
+        (
+            &["BadCertificate", "CertificateRequired", "UnknownCA"],
+            "TLS: the broker refused this client's certificate or wants one: set \
+             KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION to one its truststore accepts",
+        ),
+        (
+            &["tls handshake eof", "InvalidContentType", "CorruptMessage", "received corrupt message"],
+            "TLS: the listener does not speak TLS (it ended the handshake); check the port and \
+             KAFKA_SECURITY_PROTOCOL",
+        ),
+        (
+            &["UnsupportedSaslMechanism", "unsupported sasl mechanism"],
+            "authentication: the broker does not enable this KAFKA_SASL_MECHANISM on this listener",
+        ),
+        (
+            &["SaslAuthenticationFailed"],
+            "authentication: the broker rejected the credentials (user name and password, or token)",
+        ),
+        (
+            // rsasl reports the broker's OAUTHBEARER error answer as an unhandled callback.
+            &["Sasl session error: callback error"],
+            "authentication: the broker rejected the token (OAUTHBEARER; for AWS_MSK_IAM: the IAM identity, \
+             its kafka-cluster:Connect permission, or the region)",
+        ),
+        (
+            &["IllegalSaslState", "Sasl handshake failed"],
+            "authentication: the SASL exchange failed; check KAFKA_SECURITY_PROTOCOL against the listener",
+        ),
+        (
+            &["TopicAuthorizationFailed", "ClusterAuthorizationFailed", "GroupAuthorizationFailed"],
+            "authorization: the broker authenticated this client but does not allow the operation \
+             (Kafka ACLs, or the kafka-cluster:* actions of the IAM policy on MSK)",
+        ),
+    ];
+    RULES.iter().find(|(markers, _)| markers.iter().any(|m| error.contains(m))).map(|(_, problem)| *problem)
 }
 
 /// Runs a Kafka call with a deadline.
@@ -147,7 +215,9 @@ impl KafkaCluster {
         let builder = ClientBuilder::new(self.settings.bootstrap_servers.clone())
             .client_id(self.settings.client_id.clone())
             .backoff_config(self.settings.backoff());
-        let client = Arc::new(within(self.settings.connect_timeout, "connecting to Kafka", builder.build()).await?);
+        let builder = self.settings.security.apply(builder);
+        let what = format!("connecting to Kafka ({})", self.settings.security.describe());
+        let client = Arc::new(within(self.settings.connect_timeout, &what, builder.build()).await?);
         *slot = Some(Arc::clone(&client));
         Ok(client)
     }
@@ -273,6 +343,47 @@ impl Check for KafkaCheck {
                 Err(e) => Err(e.to_string()),
             }
         })
+    }
+}
+
+/// `<service> check-kafka`: connects with the service's settings the way the service
+/// would and prints what it found, one line per step, for an operator setting up TLS,
+/// SASL or IAM. `Ok(true)` when Kafka answered and the topic exists.
+pub async fn check_kafka(settings: &KafkaSettings, topic: &str) -> bool {
+    println!("Kafka: {} ({})", settings.bootstrap_servers.join(","), settings.security.describe());
+    if let Some(tokens) = settings.security.msk_iam() {
+        match tokens.token_at(std::time::SystemTime::now()).await {
+            Ok(token) => {
+                let until: chrono::DateTime<chrono::Utc> = token.expires_at.into();
+                println!(
+                    "AWS_MSK_IAM: token for {} signed with access key {}, valid until {}",
+                    tokens.region(),
+                    token.access_key_id,
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            Err(error) => {
+                println!("error: {error}");
+                return false;
+            }
+        }
+    }
+    let cluster = KafkaCluster::new(settings.clone());
+    match cluster.partitions(topic).await {
+        Ok(Some(partitions)) => {
+            println!("ok: connected; topic {topic} has {} partitions", partitions.len());
+            true
+        }
+        Ok(None) => {
+            println!(
+                "error: connected, but topic {topic} does not exist (the producer creates it: `producer ensure-topic`)"
+            );
+            false
+        }
+        Err(error) => {
+            println!("error: {error}");
+            false
+        }
     }
 }
 
