@@ -6,6 +6,7 @@
 #   BENCH_BACKLOG_EVENTS  backlog the consumers drain           (default 2000000)
 #   BENCH_HTTP_SECONDS    length of the HTTP load               (default 15)
 #   BENCH_LATENCY_SECONDS length of the steady-rate latency run (default 30)
+#   BENCH_BASELINE_EVENTS events the one-PUT-per-event baseline stores (default 5000)
 #   BENCH_OUT             results folder                        (default benches/results)
 #
 # `make bench-smoke` runs the same harness tiny (CI): it checks that every part produced
@@ -21,6 +22,8 @@ produce_events=${BENCH_PRODUCE_EVENTS:-500000}
 backlog_events=${BENCH_BACKLOG_EVENTS:-2000000}
 http_seconds=${BENCH_HTTP_SECONDS:-15}
 latency_seconds=${BENCH_LATENCY_SECONDS:-30}
+baseline_events=${BENCH_BASELINE_EVENTS:-5000}
+cache=${STORE_EVENTS_CACHE:-$HOME/.cache/store-events}
 out=${BENCH_OUT:-benches/results}
 work=$root/.local/bench
 run_id=$(date +%s)
@@ -60,6 +63,15 @@ create_topic() {
 
 scripts/stack.sh up
 command -v wrk >/dev/null || { log "Installing wrk from Debian's packages"; apt-get install -y -qq wrk >&2; }
+# vegeta sends at a fixed rate (wrk cannot), for latency at half the HTTP throughput.
+vegeta=$cache/bin/vegeta
+[ -x "$vegeta" ] || { log "Installing vegeta from Go modules"; GOBIN=$cache/bin go install github.com/tsenart/vegeta/v12@v12.13.0; }
+# The one-PUT-per-event baseline is Python with boto3, like the original Lambda.
+venv=$cache/bench-venv
+[ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import boto3' 2>/dev/null || {
+  log "Installing boto3 (PyPI) into $venv"
+  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet boto3
+}
 log "Building the services (release)"
 cargo build --quiet --release --bins
 bin=$root/target/release
@@ -111,6 +123,19 @@ http_rate=$(calc "$http_requests * 100")
 http_p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
 http_p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
 http_non2xx=$(awk '/Non-2xx/ {print $4}' "$work/wrk.txt")
+# Half the HTTP throughput, sent at a fixed rate: acknowledgement latency without queueing.
+half_rps=$(printf '%.0f' "$(calc "$http_requests / 2")")
+log "producer HTTP path at half rate: vegeta, ${half_rps} requests/s of 100 events, ${http_seconds}s"
+printf 'POST http://127.0.0.1:18080/v1/events\nContent-Type: application/json\n@%s\n' "$work/batch100.json" >"$work/vegeta.targets"
+"$vegeta" attack -targets="$work/vegeta.targets" -rate="$half_rps/1s" -duration="${http_seconds}s" -max-workers=64 |
+  "$vegeta" report -type=json >"$work/vegeta.json"
+read -r half_p50 half_p99 half_success < <(python3 - "$work/vegeta.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+latencies = report["latencies"]
+print(f"{latencies['50th'] / 1e6:.1f}", f"{latencies['99th'] / 1e6:.1f}", f"{report['success']:.4f}")
+PY
+)
 producer_cpu=$(cpu_seconds "$producer_pid")
 producer_rss=$(peak_rss_mib "$producer_pid")
 kill -TERM "$producer_pid"
@@ -155,6 +180,14 @@ for name in sales-consumer inventory-consumer; do
   wait "${consumer_pid[$name]}" || true
 done
 audit=$(S3_PREFIX=b$run_id STORE_EVENTS_TOPIC=$backlog_topic "$bin/sales-consumer" audit | tail -n +2 | awk '{print $NF}' | sort -u | tr '\n' ' ')
+
+# The original design as the baseline: the same backlog, one S3 PUT per event.
+log "one-PUT-per-event baseline: $baseline_events records"
+read -r baseline_records baseline_stored baseline_seconds < <(
+  kcat -C -b 127.0.0.1:9092 -t "$backlog_topic" -o beginning -c "$baseline_events" -e -q -f '%s\n' |
+    "$venv/bin/python" scripts/bench/one_put_per_event.py "p$run_id"
+)
+baseline_rate=$(calc "$baseline_records / $baseline_seconds")
 
 # 4. Produce-to-S3 latency at a steady rate: the generator makes 1,000 events/s, the sales
 # consumer stores them with the default BATCH_MAX_AGE (5 s); for every stored event, the time
@@ -211,10 +244,12 @@ Producer events: $produce_events; consumer backlog: $backlog_events (bare JSON, 
 | kafka-producer-perf-test (ceiling) | $(r "$ceiling_produce") | 1.00 | |
 | producer, generator path (POST /v1/simulate) | $(r "$generator_rate") | $(ratio "$generator_rate" "$ceiling_produce") × ceiling | |
 | producer, HTTP path (wrk, batches of 100, 32 connections) | $(r "$http_rate") | $(ratio "$http_rate" "$ceiling_produce") × ceiling | p50 $http_p50, p99 $http_p99 per request; non-2xx: ${http_non2xx:-0} |
+| producer, HTTP path at half that rate (vegeta, fixed rate) | $(r "$(calc "$half_rps * 100")") | | p50 ${half_p50} ms, p99 ${half_p99} ms per request of 100; success ratio $half_success |
 | producer process | | | CPU $producer_cpu s, peak RSS $producer_rss MiB |
 | kafka-consumer-perf-test (ceiling, fetch rate) | $(r "$ceiling_consume") | 1.00 | |
 | sales-consumer from backlog | $(r "${consumer_rate[sales-consumer]}") | $(ratio "${consumer_rate[sales-consumer]}" "$ceiling_consume") × ceiling | $(mb_per_s "${consumer_rate[sales-consumer]}") MB/s read, CPU ${consumer_cpu[sales-consumer]} s, peak RSS ${consumer_rss[sales-consumer]} MiB |
 | inventory-consumer from backlog | $(r "${consumer_rate[inventory-consumer]}") | $(ratio "${consumer_rate[inventory-consumer]}" "$ceiling_consume") × ceiling | $(mb_per_s "${consumer_rate[inventory-consumer]}") MB/s read, CPU ${consumer_cpu[inventory-consumer]} s, peak RSS ${consumer_rss[inventory-consumer]} MiB |
+| baseline: the original consumer's design, one S3 PUT per event (Python, boto3) | $(r "$baseline_rate") | sales-consumer = $(ratio "${consumer_rate[sales-consumer]}" "$baseline_rate") × baseline | $baseline_stored of $baseline_records records stored (the rest were not JSON: lost, as in the original) |
 | produce-to-S3 latency, sales-consumer, BATCH_MAX_AGE=5s, 1,000 events/s | | | p50 ${latency_p50} s, p99 ${latency_p99} s over $latency_events stored events |
 
 Both consumers drained the backlog at the same time, sharing the 2 cores with the broker
@@ -227,6 +262,9 @@ cat >"$out/latest.json" <<EOF
   "ceiling_produce_eps": $(r "$ceiling_produce"), "ceiling_consume_eps": $(r "$ceiling_consume"),
   "producer_generator_eps": $(r "$generator_rate"), "producer_http_eps": $(r "$http_rate"),
   "producer_http_p50": "$http_p50", "producer_http_p99": "$http_p99",
+  "producer_http_half_rate_eps": $(r "$(calc "$half_rps * 100")"), "producer_http_half_rate_p50_ms": $half_p50,
+  "producer_http_half_rate_p99_ms": $half_p99, "producer_http_half_rate_success": $half_success,
+  "baseline_one_put_per_event_eps": $(r "$baseline_rate"), "baseline_records": $baseline_records,
   "producer_cpu_seconds": $producer_cpu, "producer_peak_rss_mib": $producer_rss,
   "sales_consumer_eps": $(r "${consumer_rate[sales-consumer]}"), "inventory_consumer_eps": $(r "${consumer_rate[inventory-consumer]}"),
   "sales_consumer_peak_rss_mib": ${consumer_rss[sales-consumer]}, "inventory_consumer_peak_rss_mib": ${consumer_rss[inventory-consumer]},
@@ -237,7 +275,8 @@ EOF
 cat "$out/latest.md"
 # Every part must have produced a number (the smoke run in CI checks only this).
 for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate" "${consumer_rate[sales-consumer]}" \
-  "${consumer_rate[inventory-consumer]}" "$producer_rss" "${consumer_rss[sales-consumer]}" "$latency_p99" "$latency_events"; do
+  "${consumer_rate[inventory-consumer]}" "$producer_rss" "${consumer_rss[sales-consumer]}" "$latency_p99" "$latency_events" \
+  "$half_p99" "$baseline_rate"; do
   [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk "BEGIN {exit !($value > 0)}" || { log "a measure is missing: '$value'"; exit 1; }
 done
 [ "$audit" = "ok " ] || { log "the audit after the run is not clean: $audit"; exit 1; }
