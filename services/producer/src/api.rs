@@ -317,8 +317,28 @@ impl Tally {
 const CHUNKS_IN_FLIGHT: usize = 16;
 const CHUNK: u64 = 1000;
 
+/// Generates one chunk's records and tallies. Each chunk has its own generator, seeded
+/// from the request's seed and the chunk's number (same seed, same events), so that
+/// chunks are made on the blocking pool, in parallel with each other and with the
+/// runtime's threads sending earlier chunks: making events is the CPU-heavy part.
+fn generate_chunk(
+    seed: Option<u64>,
+    chunk: u64,
+    size: u64,
+    bad_share: f64,
+) -> (Vec<rskafka::record::Record>, Vec<Tally>) {
+    let seed = seed.map(|s| s ^ chunk.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut generator = Generator::new(seed, bad_share);
+    (0..size)
+        .map(|_| {
+            let generated = generator.next_event(Utc::now());
+            (to_record(&generated), Tally::of(&generated))
+        })
+        .unzip()
+}
+
 /// Produces generated events in chunks until the count or the duration is reached,
-/// keeping [`CHUNKS_IN_FLIGHT`] chunks waiting for Kafka at once.
+/// keeping [`CHUNKS_IN_FLIGHT`] chunks being made or waiting for Kafka at once.
 pub async fn run_simulation(
     api: &Api,
     count: Option<u64>,
@@ -329,11 +349,11 @@ pub async fn run_simulation(
     use futures::StreamExt;
     use futures::stream::FuturesUnordered;
 
-    let mut generator = Generator::new(seed, bad_share);
     let deadline = duration_seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
     let mut summary = Summary { status: true, ..Summary::default() };
     let mut revenue = 0.0;
     let mut made = 0;
+    let mut chunks = 0;
     let mut in_flight = FuturesUnordered::new();
     loop {
         while in_flight.len() < CHUNKS_IN_FLIGHT {
@@ -344,28 +364,29 @@ pub async fn run_simulation(
                 _ => CHUNK,
             };
             made += size;
+            chunks += 1;
             // Only what the summary needs is kept while a chunk waits for Kafka; the
             // generated JSON is dropped as soon as its record is built.
-            let (records, tallies): (Vec<_>, Vec<_>) = (0..size)
-                .map(|_| {
-                    let generated = generator.next_event(Utc::now());
-                    (to_record(&generated), Tally::of(&generated))
-                })
-                .unzip();
+            let chunk = tokio::task::spawn_blocking(move || generate_chunk(seed, chunks, size, bad_share));
             let sink = Arc::clone(&api.sink);
-            in_flight.push(async move { (tallies, sink.send(records, true).await) });
+            in_flight.push(async move {
+                // A chunk whose making failed (a panic in the generator) is reported as not sent.
+                let (records, tallies) = chunk.await.ok()?;
+                let sent = sink.send(records, true).await;
+                Some((tallies, sent))
+            });
         }
-        let Some((tallies, sent)) = in_flight.next().await else { break };
-        let Ok(results) = sent else {
+        let Some(done) = in_flight.next().await else { break };
+        let Some((tallies, Ok(results))) = done else {
             summary.status = false;
             continue;
         };
+        let before = (summary.sale_evnts, summary.inventory_evnts);
         for (tally, result) in tallies.iter().zip(results) {
             if result.is_err() {
                 summary.status = false;
                 continue;
             }
-            api.metrics.produced.with_label_values(&[tally.event_type.as_str(), "simulate"]).inc();
             summary.tot_msgs += 1;
             summary.bad_msgs += u64::from(tally.bad);
             match tally.event_type {
@@ -374,6 +395,11 @@ pub async fn run_simulation(
             }
             revenue += tally.revenue;
         }
+        let produced = &api.metrics.produced;
+        produced.with_label_values(&[EventType::Sale.as_str(), "simulate"]).inc_by(summary.sale_evnts - before.0);
+        produced
+            .with_label_values(&[EventType::Inventory.as_str(), "simulate"])
+            .inc_by(summary.inventory_evnts - before.1);
     }
     summary.tot_sales = (revenue * 100.0).round() / 100.0;
     summary
