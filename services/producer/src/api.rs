@@ -354,6 +354,8 @@ pub async fn run_simulation(
     let mut revenue = 0.0;
     let mut made = 0;
     let mut chunks = 0;
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let makers = Arc::new(tokio::sync::Semaphore::new(cores));
     let mut in_flight = FuturesUnordered::new();
     loop {
         while in_flight.len() < CHUNKS_IN_FLIGHT {
@@ -367,11 +369,16 @@ pub async fn run_simulation(
             chunks += 1;
             // Only what the summary needs is kept while a chunk waits for Kafka; the
             // generated JSON is dropped as soon as its record is built.
-            let chunk = tokio::task::spawn_blocking(move || generate_chunk(seed, chunks, size, bad_share));
-            let sink = Arc::clone(&api.sink);
+            let (sink, makers) = (Arc::clone(&api.sink), Arc::clone(&makers));
             in_flight.push(async move {
+                // As many chunks are made at once as there are cores: more threads would
+                // only add memory (each has its own allocator arena), not speed.
+                let made = {
+                    let _maker = makers.acquire().await.ok()?;
+                    tokio::task::spawn_blocking(move || generate_chunk(seed, chunks, size, bad_share)).await
+                };
                 // A chunk whose making failed (a panic in the generator) is reported as not sent.
-                let (records, tallies) = chunk.await.ok()?;
+                let (records, tallies) = made.ok()?;
                 let sent = sink.send(records, true).await;
                 Some((tallies, sent))
             });
