@@ -168,8 +168,7 @@ async fn audit_partition(
         if entry.lost {
             report.lost.push((entry.first_offset, entry.next_offset));
         }
-        for (key, count) in [(&entry.data_key, entry.stored), (&entry.dead_letter_key, entry.dead_lettered)] {
-            let Some(key) = key else { continue };
+        for (key, count) in entry.objects() {
             named.insert(key);
             if let Some(problem) = check_object(bucket, key, count, deep).await? {
                 report.bad_objects.push(problem);
@@ -187,8 +186,9 @@ async fn audit_partition(
     Ok(report)
 }
 
-/// `None` when the object exists with `count` records; else what is wrong.
-async fn check_object(bucket: &Bucket, key: &str, count: u64, deep: bool) -> Result<Option<String>, String> {
+/// `None` when the object exists with `count` records; else what is wrong. Recovery uses
+/// it too (not deep): an object without its metadata is as good as missing.
+pub(crate) async fn check_object(bucket: &Bucket, key: &str, count: u64, deep: bool) -> Result<Option<String>, String> {
     let Some(metadata) = bucket.head(key).await? else {
         return Ok(Some(format!("{key} is missing")));
     };

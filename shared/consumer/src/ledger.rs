@@ -63,9 +63,11 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The objects the entry promises.
-    pub fn objects(&self) -> impl Iterator<Item = &str> {
-        self.data_key.iter().chain(self.dead_letter_key.iter()).map(String::as_str)
+    /// The objects the entry promises, each with the records it must hold.
+    pub fn objects(&self) -> impl Iterator<Item = (&str, u64)> {
+        let data = self.data_key.as_deref().map(|key| (key, self.stored));
+        let dead = self.dead_letter_key.as_deref().map(|key| (key, self.dead_lettered));
+        data.into_iter().chain(dead)
     }
 }
 

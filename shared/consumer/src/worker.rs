@@ -132,9 +132,13 @@ async fn recover(shared: &Shared, partition: i32) -> Result<i64, String> {
         .get_json(&last)
         .await?
         .ok_or_else(|| format!("the checkpoint names {last}, which does not exist"))?;
+    // An object counts only with the metadata of a completed write: an S3-compatible server
+    // whose PUT is not atomic (s3s-fs renames the data in place, then writes its metadata)
+    // can keep an object without it when the writer dies in between.
     let mut missing = Vec::new();
-    for key in entry.objects() {
-        if shared.bucket.head(key).await?.is_none() {
+    for (key, count) in entry.objects() {
+        if let Some(problem) = crate::audit::check_object(&shared.bucket, key, count, false).await? {
+            tracing::info!(partition, %problem, "An object of the last batch is not complete.");
             missing.push(key.to_owned());
         }
     }
