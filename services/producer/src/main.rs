@@ -16,16 +16,12 @@ const USAGE: &str =
 async fn main() -> anyhow::Result<ExitCode> {
     let config = exit_on_error(ProducerConfig::from_env(&Env::from_process()));
     telemetry::init(config.common.log_format);
-    match std::env::args().nth(1).as_deref() {
+    let command = std::env::args().nth(1);
+    if let Some(code) = service_runtime::commands::run(command.as_deref().unwrap_or(""), &config.common).await {
+        return Ok(code);
+    }
+    match command.as_deref() {
         None => {}
-        Some("healthcheck") => {
-            let alive = service_runtime::http::healthcheck(config.common.http_addr);
-            return Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-        }
-        Some("check-kafka") => {
-            let ok = service_runtime::kafka::check_kafka(&config.common.kafka, &config.common.topic).await;
-            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-        }
         Some("ensure-topic") => {
             return Ok(if producer::ensure_topic(&config).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }

@@ -135,16 +135,12 @@ pub async fn main(event_type: EventType) -> anyhow::Result<std::process::ExitCod
     let env = service_runtime::config::Env::from_process();
     let config = service_runtime::config::exit_on_error(ConsumerConfig::from_env(&env, event_type));
     telemetry::init(config.common.log_format);
-    match args.first().map(String::as_str) {
+    let command = args.first().map(String::as_str);
+    if let Some(code) = service_runtime::commands::run(command.unwrap_or(""), &config.common).await {
+        return Ok(code);
+    }
+    match command {
         None => {}
-        Some("healthcheck") => {
-            let alive = service_runtime::http::healthcheck(config.common.http_addr);
-            return Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-        }
-        Some("check-kafka") => {
-            let ok = service_runtime::kafka::check_kafka(&config.common.kafka, &config.common.topic).await;
-            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-        }
         Some("audit") => {
             let flags: Vec<&str> = args[1..].iter().map(String::as_str).collect();
             if let Some(unknown) = flags.iter().find(|f| !["--deep", "--json"].contains(f)) {

@@ -2,6 +2,7 @@
 //! environment, logs, the HTTP endpoints for health, readiness and metrics, the Kafka and
 //! S3 clients with bounded timeouts, and the one shutdown path.
 
+pub mod commands;
 pub mod config;
 pub mod http;
 pub mod kafka;

@@ -348,7 +348,7 @@ impl Check for KafkaCheck {
 
 /// `<service> check-kafka`: connects with the service's settings the way the service
 /// would and prints what it found, one line per step, for an operator setting up TLS,
-/// SASL or IAM. `Ok(true)` when Kafka answered and the topic exists.
+/// SASL or IAM. `true` when Kafka answered and the topic exists.
 pub async fn check_kafka(settings: &KafkaSettings, topic: &str) -> bool {
     println!("Kafka: {} ({})", settings.bootstrap_servers.join(","), settings.security.describe());
     if let Some(tokens) = settings.security.msk_iam() {
