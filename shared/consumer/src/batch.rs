@@ -134,9 +134,20 @@ impl Batch {
         }
     }
 
-    /// Whether no record was added.
+    /// Whether it accounts for no offset yet.
     pub fn is_empty(&self) -> bool {
-        self.records == 0
+        self.next_offset == self.first_offset
+    }
+
+    /// Accounts for the offsets up to `next_offset` that hold no record for a consumer:
+    /// transaction markers, records of aborted transactions, batches emptied by compaction.
+    /// A batch of such offsets only is committed like any other (an entry without objects),
+    /// so that the ledger reaches the end of a partition that ends with a marker.
+    pub fn cover_to(&mut self, next_offset: i64) {
+        if next_offset > self.next_offset {
+            self.opened_at.get_or_insert_with(Instant::now);
+            self.next_offset = next_offset;
+        }
     }
 
     /// Whether `record` may join: a batch holds records of one date only, so each object
@@ -293,6 +304,26 @@ mod tests {
                 return generated.value.to_string().into_bytes();
             }
         }
+    }
+
+    #[test]
+    fn offsets_without_records_are_covered_and_committed_without_objects() {
+        // A partition that ends with a transaction marker at offset 20.
+        let mut batch = Batch::new(20);
+        assert!(batch.is_empty());
+        batch.cover_to(21);
+        assert!(!batch.is_empty(), "a batch covering a marker is committed like any other");
+        batch.cover_to(19);
+        let sealed = batch.seal();
+        assert_eq!((sealed.first_offset, sealed.next_offset, sealed.records), (20, 21, 0));
+        assert_eq!((sealed.dt, sealed.data.is_none(), sealed.dead_letters.is_none()), (None, true, true));
+
+        // Records, then a marker after the last of them.
+        let mut batch = Batch::new(5);
+        batch.push(EventType::Sale, "t", 0, &record(5, &[], Some(&event(EventType::Sale))));
+        batch.cover_to(7);
+        let sealed = batch.seal();
+        assert_eq!((sealed.first_offset, sealed.next_offset, sealed.records, sealed.stored), (5, 7, 1, 1));
     }
 
     #[test]

@@ -164,28 +164,23 @@ async fn rewrite(shared: &Shared, partition: i32, entry: &Entry) -> Result<(), S
     let mut batch = Batch::new(entry.first_offset);
     let mut offset = entry.first_offset;
     while offset < entry.next_offset {
-        let (records, high_watermark) = within(
+        let fetched = within(
             timeout,
             "fetching a batch to write again",
-            client.fetch_records(offset, 1..config.fetch_max_bytes, MAX_FETCH_WAIT.as_millis() as i32),
+            client.fetch(offset, 1..config.fetch_max_bytes, MAX_FETCH_WAIT.as_millis() as i32),
         )
         .await
         .map_err(|e| format!("the records of ledger entry {} cannot be read again: {e}", entry.first_offset))?;
-        let before = offset;
-        for record in &records {
+        for record in &fetched.records {
             if record.offset < offset || record.offset >= entry.next_offset {
                 continue;
             }
             batch.push(config.event_type, &config.common.topic, partition, record);
-            offset = record.offset + 1;
         }
-        if offset == before {
-            // No record left below next_offset (transaction markers fill the rest).
-            if high_watermark >= entry.next_offset {
-                break;
-            }
+        if fetched.next_offset <= offset {
             return Err(format!("Kafka has no records for offsets {offset}..{} any more", entry.next_offset));
         }
+        offset = fetched.next_offset;
     }
     let sealed = batch.seal();
     if (sealed.stored, sealed.dead_lettered) != (entry.stored, entry.dead_lettered) {
@@ -290,19 +285,19 @@ impl PartitionLoop {
                 limits.max_age.saturating_sub(self.batch.age()).clamp(Duration::from_millis(10), MAX_FETCH_WAIT)
             };
             let timeout = self.shared.cluster.settings().request_timeout + wait;
-            let fetch = client.fetch_records(self.next, 1..self.shared.config.fetch_max_bytes, wait.as_millis() as i32);
+            let fetch = client.fetch(self.next, 1..self.shared.config.fetch_max_bytes, wait.as_millis() as i32);
             let fetched = tokio::select! {
                 _ = self.shutdown.cancelled() => return Stop::Shutdown,
                 fetched = within(timeout, "fetching records", fetch) => fetched,
             };
             match fetched {
-                Ok((records, high_watermark)) => {
+                Ok(fetched) => {
                     self.client = Some(client);
                     backoff = Duration::from_millis(200);
-                    self.high_watermark = high_watermark;
-                    self.shared.metrics.high_watermark.with_label_values(&[&self.label]).set(high_watermark);
+                    self.high_watermark = fetched.high_watermark;
+                    self.shared.metrics.high_watermark.with_label_values(&[&self.label]).set(fetched.high_watermark);
                     self.update_lag();
-                    for record in &records {
+                    for record in &fetched.records {
                         if record.offset < self.next {
                             continue;
                         }
@@ -320,6 +315,12 @@ impl PartitionLoop {
                         {
                             return stop;
                         }
+                    }
+                    // Offsets after the last record that hold none (a transaction's marker):
+                    // fetching from the last record + 1 would return them again at once.
+                    if fetched.next_offset > self.next {
+                        self.next = fetched.next_offset;
+                        self.batch.cover_to(self.next);
                     }
                 }
                 Err(KafkaError::Client {

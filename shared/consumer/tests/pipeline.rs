@@ -214,6 +214,61 @@ async fn partitions_added_to_the_topic_later_are_picked_up() {
     assert_eq!(common::request_ids(&common::stored(&config).await), common::request_ids(&expected));
 }
 
+/// Another producer on the topic writes in Kafka transactions (Apache Kafka's Java client):
+/// records of an aborted transaction must not be stored, and the commit marker that ends
+/// the partition must not stop the consumer short of the high watermark, before or after
+/// a restart.
+#[tokio::test]
+async fn a_transactional_producers_aborted_records_are_dropped_and_its_markers_passed() {
+    testkit::require_kafka();
+    let topic = testkit::unique_topic("txn");
+    testkit::create_topic(&topic, 1).await;
+    let mut generator = Generator::new(Some(17), 0.0);
+    let mut sales = || loop {
+        let generated = generator.next_event(Utc::now());
+        if generated.event_type == EventType::Sale {
+            return generated.value;
+        }
+    };
+    let (committed, aborted): (Vec<Value>, Vec<Value>) =
+        ((0..5).map(|_| sales()).collect(), (0..4).map(|_| sales()).collect());
+    let later: Vec<Value> = (0..3).map(|_| sales()).collect();
+    let send = |events: &[Value]| events.iter().map(|e| format!("send 0 {e}\n")).collect::<String>();
+    // Committed, aborted, committed: the partition ends with a commit marker.
+    let script = format!("{}commit\n{}abort\n{}commit\n", send(&committed[..3]), send(&aborted), send(&committed[3..]));
+    testkit::produce_in_transactions(&topic, &script);
+
+    let config = common::config(EventType::Sale, &topic, &format!("t{}", uuid_suffix()), &[]);
+    let consumer = common::start(config.clone()).await;
+    common::wait_until_caught_up(&config, 1, Duration::from_secs(60)).await;
+    consumer.stop().await;
+    assert_eq!(common::request_ids(&common::stored(&config).await), common::request_ids(&committed));
+
+    // After a restart from the ledger, with more transactions and a plain record after them.
+    testkit::produce_in_transactions(&topic, &format!("{}abort\n{}commit\n", send(&aborted[..1]), send(&later)));
+    let plain = sales();
+    testkit::produce(
+        &topic,
+        0,
+        vec![testkit::record(Some(plain.to_string().as_bytes()), &[])],
+        Compression::NoCompression,
+    )
+    .await;
+    let consumer = common::start(config.clone()).await;
+    common::wait_until_caught_up(&config, 1, Duration::from_secs(60)).await;
+    consumer.stop().await;
+
+    let expected: Vec<Value> = committed.iter().chain(&later).chain([&plain]).cloned().collect();
+    let stored = common::stored(&config).await;
+    assert_eq!(common::request_ids(&stored), common::request_ids(&expected), "only committed records are stored");
+    assert!(common::dead_letters(&config).await.is_empty(), "nothing is dead-lettered");
+    let report = common::audit(&config).await;
+    assert!(report.clean(), "{}", report.render());
+    // 5 + 4 + 1 + 3 + 1 records and 5 markers, every offset accounted for once.
+    assert_eq!(report.partitions.iter().map(|p| p.to_offset).collect::<Vec<_>>(), [19]);
+    assert_eq!(report.partitions.iter().map(|p| p.stored).sum::<u64>(), 9);
+}
+
 fn uuid_suffix() -> String {
     testkit::unique_name("p").trim_start_matches("p-").to_owned()
 }

@@ -120,6 +120,46 @@ pub fn add_partitions(topic: &str, partitions: i32) {
     ]);
 }
 
+/// Runs `commands` (`send PARTITION VALUE`, `commit`, `abort`, one per line) through
+/// Apache Kafka's own Java producer in transactions (scripts/kafka/TransactionalProducer.java):
+/// what a transactional producer sharing the topic leaves behind, markers included.
+/// Gives up after two minutes.
+pub fn produce_in_transactions(topic: &str, commands: &str) {
+    use std::io::Write;
+    require_kafka();
+    let transactional_id = unique_name("tx");
+    let log_path = std::env::temp_dir().join(format!("{transactional_id}.log"));
+    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
+    let log_err = log.try_clone().unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
+    let mut child = Command::new("bash")
+        .arg(repo_root().join("scripts/stack.sh"))
+        .args(["kafka-tool", "scripts/kafka/TransactionalProducer.java", KAFKA, topic, &transactional_id])
+        .current_dir(repo_root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("the transactional producer could not start: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(commands.as_bytes()).unwrap_or_else(|e| panic!("writing the producer's commands: {e}"));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) => {
+                let _ = child.kill();
+                panic!("the transactional producer did not finish within 120 s");
+            }
+            Err(e) => panic!("waiting for the transactional producer: {e}"),
+        }
+    };
+    let out = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(status.success() && out.trim_end().ends_with("done"), "the transactional producer failed: {status}\n{out}");
+    let _ = std::fs::remove_file(&log_path);
+}
+
 /// S3 settings for the local server, under a prefix no other test uses.
 pub fn s3_settings(prefix: &str) -> S3Settings {
     require_s3();
