@@ -15,7 +15,7 @@ const USAGE: &str =
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let config = exit_on_error(ProducerConfig::from_env(&Env::from_process()));
-    telemetry::init(config.common.log_format);
+    telemetry::init(config.common.log_format, &config.common.log_filter);
     let command = std::env::args().nth(1);
     if let Some(code) = service_runtime::commands::run(command.as_deref().unwrap_or(""), &config.common).await {
         return Ok(code);

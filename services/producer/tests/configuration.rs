@@ -29,3 +29,22 @@ fn a_nonsense_http_addr_exits_2_naming_the_variable() {
         "configuration error: HTTP_ADDR: \"nonsense\" is not an address: use host:port, e.g. 0.0.0.0:8080\n"
     );
 }
+
+#[test]
+fn every_common_variable_is_checked_on_the_real_binary() {
+    let cases = [
+        ("LOG_FORMAT", "xml", "LOG_FORMAT: \"xml\" is not valid: use json or text"),
+        (
+            "RUST_LOG",
+            "info,[[[",
+            "RUST_LOG: \"info,[[[\" is not valid: invalid filter directive; use a level (info) or directives \
+             (info,store_consumer=debug)",
+        ),
+        ("STORE_EVENTS_TOPIC", "", "STORE_EVENTS_TOPIC: \"\" must have 1 to 249 characters"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "kafka", "KAFKA_BOOTSTRAP_SERVERS: \"kafka\" is not host:port"),
+    ];
+    for (var, value, problem) in cases {
+        let (code, stderr) = run_producer(var, value);
+        assert_eq!((code, stderr), (Some(2), format!("configuration error: {problem}\n")), "{var}={value}");
+    }
+}

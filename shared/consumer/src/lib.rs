@@ -134,7 +134,7 @@ pub async fn main(event_type: EventType) -> anyhow::Result<std::process::ExitCod
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env = service_runtime::config::Env::from_process();
     let config = service_runtime::config::exit_on_error(ConsumerConfig::from_env(&env, event_type));
-    telemetry::init(config.common.log_format);
+    telemetry::init(config.common.log_format, &config.common.log_filter);
     let command = args.first().map(String::as_str);
     if let Some(code) = service_runtime::commands::run(command.unwrap_or(""), &config.common).await {
         return Ok(code);

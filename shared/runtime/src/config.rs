@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::kafka::KafkaSettings;
-use crate::telemetry::LogFormat;
+use crate::telemetry::{LogFilter, LogFormat};
 
 /// A variable with a value the service cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +138,8 @@ pub struct CommonConfig {
     pub http_addr: SocketAddr,
     /// Log format (`LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// Which log lines are written (`RUST_LOG`, checked at start-up).
+    pub log_filter: LogFilter,
     /// The topic all store events go through (`STORE_EVENTS_TOPIC`).
     pub topic: String,
     /// How to reach Kafka (`KAFKA_*`).
@@ -160,10 +162,11 @@ impl CommonConfig {
             })?,
         };
         let log_format = env.parse("LOG_FORMAT", LogFormat::default_for_terminal())?;
+        let log_filter = env.parse("RUST_LOG", LogFilter::default())?;
         let topic = env.string("STORE_EVENTS_TOPIC", DEFAULT_TOPIC);
         check_topic_name(&topic).map_err(|problem| ConfigError::new("STORE_EVENTS_TOPIC", problem))?;
         let kafka = KafkaSettings::from_env(env, service)?;
-        Ok(CommonConfig { http_addr, log_format, topic, kafka })
+        Ok(CommonConfig { http_addr, log_format, log_filter, topic, kafka })
     }
 }
 
@@ -225,6 +228,15 @@ mod tests {
                 "STORE_EVENTS_TOPIC: \"my topic\" contains ' ': use letters, digits, '.', '_' and '-'",
             ),
             (("LOG_FORMAT", "xml"), "LOG_FORMAT: \"xml\" is not valid: use json or text"),
+            (
+                ("RUST_LOG", "info,[[["),
+                "RUST_LOG: \"info,[[[\" is not valid: invalid filter directive; use a level (info) or \
+                 directives (info,store_consumer=debug)",
+            ),
+            (
+                ("RUST_LOG", ""),
+                "RUST_LOG: \"\" is not valid: empty; use a level (info) or directives (info,store_consumer=debug)",
+            ),
             (
                 ("KAFKA_REQUEST_TIMEOUT", "soon"),
                 "KAFKA_REQUEST_TIMEOUT: \"soon\" is not a duration: use e.g. 500ms, 5s, 2m",

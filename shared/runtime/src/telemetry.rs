@@ -43,14 +43,42 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// Installs the global subscriber. `RUST_LOG` filters (default `info`); an invalid
-/// `RUST_LOG` falls back to `info` with a warning rather than failing start-up.
-pub fn init(format: LogFormat) {
-    let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
-        Ok(filter) => (filter, None),
-        Err(e) if std::env::var_os("RUST_LOG").is_some() => (EnvFilter::new("info"), Some(e.to_string())),
-        Err(_) => (EnvFilter::new("info"), None),
-    };
+/// The log filter (`RUST_LOG`): a level (`info`) or directives
+/// (`info,store_consumer=debug`), checked when the configuration is read so that a typo
+/// stops start-up with the variable named instead of silently changing what is logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter(String);
+
+impl Default for LogFilter {
+    fn default() -> Self {
+        LogFilter("info".to_owned())
+    }
+}
+
+impl FromStr for LogFilter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const HINT: &str = "use a level (info) or directives (info,store_consumer=debug)";
+        if s.trim().is_empty() {
+            return Err(format!("empty; {HINT}"));
+        }
+        match EnvFilter::builder().parse(s) {
+            Ok(_) => Ok(LogFilter(s.to_owned())),
+            Err(e) => Err(format!("{e}; {HINT}")),
+        }
+    }
+}
+
+impl fmt::Display for LogFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Installs the global subscriber, writing to stderr.
+pub fn init(format: LogFormat, filter: &LogFilter) {
+    let filter = EnvFilter::builder().parse_lossy(&filter.0);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
@@ -58,8 +86,5 @@ pub fn init(format: LogFormat) {
     };
     if installed.is_err() {
         tracing::debug!("A log subscriber was already installed; keeping it.");
-    }
-    if let Some(error) = bad_filter {
-        tracing::warn!(%error, "RUST_LOG is invalid; logging at info.");
     }
 }
