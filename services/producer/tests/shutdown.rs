@@ -1,5 +1,6 @@
 //! SIGTERM during a load loses no acknowledged event: every event the real binary
-//! answered 200 for is on the topic at the partition and offset it gave.
+//! answered 200 for is on the topic at the partition and offset it gave. SIGINT takes the
+//! same path.
 
 mod common;
 
@@ -119,4 +120,45 @@ async fn sigterm_during_load_loses_no_acknowledged_event() {
             "acknowledged event {id} is not at {partition}/{offset}"
         );
     }
+}
+
+/// SIGINT (Ctrl-C in a terminal) takes the same shutdown path as SIGTERM.
+#[tokio::test]
+async fn sigint_takes_the_same_clean_shutdown_path() {
+    testkit::require_kafka();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_producer"))
+        .env("STORE_EVENTS_TOPIC", testkit::unique_topic("int"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA)
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("the producer binary did not start: {e}"));
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::eventually(Duration::from_secs(60), "the producer to be ready", || async {
+        let status = reqwest::get(format!("{base}/readyz")).await.ok()?.status().as_u16();
+        (status == 200).then_some(())
+    })
+    .await;
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "SIGINT could not be sent");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap_or_else(|e| panic!("waiting for the producer: {e}"))
+        .unwrap_or_else(|e| panic!("waiting for the producer: {e}"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the producer did not exit cleanly on SIGINT: {:?}\n{log}", output.status);
+    let shutdown: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"].as_str().is_some_and(|m| m.starts_with("Shutting down")))
+        .collect();
+    assert_eq!(shutdown.len(), 1, "one shutdown, logged once:\n{log}");
+    assert_eq!(shutdown[0]["signal"], "SIGINT");
 }
