@@ -89,6 +89,7 @@ async fn readyz_follows_kafka_and_s3_down_and_back_without_a_restart() {
 
 #[tokio::test]
 async fn readyz_names_a_missing_topic() {
+    testkit::require_kafka();
     let token = CancellationToken::new();
     let base = serve_probes(&testkit::unique_topic("absent"), &token).await;
     let body = testkit::eventually(Duration::from_secs(60), "kafka check reports the topic", || async {
