@@ -63,7 +63,7 @@ wait_for() {
 install_kafka() {
   [ -f "$kafka_libs/.complete" ] && return 0
   command -v mvn >/dev/null || die "mvn is needed to fetch Apache Kafka from Maven Central (apt-get install maven)"
-  command -v java >/dev/null || die "java 17+ is needed to run Apache Kafka (apt-get install openjdk-17-jre-headless)"
+  command -v java >/dev/null || die "a Java 17+ JDK is needed to run Apache Kafka and the tests' Java producer (apt-get install openjdk-17-jdk-headless)"
   log "Fetching Apache Kafka $kafka_version from Maven Central into $kafka_libs"
   rm -rf "$kafka_libs" && mkdir -p "$kafka_libs"
   mvn -B -q -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
