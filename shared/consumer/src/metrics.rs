@@ -38,6 +38,9 @@ pub struct Metrics {
     /// `consumer_records_lost_total{partition}`: offsets deleted by retention before they
     /// were read (recorded in the ledger).
     pub lost: IntCounterVec,
+    /// `consumer_offsets_without_record_total{partition}`: committed offsets that held no
+    /// record for a consumer: transaction markers, records of aborted transactions.
+    pub without_record: IntCounterVec,
     /// `consumer_recoveries_total{partition,action}`: recoveries at start, by whether the
     /// last batch's objects had to be written again (`rewrote`) or not (`clean`).
     pub recoveries: IntCounterVec,
@@ -116,6 +119,12 @@ impl Metrics {
                 registry,
                 "consumer_records_lost_total",
                 "Offsets deleted by retention before they were read.",
+                &["partition"],
+            ),
+            without_record: counter(
+                registry,
+                "consumer_offsets_without_record_total",
+                "Committed offsets without a record: transaction markers, aborted transactions.",
                 &["partition"],
             ),
             recoveries: counter(

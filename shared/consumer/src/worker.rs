@@ -459,6 +459,8 @@ impl PartitionLoop {
         for (outcome, count) in counts {
             metrics.records.with_label_values(&[outcome]).inc_by(count);
         }
+        let without_record = (sealed.next_offset - sealed.first_offset).unsigned_abs().saturating_sub(sealed.records);
+        metrics.without_record.with_label_values(&[&self.label]).inc_by(without_record);
         for (kind, count) in dead_kinds {
             metrics.dead_letters.with_label_values(&[kind]).inc_by(count);
         }

@@ -241,8 +241,12 @@ async fn a_transactional_producers_aborted_records_are_dropped_and_its_markers_p
     let config = common::config(EventType::Sale, &topic, &format!("t{}", uuid_suffix()), &[]);
     let consumer = common::start(config.clone()).await;
     common::wait_until_caught_up(&config, 1, Duration::from_secs(60)).await;
+    let metrics = consumer.metrics().await;
     consumer.stop().await;
     assert_eq!(common::request_ids(&common::stored(&config).await), common::request_ids(&committed));
+    // Offsets 0..12 hold 5 committed records; 3 markers and 4 aborted records make up the rest.
+    assert!(metrics.contains("consumer_offsets_without_record_total{partition=\"0\"} 7"), "{metrics}");
+    assert!(metrics.contains("consumer_lag_records{partition=\"0\"} 0"), "{metrics}");
 
     // After a restart from the ledger, with more transactions and a plain record after them.
     testkit::produce_in_transactions(&topic, &format!("{}abort\n{}commit\n", send(&aborted[..1]), send(&later)));
