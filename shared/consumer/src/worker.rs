@@ -114,8 +114,17 @@ async fn partition_client(shared: &Shared, partition: i32) -> Result<PartitionCl
 /// any is missing (the crash came between its entry and its objects).
 async fn recover(shared: &Shared, partition: i32) -> Result<i64, String> {
     let layout = &shared.layout;
-    let checkpoint: Option<Checkpoint> = shared.bucket.get_json(&layout.checkpoint_key(partition)).await?;
-    let after = checkpoint.map(|c| layout.entry_key(partition, c.entry_first_offset));
+    let checkpoint_key = layout.checkpoint_key(partition);
+    // The checkpoint only saves listing: one that cannot be read is ignored.
+    let checkpoint = match shared.bucket.get(&checkpoint_key).await? {
+        None => None,
+        Some(bytes) => serde_json::from_slice::<Checkpoint>(&bytes)
+            .inspect_err(|error| {
+                tracing::warn!(partition, %error, "The checkpoint is not valid; listing the whole ledger.");
+            })
+            .ok(),
+    };
+    let after = checkpoint.as_ref().map(|c| layout.entry_key(partition, c.entry_first_offset));
     let keys = shared.bucket.list(&layout.ledger_prefix(partition), after.as_deref()).await?;
     let last = keys.into_iter().rfind(|k| Layout::entry_offset(k).is_some()).or(after);
     let Some(last) = last else {
@@ -127,11 +136,23 @@ async fn recover(shared: &Shared, partition: i32) -> Result<i64, String> {
         tracing::info!(partition, earliest, "No ledger yet: starting from the earliest offset Kafka has.");
         return Ok(earliest);
     };
-    let entry: Entry = shared
-        .bucket
-        .get_json(&last)
-        .await?
-        .ok_or_else(|| format!("the checkpoint names {last}, which does not exist"))?;
+    let label = partition.to_string();
+    let Some(entry) = shared.bucket.get_json::<Entry>(&last).await? else {
+        // Only the checkpoint's own entry can be missing here (listed keys exist). A
+        // checkpoint is written after its entry's objects, so they were complete.
+        let Some(checkpoint) = checkpoint else {
+            return Err(format!("{last} was listed but cannot be read"));
+        };
+        tracing::warn!(
+            partition,
+            entry = %last,
+            next_offset = checkpoint.next_offset,
+            "The ledger entry the checkpoint names is gone (deleted, or expired by a lifecycle rule); \
+             going on from the checkpoint."
+        );
+        shared.metrics.recoveries.with_label_values(&[&label, "entry_gone"]).inc();
+        return Ok(checkpoint.next_offset);
+    };
     // An object counts only with the metadata of a completed write: an S3-compatible server
     // whose PUT is not atomic (s3s-fs renames the data in place, then writes its metadata)
     // can keep an object without it when the writer dies in between.
@@ -142,24 +163,62 @@ async fn recover(shared: &Shared, partition: i32) -> Result<i64, String> {
             missing.push(key.to_owned());
         }
     }
-    let action = if missing.is_empty() { "clean" } else { "rewrote" };
-    shared.metrics.recoveries.with_label_values(&[&partition.to_string(), action]).inc();
-    if !missing.is_empty() {
+    let action = if missing.is_empty() {
+        "clean"
+    } else {
         tracing::warn!(
             partition,
             first_offset = entry.first_offset,
             ?missing,
             "Writing the last batch's objects again."
         );
-        rewrite(shared, partition, &entry).await?;
-    }
+        match rewrite(shared, partition, &entry).await {
+            Ok(()) => "rewrote",
+            // A crash leaves a recent batch incomplete, whose records Kafka still has. When it
+            // has not, the objects went missing some other way and nothing can rebuild them:
+            // stopping the partition for good would not bring them back.
+            Err(RewriteError::Gone(why)) => {
+                tracing::error!(
+                    partition,
+                    first_offset = entry.first_offset,
+                    next_offset = entry.next_offset,
+                    ?missing,
+                    why,
+                    "The last batch's objects are missing and Kafka no longer has its records: they cannot be \
+                     written again. Going on; the audit reports them."
+                );
+                "objects_gone"
+            }
+            Err(RewriteError::Failed(error)) => return Err(error),
+        }
+    };
+    shared.metrics.recoveries.with_label_values(&[&label, action]).inc();
     Ok(entry.next_offset)
 }
 
+/// Why the last batch's objects were not written again.
+enum RewriteError {
+    /// Kafka no longer has the batch's records (retention, DeleteRecords).
+    Gone(String),
+    /// Anything else (Kafka or S3 unreachable): recovery is retried.
+    Failed(String),
+}
+
 /// Rebuilds the batch of `entry` from Kafka and writes its objects under its keys.
-async fn rewrite(shared: &Shared, partition: i32, entry: &Entry) -> Result<(), String> {
-    let client = partition_client(shared, partition).await.map_err(|e| e.to_string())?;
-    let timeout = shared.cluster.settings().request_timeout + MAX_FETCH_WAIT;
+async fn rewrite(shared: &Shared, partition: i32, entry: &Entry) -> Result<(), RewriteError> {
+    let client = partition_client(shared, partition).await.map_err(|e| RewriteError::Failed(e.to_string()))?;
+    let settings = shared.cluster.settings();
+    let earliest =
+        within(settings.request_timeout, "reading the earliest offset", client.get_offset(OffsetAt::Earliest))
+            .await
+            .map_err(|e| RewriteError::Failed(e.to_string()))?;
+    if earliest > entry.first_offset {
+        return Err(RewriteError::Gone(format!(
+            "the partition starts at offset {earliest}, after the batch's first offset {}",
+            entry.first_offset
+        )));
+    }
+    let timeout = settings.request_timeout + MAX_FETCH_WAIT;
     let config = &shared.config;
     let mut batch = Batch::new(entry.first_offset);
     let mut offset = entry.first_offset;
@@ -169,8 +228,20 @@ async fn rewrite(shared: &Shared, partition: i32, entry: &Entry) -> Result<(), S
             "fetching a batch to write again",
             client.fetch(offset, 1..config.fetch_max_bytes, MAX_FETCH_WAIT.as_millis() as i32),
         )
-        .await
-        .map_err(|e| format!("the records of ledger entry {} cannot be read again: {e}", entry.first_offset))?;
+        .await;
+        let fetched = match fetched {
+            Ok(fetched) => fetched,
+            Err(KafkaError::Client {
+                source: ClientError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. },
+                ..
+            }) => return Err(RewriteError::Gone(format!("offset {offset} is out of range"))),
+            Err(e) => {
+                return Err(RewriteError::Failed(format!(
+                    "the records of ledger entry {} cannot be read again: {e}",
+                    entry.first_offset
+                )));
+            }
+        };
         for record in &fetched.records {
             if record.offset < offset || record.offset >= entry.next_offset {
                 continue;
@@ -178,7 +249,10 @@ async fn rewrite(shared: &Shared, partition: i32, entry: &Entry) -> Result<(), S
             batch.push(config.event_type, &config.common.topic, partition, record);
         }
         if fetched.next_offset <= offset {
-            return Err(format!("Kafka has no records for offsets {offset}..{} any more", entry.next_offset));
+            return Err(RewriteError::Gone(format!(
+                "Kafka has no records for offsets {offset}..{}",
+                entry.next_offset
+            )));
         }
         offset = fetched.next_offset;
     }
@@ -197,13 +271,13 @@ async fn rewrite(shared: &Shared, partition: i32, entry: &Entry) -> Result<(), S
         bucket
             .put(key, data, GZIP_JSONL, object_metadata(entry, sealed.stored), false)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RewriteError::Failed(e.to_string()))?;
     }
     if let (Some(key), Some(dead)) = (&entry.dead_letter_key, sealed.dead_letters) {
         bucket
             .put(key, dead, GZIP_JSONL, object_metadata(entry, sealed.dead_lettered), false)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RewriteError::Failed(e.to_string()))?;
     }
     Ok(())
 }

@@ -273,6 +273,129 @@ async fn a_transactional_producers_aborted_records_are_dropped_and_its_markers_p
     assert_eq!(report.partitions.iter().map(|p| p.stored).sum::<u64>(), 9);
 }
 
+/// The value of `consumer_recoveries_total` for `action` in a metrics text, if any.
+fn recoveries(metrics: &str, action: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("consumer_recoveries_total{") && l.contains(&format!("action=\"{action}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn produce_sales(topic: &str, generator: &mut Generator, count: usize) -> Vec<Value> {
+    let events: Vec<_> = std::iter::repeat_with(|| generator.next_event(Utc::now()).event)
+        .flatten()
+        .filter(|e| e.event_type == EventType::Sale)
+        .take(count)
+        .collect();
+    testkit::produce(topic, 0, events.iter().map(|e| e.to_record()).collect(), Compression::NoCompression).await;
+    events.iter().map(|e| e.to_value()).collect()
+}
+
+/// The last batch's objects are gone (a lifecycle rule, a deletion) and so are its records
+/// in Kafka (retention): nothing can rebuild them, and the partition goes on instead of
+/// failing its recovery forever.
+#[tokio::test]
+async fn a_last_batch_gone_from_s3_and_kafka_does_not_stop_the_partition() {
+    testkit::require_kafka();
+    let topic = testkit::unique_topic("gone");
+    testkit::create_topic(&topic, 1).await;
+    let config = common::config(EventType::Sale, &topic, &format!("x{}", uuid_suffix()), &[]);
+    let mut generator = Generator::new(Some(23), 0.0);
+    let mut produced = produce_sales(&topic, &mut generator, 30).await;
+    let consumer = common::start(config.clone()).await;
+    common::wait_until_caught_up(&config, 1, Duration::from_secs(60)).await;
+    consumer.stop().await;
+
+    // Delete the last batch's data object, and every record from Kafka.
+    let (bucket, layout) = common::bucket(&config).await;
+    let keys = bucket.list(&layout.ledger_prefix(0), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let last = keys.iter().rfind(|k| store_consumer::layout::Layout::entry_offset(k).is_some()).cloned();
+    let entry: store_consumer::ledger::Entry = bucket
+        .get_json(last.as_deref().unwrap_or_default())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no last entry among {keys:?}"));
+    let data_key = entry.data_key.clone().unwrap_or_else(|| panic!("the last entry has no data object: {entry:?}"));
+    let s3 = testkit::s3_client(&config.s3).await;
+    let deleted = testkit::read_jsonl_gz(&s3, &data_key).await;
+    s3.delete_object()
+        .bucket(testkit::BUCKET)
+        .key(&data_key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DELETE {data_key}: {e:?}"));
+    let mark = testkit::high_watermarks(&topic, 1).await[0];
+    let client = testkit::kafka().client().await.unwrap_or_else(|e| panic!("kafka: {e}"));
+    let partition = client
+        .partition_client(topic.as_str(), 0, rskafka::client::partition::UnknownTopicHandling::Retry)
+        .await
+        .unwrap_or_else(|e| panic!("partition client: {e}"));
+    partition.delete_records(mark, 10_000).await.unwrap_or_else(|e| panic!("delete records: {e}"));
+
+    produced.extend(produce_sales(&topic, &mut generator, 10).await);
+    let consumer = common::start(config.clone()).await;
+    common::wait_until_caught_up(&config, 1, Duration::from_secs(60)).await;
+    let metrics = consumer.metrics().await;
+    consumer.stop().await;
+
+    assert_eq!(recoveries(&metrics, "objects_gone"), Some(1), "{metrics}");
+    let expected: Vec<Value> = produced.into_iter().filter(|e| !deleted.contains(e)).collect();
+    assert_eq!(common::request_ids(&common::stored(&config).await), common::request_ids(&expected));
+    let report = common::audit(&config).await;
+    assert_eq!(report.partitions[0].bad_objects, [format!("{data_key} is missing")], "{}", report.render());
+    assert!(report.partitions[0].gaps.is_empty() && report.partitions[0].overlaps.is_empty(), "{}", report.render());
+}
+
+/// The checkpoint is a hint: one whose entry is gone, or one that is not JSON, costs a
+/// warning and a longer listing, never the partition.
+#[tokio::test]
+async fn a_checkpoint_naming_a_deleted_entry_or_not_json_is_only_a_hint() {
+    testkit::require_kafka();
+    let topic = testkit::unique_topic("hint");
+    testkit::create_topic(&topic, 1).await;
+    let config = common::config(EventType::Sale, &topic, &format!("h{}", uuid_suffix()), &[]);
+    let (bucket, layout) = common::bucket(&config).await;
+    let s3 = testkit::s3_client(&config.s3).await;
+    let mut generator = Generator::new(Some(29), 0.0);
+    let mut produced = Vec::new();
+    for round in 0..3 {
+        produced.extend(produce_sales(&topic, &mut generator, 20).await);
+        let consumer = common::start(config.clone()).await;
+        common::wait_until_caught_up(&config, 1, Duration::from_secs(60)).await;
+        let metrics = consumer.metrics().await;
+        consumer.stop().await;
+        if round == 1 {
+            assert_eq!(recoveries(&metrics, "entry_gone"), Some(1), "{metrics}");
+        }
+        let checkpoint = layout.checkpoint_key(0);
+        let named: store_consumer::ledger::Checkpoint =
+            bucket.get_json(&checkpoint).await.ok().flatten().unwrap_or_else(|| panic!("no checkpoint"));
+        match round {
+            // Round 1 starts from a checkpoint whose entry was deleted,
+            0 => {
+                let key = layout.entry_key(0, named.entry_first_offset);
+                s3.delete_object().bucket(testkit::BUCKET).key(&key).send().await.unwrap_or_else(|e| panic!("{e:?}"));
+            }
+            // round 2 from a checkpoint that is not JSON.
+            1 => {
+                let garbage = aws_sdk_s3::primitives::ByteStream::from_static(b"{\"entry_first_offset\": ");
+                s3.put_object()
+                    .bucket(testkit::BUCKET)
+                    .key(&checkpoint)
+                    .body(garbage)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            }
+            _ => {}
+        }
+    }
+    // Nothing doubled, nothing skipped.
+    assert_eq!(common::request_ids(&common::stored(&config).await), common::request_ids(&produced));
+}
+
 fn uuid_suffix() -> String {
     testkit::unique_name("p").trim_start_matches("p-").to_owned()
 }
