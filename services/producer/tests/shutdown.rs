@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,25 +16,7 @@ use serde_json::{Value, json};
 async fn sigterm_during_load_loses_no_acknowledged_event() {
     testkit::require_kafka();
     let topic = testkit::unique_topic("term");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"));
-    let child = Command::new(env!("CARGO_BIN_EXE_producer"))
-        .env("STORE_EVENTS_TOPIC", &topic)
-        .env("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA)
-        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("the producer binary did not start: {e}"));
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::eventually(Duration::from_secs(60), "the producer to be ready", || async {
-        let status = reqwest::get(format!("{base}/readyz")).await.ok()?.status().as_u16();
-        (status == 200).then_some(())
-    })
-    .await;
+    let (child, base) = start_binary(&topic, &[("RUST_LOG", "warn")], Stdio::null()).await;
 
     // Four clients post batches of 20 until the server goes away.
     let acknowledged: Arc<Mutex<Vec<(i64, i64, String)>>> = Arc::default();
@@ -79,8 +61,7 @@ async fn sigterm_during_load_loses_no_acknowledged_event() {
         (acknowledged.lock().map(|a| a.len()).unwrap_or(0) >= 500).then_some(())
     })
     .await;
-    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    assert!(sent.is_ok_and(|s| s.success()), "SIGTERM could not be sent");
+    signal(&child, "TERM");
     let exit = tokio::task::spawn_blocking(move || {
         let mut child = child;
         child.wait()
@@ -126,28 +107,10 @@ async fn sigterm_during_load_loses_no_acknowledged_event() {
 #[tokio::test]
 async fn sigint_takes_the_same_clean_shutdown_path() {
     testkit::require_kafka();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"));
-    let child = Command::new(env!("CARGO_BIN_EXE_producer"))
-        .env("STORE_EVENTS_TOPIC", testkit::unique_topic("int"))
-        .env("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA)
-        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("the producer binary did not start: {e}"));
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::eventually(Duration::from_secs(60), "the producer to be ready", || async {
-        let status = reqwest::get(format!("{base}/readyz")).await.ok()?.status().as_u16();
-        (status == 200).then_some(())
-    })
-    .await;
-    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    assert!(sent.is_ok_and(|s| s.success()), "SIGINT could not be sent");
+    let topic = testkit::unique_topic("int");
+    let env = [("RUST_LOG", "info"), ("LOG_FORMAT", "json")];
+    let (child, _) = start_binary(&topic, &env, Stdio::piped()).await;
+    signal(&child, "INT");
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap_or_else(|e| panic!("waiting for the producer: {e}"))
@@ -161,4 +124,35 @@ async fn sigint_takes_the_same_clean_shutdown_path() {
         .collect();
     assert_eq!(shutdown.len(), 1, "one shutdown, logged once:\n{log}");
     assert_eq!(shutdown[0]["signal"], "SIGINT");
+}
+
+/// Starts the real producer binary on a free port with `env` added, waits until it is
+/// ready and returns it with its base URL.
+async fn start_binary(topic: &str, env: &[(&str, &str)], stderr: Stdio) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_producer"))
+        .env("STORE_EVENTS_TOPIC", topic)
+        .env("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA)
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("the producer binary did not start: {e}"));
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::eventually(Duration::from_secs(60), "the producer to be ready", || async {
+        let status = reqwest::get(format!("{base}/readyz")).await.ok()?.status().as_u16();
+        (status == 200).then_some(())
+    })
+    .await;
+    (child, base)
+}
+
+/// Sends SIG`name` to `child` with kill(1).
+fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill").args([format!("-{name}"), child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "SIG{name} could not be sent");
 }

@@ -23,6 +23,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use service_runtime::error_chain;
 use service_runtime::s3::describe;
 
 /// One ledger entry: the offsets `first_offset..next_offset` of one partition and where
@@ -150,14 +151,18 @@ impl Bucket {
     }
 
     /// The object's bytes, or `None` when it does not exist.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, GetError> {
         match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(object) => {
-                let body = object.body.collect().await.map_err(|e| format!("GET {key}: {e}"))?;
+                let body = object
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| GetError::Body(format!("GET {key}: {}", error_chain(&e))))?;
                 Ok(Some(body.into_bytes().to_vec()))
             }
             Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
-            Err(err) => Err(format!("GET {key}: {}", describe(&err))),
+            Err(err) => Err(GetError::Request(format!("GET {key}: {}", describe(&err)))),
         }
     }
 
@@ -187,6 +192,30 @@ impl Bucket {
                 _ => return Ok(keys),
             }
         }
+    }
+}
+
+/// Why [`Bucket::get`] has no bytes to give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetError {
+    /// The request failed: S3 could not be reached, timed out or refused it.
+    Request(String),
+    /// S3 answered, but the body broke off or did not match the checksum S3 keeps with
+    /// it (the SDK checks it): the stored object itself may be damaged.
+    Body(String),
+}
+
+impl std::fmt::Display for GetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GetError::Request(message) | GetError::Body(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<GetError> for String {
+    fn from(error: GetError) -> String {
+        error.to_string()
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::{Batch, Sealed};
 use crate::config::{ConsumerConfig, OutOfRangePolicy};
 use crate::layout::Layout;
-use crate::ledger::{Bucket, Checkpoint, Entry, GZIP_JSONL, PutError, object_metadata};
+use crate::ledger::{Bucket, Checkpoint, Entry, GZIP_JSONL, GetError, PutError, object_metadata};
 use crate::metrics::Metrics;
 
 /// How long a fenced-off instance waits before it looks at the ledger again.
@@ -115,14 +115,20 @@ async fn partition_client(shared: &Shared, partition: i32) -> Result<PartitionCl
 async fn recover(shared: &Shared, partition: i32) -> Result<i64, String> {
     let layout = &shared.layout;
     let checkpoint_key = layout.checkpoint_key(partition);
-    // The checkpoint only saves listing: one that cannot be read is ignored.
-    let checkpoint = match shared.bucket.get(&checkpoint_key).await? {
-        None => None,
-        Some(bytes) => serde_json::from_slice::<Checkpoint>(&bytes)
+    // The checkpoint only saves listing: one that cannot be read is ignored, and the next
+    // checkpoint replaces it. S3 being unreachable is not that: recovery waits for it.
+    let checkpoint = match shared.bucket.get(&checkpoint_key).await {
+        Ok(None) => None,
+        Ok(Some(bytes)) => serde_json::from_slice::<Checkpoint>(&bytes)
             .inspect_err(|error| {
                 tracing::warn!(partition, %error, "The checkpoint is not valid; listing the whole ledger.");
             })
             .ok(),
+        Err(GetError::Body(error)) => {
+            tracing::warn!(partition, %error, "The checkpoint cannot be read; listing the whole ledger.");
+            None
+        }
+        Err(error @ GetError::Request(_)) => return Err(error.into()),
     };
     let after = checkpoint.as_ref().map(|c| layout.entry_key(partition, c.entry_first_offset));
     let keys = shared.bucket.list(&layout.ledger_prefix(partition), after.as_deref()).await?;

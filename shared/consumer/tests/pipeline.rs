@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rskafka::client::partition::Compression;
 use serde_json::Value;
+use store_consumer::ledger::GetError;
 use store_event::{EventType, Generator};
 
 /// What was produced, by expected outcome for one consumer.
@@ -141,7 +142,7 @@ async fn a_restart_resumes_without_rewriting_or_skipping() {
     let config = common::config(EventType::Sale, &topic, &prefix, &[]);
     let mut generator = Generator::new(Some(7), 0.0);
     let mut produced = Vec::new();
-    for round in 0..3 {
+    for round in 0..4 {
         let events: Vec<_> = (0..60).filter_map(|_| generator.next_event(Utc::now()).event).collect();
         produced.extend(events.iter().filter(|e| e.event_type == EventType::Sale).map(|e| e.to_value()));
         testkit::produce(&topic, 0, events.iter().map(|e| e.to_record()).collect(), Compression::Lz4).await;
@@ -348,10 +349,10 @@ async fn a_last_batch_gone_from_s3_and_kafka_does_not_stop_the_partition() {
     assert!(report.partitions[0].gaps.is_empty() && report.partitions[0].overlaps.is_empty(), "{}", report.render());
 }
 
-/// The checkpoint is a hint: one whose entry is gone, or one that is not JSON, costs a
-/// warning and a longer listing, never the partition.
+/// The checkpoint is a hint: one whose entry is gone, one that is not JSON, or one whose
+/// stored bytes are damaged costs a warning and a longer listing, never the partition.
 #[tokio::test]
-async fn a_checkpoint_naming_a_deleted_entry_or_not_json_is_only_a_hint() {
+async fn a_checkpoint_naming_a_deleted_entry_not_json_or_damaged_is_only_a_hint() {
     testkit::require_kafka();
     let topic = testkit::unique_topic("hint");
     testkit::create_topic(&topic, 1).await;
@@ -360,7 +361,7 @@ async fn a_checkpoint_naming_a_deleted_entry_or_not_json_is_only_a_hint() {
     let s3 = testkit::s3_client(&config.s3).await;
     let mut generator = Generator::new(Some(29), 0.0);
     let mut produced = Vec::new();
-    for round in 0..3 {
+    for round in 0..4 {
         produced.extend(produce_sales(&topic, &mut generator, 20).await);
         let consumer = common::start(config.clone()).await;
         common::wait_until_caught_up(&config, 1, Duration::from_secs(60)).await;
@@ -378,7 +379,7 @@ async fn a_checkpoint_naming_a_deleted_entry_or_not_json_is_only_a_hint() {
                 let key = layout.entry_key(0, named.entry_first_offset);
                 s3.delete_object().bucket(testkit::BUCKET).key(&key).send().await.unwrap_or_else(|e| panic!("{e:?}"));
             }
-            // round 2 from a checkpoint that is not JSON.
+            // round 2 from a checkpoint that is not JSON,
             1 => {
                 let garbage = aws_sdk_s3::primitives::ByteStream::from_static(b"{\"entry_first_offset\": ");
                 s3.put_object()
@@ -389,6 +390,19 @@ async fn a_checkpoint_naming_a_deleted_entry_or_not_json_is_only_a_hint() {
                     .await
                     .unwrap_or_else(|e| panic!("{e:?}"));
             }
+            // and round 3 from a checkpoint whose bytes no longer match the checksum the
+            // server keeps with them (the SDK refuses such a body). s3s-fs leaves this
+            // behind when a PUT is cut off between writing the bytes and the checksum: a
+            // consumer killed mid-checkpoint did, and recovery retried it forever.
+            2 => {
+                let file = testkit::local_s3_object_file(&checkpoint);
+                let mut bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                bytes.reverse();
+                std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                let read = bucket.get(&checkpoint).await;
+                assert!(matches!(read, Err(GetError::Body(_))), "the damaged checkpoint was read: {read:?}");
+            }
+            // Each run wrote a good checkpoint again (read above), the damaged one included.
             _ => {}
         }
     }

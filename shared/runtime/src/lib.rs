@@ -11,3 +11,16 @@ pub mod readiness;
 pub mod s3;
 pub mod shutdown;
 pub mod telemetry;
+
+/// An error and its sources, outermost first: `streaming error: checksum mismatch ...`.
+/// The AWS SDK's errors say little at the top and what happened further down.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

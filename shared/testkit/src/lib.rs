@@ -180,6 +180,13 @@ pub fn local_s3_env(prefix: &str) -> Vec<(&'static str, &str)> {
     ]
 }
 
+/// Where the local S3 server (s3s-fs, started by scripts/stack.sh) keeps the bytes of
+/// `key`: one file per object, beside which it keeps the object's checksum. Tests that
+/// damage a stored object write here, behind the server's back.
+pub fn local_s3_object_file(key: &str) -> PathBuf {
+    repo_root().join(".local/s3/data").join(BUCKET).join(key)
+}
+
 /// An S3 client for the local server. The SDK reads credentials from the environment, so
 /// this sets them for the test process (the values are the local server's, not secrets).
 pub async fn s3_client(settings: &S3Settings) -> aws_sdk_s3::Client {

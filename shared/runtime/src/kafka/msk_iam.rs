@@ -95,7 +95,7 @@ impl MskIamTokens {
         let credentials = provider
             .provide_credentials()
             .await
-            .map_err(|e| format!("AWS_MSK_IAM: no AWS credentials: {}", chain(&e)))?;
+            .map_err(|e| format!("AWS_MSK_IAM: no AWS credentials: {}", crate::error_chain(&e)))?;
         let token = sign_token(&credentials, &self.region, now)?;
         tracing::debug!(access_key_id = token.access_key_id, expires_at = ?token.expires_at, "Signed an MSK IAM token.");
         *cached = Some(token.clone());
@@ -154,17 +154,6 @@ impl ProvideCredentials for NoCredentials {
             "no AWS credential provider is configured (environment, profile, web identity, ECS or instance role)",
         )))
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
