@@ -12,7 +12,7 @@ use flate2::read::GzDecoder;
 use serde::Serialize;
 
 use crate::layout::Layout;
-use crate::ledger::{Bucket, Entry};
+use crate::ledger::{Bucket, Entry, GetError};
 
 /// What the audit found on one partition.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -197,7 +197,11 @@ pub(crate) async fn check_object(bucket: &Bucket, key: &str, count: u64, deep: b
         return Ok(Some(format!("{key} says {recorded:?} records, its ledger entry {count}")));
     }
     if deep {
-        let bytes = bucket.get(key).await?.unwrap_or_default();
+        let bytes = match bucket.get(key).await {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(GetError::Body(error)) => return Ok(Some(format!("{key} cannot be read: {error}"))),
+            Err(error) => return Err(error.into()),
+        };
         let mut text = String::new();
         if GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).is_err() {
             return Ok(Some(format!("{key} is not valid gzip text")));

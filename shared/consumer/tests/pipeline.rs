@@ -344,8 +344,27 @@ async fn a_last_batch_gone_from_s3_and_kafka_does_not_stop_the_partition() {
     assert_eq!(recoveries(&metrics, "objects_gone"), Some(1), "{metrics}");
     let expected: Vec<Value> = produced.into_iter().filter(|e| !deleted.contains(e)).collect();
     assert_eq!(common::request_ids(&common::stored(&config).await), common::request_ids(&expected));
+
+    // The deep audit also names an object whose bytes were damaged on the server's disk
+    // (they fail the checksum S3 keeps with them) and goes on with the rest.
+    let keys = bucket.list(&layout.ledger_prefix(0), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let newest = keys.iter().rfind(|k| store_consumer::layout::Layout::entry_offset(k).is_some());
+    let damaged = bucket
+        .get_json::<store_consumer::ledger::Entry>(newest.map_or("", |k| k.as_str()))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|e| e.data_key)
+        .unwrap_or_else(|| panic!("no data object in the newest entry among {keys:?}"));
+    let file = testkit::local_s3_object_file(&damaged);
+    let mut bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    bytes.reverse();
+    std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     let report = common::audit(&config).await;
-    assert_eq!(report.partitions[0].bad_objects, [format!("{data_key} is missing")], "{}", report.render());
+    let bad = &report.partitions[0].bad_objects;
+    assert_eq!(bad.len(), 2, "{}", report.render());
+    assert_eq!(bad[0], format!("{data_key} is missing"), "{}", report.render());
+    assert!(bad[1].starts_with(&format!("{damaged} cannot be read: ")), "{}", report.render());
     assert!(report.partitions[0].gaps.is_empty() && report.partitions[0].overlaps.is_empty(), "{}", report.render());
 }
 
