@@ -356,10 +356,7 @@ async fn a_last_batch_gone_from_s3_and_kafka_does_not_stop_the_partition() {
         .flatten()
         .and_then(|e| e.data_key)
         .unwrap_or_else(|| panic!("no data object in the newest entry among {keys:?}"));
-    let file = testkit::local_s3_object_file(&damaged);
-    let mut bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    bytes.reverse();
-    std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    testkit::damage_local_s3_object(&damaged);
     let report = common::audit(&config).await;
     let bad = &report.partitions[0].bad_objects;
     assert_eq!(bad.len(), 2, "{}", report.render());
@@ -414,10 +411,7 @@ async fn a_checkpoint_naming_a_deleted_entry_not_json_or_damaged_is_only_a_hint(
             // behind when a PUT is cut off between writing the bytes and the checksum: a
             // consumer killed mid-checkpoint did, and recovery retried it forever.
             2 => {
-                let file = testkit::local_s3_object_file(&checkpoint);
-                let mut bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-                bytes.reverse();
-                std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                testkit::damage_local_s3_object(&checkpoint);
                 let read = bucket.get(&checkpoint).await;
                 assert!(matches!(read, Err(GetError::Body(_))), "the damaged checkpoint was read: {read:?}");
             }

@@ -180,11 +180,15 @@ pub fn local_s3_env(prefix: &str) -> Vec<(&'static str, &str)> {
     ]
 }
 
-/// Where the local S3 server (s3s-fs, started by scripts/stack.sh) keeps the bytes of
-/// `key`: one file per object, beside which it keeps the object's checksum. Tests that
-/// damage a stored object write here, behind the server's back.
-pub fn local_s3_object_file(key: &str) -> PathBuf {
-    repo_root().join(".local/s3/data").join(BUCKET).join(key)
+/// Damages the stored bytes of `key` behind the local S3 server's back: s3s-fs (started
+/// by scripts/stack.sh) keeps one file per object and the object's checksum beside it,
+/// so afterwards the server sends bytes that fail that checksum, as after bit rot or a
+/// PUT cut off between the two.
+pub fn damage_local_s3_object(key: &str) {
+    let file = repo_root().join(".local/s3/data").join(BUCKET).join(key);
+    let mut bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    bytes.reverse();
+    std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
 }
 
 /// An S3 client for the local server. The SDK reads credentials from the environment, so
