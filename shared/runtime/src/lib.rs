@@ -12,7 +12,7 @@ pub mod s3;
 pub mod shutdown;
 pub mod telemetry;
 
-/// An error and its sources, outermost first: `streaming error: checksum mismatch ...`.
+/// An error and its sources, outermost first: `streaming error: body checksum mismatch ...`.
 /// The AWS SDK's errors say little at the top and what happened further down.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
