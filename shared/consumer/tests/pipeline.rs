@@ -407,9 +407,9 @@ async fn a_checkpoint_naming_a_deleted_entry_not_json_or_damaged_is_only_a_hint(
                     .unwrap_or_else(|e| panic!("{e:?}"));
             }
             // and round 3 from a checkpoint whose bytes no longer match the checksum the
-            // server keeps with them (the SDK refuses such a body). The crash test's
-            // kill -9 left one such on s3s-fs (which puts a PUT's bytes in place before
-            // it records their checksum), and recovery retried it forever.
+            // server keeps with them (the SDK refuses such a body): bit rot, or a server
+            // whose overwrite is not atomic (a kill -9 once left one such on the S3 server
+            // this project used before SeaweedFS), and recovery retried it forever.
             2 => {
                 testkit::damage_local_s3_object(&checkpoint);
                 let read = bucket.get(&checkpoint).await;

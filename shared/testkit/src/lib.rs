@@ -57,9 +57,7 @@ pub fn stack(args: &[&str]) {
     assert!(status.success(), "scripts/stack.sh {args:?} failed: {status}");
 }
 
-/// A name no other test uses (a topic or an S3 prefix). Short on purpose: the local S3
-/// server keeps object metadata in a file named after the base64 of the key, so keys
-/// over about 180 bytes fail there (real S3 takes 1,024).
+/// A name no other test uses (a topic or an S3 prefix).
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
@@ -180,15 +178,11 @@ pub fn local_s3_env(prefix: &str) -> Vec<(&'static str, &str)> {
     ]
 }
 
-/// Damages the stored bytes of `key` behind the local S3 server's back: s3s-fs (started
-/// by scripts/stack.sh) keeps one file per object and the object's checksum beside it,
-/// so afterwards the server sends bytes that fail that checksum, as after bit rot or a
-/// PUT cut off between the two.
+/// Damages the stored bytes of `key` behind the S3 API (`scripts/stack.sh damage`): the
+/// local server keeps the object's recorded checksum, so afterwards it sends bytes that
+/// fail that checksum, as after bit rot.
 pub fn damage_local_s3_object(key: &str) {
-    let file = repo_root().join(".local/s3/data").join(BUCKET).join(key);
-    let mut bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    bytes.reverse();
-    std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    stack(&["damage", key]);
 }
 
 /// An S3 client for the local server. The SDK reads credentials from the environment, so
