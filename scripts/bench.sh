@@ -25,6 +25,7 @@ http_seconds=${BENCH_HTTP_SECONDS:-15}
 latency_seconds=${BENCH_LATENCY_SECONDS:-30}
 baseline_events=${BENCH_BASELINE_EVENTS:-5000}
 cache=${STORE_EVENTS_CACHE:-$HOME/.cache/store-events}
+seaweedfs=$(awk '$2 == "github.com/seaweedfs/seaweedfs" {print $3; exit}' scripts/seaweedfs/go.mod)
 out=${BENCH_OUT:-benches/results}
 work=$root/.local/bench
 run_id=$(date +%s)
@@ -67,12 +68,8 @@ command -v wrk >/dev/null || { log "Installing wrk from Debian's packages"; apt-
 # vegeta sends at a fixed rate (wrk cannot), for acknowledgement latency without queueing.
 vegeta=$cache/bin/vegeta
 [ -x "$vegeta" ] || { log "Installing vegeta from Go modules"; GOBIN=$cache/bin go install github.com/tsenart/vegeta/v12@v12.13.0; }
-# The one-PUT-per-event baseline is Python with boto3, like the original Lambda.
-venv=$cache/bench-venv
-[ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import boto3' 2>/dev/null || {
-  log "Installing boto3 (PyPI) into $venv"
-  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet boto3
-}
+# The one-PUT-per-event baseline and the latency observer are Python with boto3 (scripts/py.sh).
+scripts/py.sh python -c 'import boto3'
 log "Building the services (release)"
 cargo build --quiet --release --bins
 bin=$root/target/release
@@ -187,15 +184,18 @@ audit=$(S3_PREFIX=b$run_id STORE_EVENTS_TOPIC=$backlog_topic "$bin/sales-consume
 log "one-PUT-per-event baseline: $baseline_events records"
 read -r baseline_records baseline_stored baseline_seconds < <(
   kcat -C -b 127.0.0.1:9092 -t "$backlog_topic" -o beginning -c "$baseline_events" -e -q -f '%s\n' |
-    "$venv/bin/python" scripts/bench/one_put_per_event.py "p$run_id"
+    scripts/py.sh python scripts/bench/one_put_per_event.py "p$run_id"
 )
 baseline_rate=$(calc "$baseline_records / $baseline_seconds")
 
 # 4. Produce-to-S3 latency at a steady rate: the generator makes 1,000 events/s, the sales
 # consumer stores them with the default BATCH_MAX_AGE (5 s); for every stored event, the time
-# from its ts to the moment its object was complete in S3 (the file's mtime in s3s-fs).
+# from its ts to the moment its object could first be listed in S3 (polled every 100 ms).
 latency_topic=bench-latency-$run_id
 create_topic "$latency_topic"
+scripts/py.sh python scripts/bench/visibility.py "l$run_id" "$((latency_seconds + 10))" >"$work/visibility.txt" &
+visibility=$!
+pids+=("$visibility")
 STORE_EVENTS_TOPIC=$latency_topic HTTP_ADDR=127.0.0.1:18083 GENERATOR_RATE=1000 LOG_FORMAT=json RUST_LOG=warn \
   "$bin/producer" >"$work/latency-producer.log" 2>&1 &
 latency_producer=$!
@@ -211,22 +211,8 @@ wait "$latency_producer" || true
 sleep 7
 kill -TERM "$latency_consumer"
 wait "$latency_consumer" || true
-read -r latency_events latency_p50 latency_p99 < <(python3 - "$root/.local/s3/data/$S3_BUCKET/l$run_id/event_type=sale_event" <<'PY'
-import datetime, gzip, json, os, sys
-latencies = []
-for folder, _, files in os.walk(sys.argv[1]):
-    for name in files:
-        path = os.path.join(folder, name)
-        visible = os.stat(path).st_mtime
-        with gzip.open(path, "rt") as lines:
-            for line in lines:
-                ts = datetime.datetime.fromisoformat(json.loads(line)["ts"].replace("Z", "+00:00")).timestamp()
-                latencies.append(visible - ts)
-latencies.sort()
-pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0
-print(len(latencies), f"{pick(0.5):.2f}", f"{pick(0.99):.2f}")
-PY
-)
+wait "$visibility"
+read -r latency_events latency_p50 latency_p99 <"$work/visibility.txt"
 
 # Results.
 r() { printf '%.0f' "$1"; }
@@ -237,7 +223,7 @@ cat >"$out/latest.md" <<EOF
 ### Benchmark results ($(date -u +%Y-%m-%dT%H:%MZ))
 
 Machine: $(nproc) cores ($cpu_model), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); broker, S3 server,
-load generators and services all on it. Apache Kafka 4.3.1 (KRaft, one node), s3s-fs 0.14.1.
+load generators and services all on it. Apache Kafka 4.3.1 (KRaft, one node), SeaweedFS ($seaweedfs) as the S3 server.
 Records: the generator's events, 10% bad, $record_bytes bytes on average; acks=all, lz4.
 Producer events: $produce_events; consumer backlog: $backlog_events (bare JSON, no key, no headers).
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Prints where the running system can be seen, waits until the consumers have written
-# events to S3 (the producer's generator feeds them), and shows a sample.
+# events to S3 (the producer's generator feeds them), and shows a sample, all read back
+# with the AWS CLI (scripts/aws) as a user would.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/local.env
 source "$root/scripts/local.env"
-data=$root/.local/s3/data/$S3_BUCKET
+aws() { "$root/scripts/aws" "$@"; }
 
 echo
 echo "store-events is running:"
@@ -15,12 +16,14 @@ for entry in producer:8080 sales-consumer:8081 inventory-consumer:8082; do
   printf '  %-19s http://127.0.0.1:%s  (/healthz /readyz=%s /metrics)\n' "$name" "$port" "$ready"
 done
 echo "  Kafka               127.0.0.1:9092, topic ${STORE_EVENTS_TOPIC:-MystiqueStoreEventsTopic}"
-echo "  S3                  $S3_ENDPOINT, bucket $S3_BUCKET (files under .local/s3/data/$S3_BUCKET/)"
+echo "  S3                  $S3_ENDPOINT, bucket $S3_BUCKET (SeaweedFS, data in .local/s3/)"
 echo "  logs                .local/logs/*.log    stop with: make down"
 
-count() { find "$data/$1" -type f -name '*.jsonl.gz' 2>/dev/null | wc -l; }
+# objects PREFIX: the keys of the objects under PREFIX, one per line.
+objects() { aws s3 ls --recursive "s3://$S3_BUCKET/$1" | awk '{ $1 = $2 = $3 = ""; sub(/^ +/, ""); print }'; }
+count() { objects "$1" | grep -c '\.jsonl\.gz$' || true; }
 deadline=$((SECONDS + 30))
-while [ "$(count event_type=sale_event)" -eq 0 ] || [ "$(count event_type=inventory_event)" -eq 0 ]; do
+while [ "$(count event_type=sale_event/)" -eq 0 ] || [ "$(count event_type=inventory_event/)" -eq 0 ]; do
   if [ $SECONDS -ge $deadline ]; then
     echo "  no events in S3 after 30 s: is GENERATOR_RATE 0? see .local/logs/"
     exit 0
@@ -29,9 +32,14 @@ while [ "$(count event_type=sale_event)" -eq 0 ] || [ "$(count event_type=invent
 done
 echo
 echo "Events are landing in S3 (the generator makes ${GENERATOR_RATE:-20} events/s, 10% bad):"
-for prefix in event_type=sale_event event_type=inventory_event dead_letter/consumer=sales-consumer dead_letter/consumer=inventory-consumer; do
-  printf '  %-42s %s objects\n' "$prefix/" "$(count "$prefix")"
+for prefix in event_type=sale_event/ event_type=inventory_event/ dead_letter/consumer=sales-consumer/ dead_letter/consumer=inventory-consumer/; do
+  printf '  %-42s %s objects\n' "$prefix" "$(count "$prefix")"
 done
-sample=$(find "$data/event_type=sale_event" -type f -name '*.jsonl.gz' | head -n 1)
-echo "  a stored sale event: $(gzip -dc "$sample" | head -n 1)"
-echo "  prove exactly once:  target/debug/sales-consumer audit"
+sample=$(objects event_type=sale_event/ | sed -n 1p)
+echo "  a stored sale event: $(aws s3 cp "s3://$S3_BUCKET/$sample" - | gzip -dc | sed -n 1p)"
+echo
+echo "Look further with:"
+echo "  scripts/aws s3 ls --recursive s3://$S3_BUCKET/                 # every object (the AWS CLI, local endpoint)"
+echo "  scripts/aws s3 cp --recursive s3://$S3_BUCKET/ .local/copy/     # download them"
+echo "  scripts/py.sh python deploy/athena/duckdb_local.py .local/copy/  # the teams' Athena queries, in DuckDB"
+echo "  (source scripts/local.env && target/debug/sales-consumer audit)  # prove exactly once"
