@@ -3,8 +3,8 @@
 # run: hadolint on the Dockerfile, docker-compose.yml against the Compose Specification
 # (compose-go, the library Docker Compose uses), every Kubernetes overlay rendered with
 # kustomize and validated strictly against the Kubernetes schemas, the alert rules with
-# promtool, and the Grafana dashboard parsed. Tools are installed on first use into
-# $STORE_EVENTS_CACHE (default ~/.cache/store-events).
+# promtool, the Grafana dashboard parsed, and the Athena DDL and queries parsed by sqlglot.
+# Tools are installed on first use into $STORE_EVENTS_CACHE (default ~/.cache/store-events).
 # The environment variables and metric names in these files are checked against the
 # code by `cargo test -p testkit --test deployment`.
 set -euo pipefail
@@ -51,4 +51,7 @@ log "Grafana dashboard and ECS task definitions parse as JSON"
 for file in deploy/grafana/dashboards/*.json deploy/ecs/*.json deploy/iam/*.json; do
   python3 -m json.tool "$file" >/dev/null || { log "$file is not valid JSON"; exit 1; }
 done
+log "Athena tables and queries parse (sqlglot), with partition projection for every partition"
+scripts/py.sh python deploy/athena/duckdb_local.py --check >&2
+
 log "all deployment files are valid"

@@ -1,0 +1,12 @@
+-- Sales team: returns by day and store, with the amount refunded
+-- (price x qty x (1 - discount / 100) of the returned sale events).
+SELECT
+  dt AS day,
+  store_id,
+  count(*) AS returns,
+  sum(qty) AS units,
+  round(sum(price * qty * (1 - discount / 100)), 2) AS refunded
+FROM sale_events
+WHERE coalesce(is_return, FALSE) = TRUE
+GROUP BY dt, store_id
+ORDER BY day, store_id

@@ -1,0 +1,10 @@
+-- Warehouse: stock movements per day and category: how many, and units out and back.
+SELECT
+  dt AS day,
+  category,
+  count(*) AS movements,
+  sum(CASE WHEN coalesce(is_return, FALSE) THEN 0 ELSE qty END) AS units_out,
+  sum(CASE WHEN coalesce(is_return, FALSE) THEN qty ELSE 0 END) AS units_back
+FROM inventory_events
+GROUP BY dt, category
+ORDER BY day, category
