@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: check-deploy help up down test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
+.PHONY: check-deploy help up down test interop stack-up stack-down stack-reset lint fmt unit bench bench-smoke
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,6 +17,10 @@ down: ## Stop the services, then Kafka and the S3 server (data stays in .local/)
 
 test: stack-up lint check-deploy ## Install and start what the tests need, then run formatting, clippy, the deployment checks and every test.
 	cargo test --workspace --all-targets
+	scripts/py.sh pytest tests/interop
+
+interop: stack-up ## Only the interoperability tests: what lands in S3, read with the AWS CLI, boto3 and DuckDB.
+	scripts/py.sh pytest tests/interop
 
 check-deploy: ## Lint and validate Dockerfile, compose, Kubernetes overlays, alert rules and dashboard (offline).
 	@scripts/check-deploy.sh

@@ -1,0 +1,253 @@
+"""What the consumers write to S3, read with the tools analysts and operators use: the AWS
+CLI, boto3 and DuckDB, and the Athena queries of deploy/athena run by DuckDB."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter, defaultdict
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import unquote_plus
+
+import duckdb
+import duckdb_local
+import pytest
+from conftest import BUCKET, Run, aws, s3_client
+
+DATA_KINDS = ("event_type=", "dead_letter/")
+
+
+def ledger_entries(run: Run) -> list[dict]:
+    """Every ledger entry of both consumers, read with boto3."""
+    s3 = s3_client()
+    entries = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{run.prefix}/_ledger/"):
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith("checkpoint.json"):
+                entries.append(json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()))
+    return entries
+
+
+def boto3_keys(prefix: str) -> set[str]:
+    """Every key under `prefix`, listed by boto3 (URL-encoded listing, decoded by boto3)."""
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+def promised_objects(run: Run) -> set[str]:
+    """The data and dead-letter objects the ledger names: what must be in the bucket."""
+    keys = set()
+    for entry in ledger_entries(run):
+        keys.update(k for k in (entry.get("data_key"), entry.get("dead_letter_key")) if k)
+    return keys
+
+
+def same_instant(event: dict) -> dict:
+    return {**event, "ts": datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))}
+
+
+def revenue(events) -> float:
+    return sum(e["price"] * e["qty"] * (1 - e["discount"] / 100) for e in events)
+
+
+def test_the_consumers_own_audit_is_clean(run: Run):
+    for name, audit in run.audits.items():
+        assert audit.returncode == 0, f"{name} audit --deep:\n{audit.stdout}\n{audit.stderr}"
+
+
+def test_aws_cli_lists_every_object_with_its_exact_key(run: Run):
+    promised = promised_objects(run)
+    assert any("+" in k and " " in k and "é" in k for k in promised), promised
+    listing = aws("s3", "ls", "--recursive", f"s3://{BUCKET}/{run.prefix}/").stdout
+    # `2026-11-26 18:00:00       1234 <key>`: the key is everything after the third field.
+    listed = {line.split(maxsplit=3)[3] for line in listing.splitlines() if line.strip()}
+    assert {k for k in listed if k.startswith(tuple(f"{run.prefix}/{d}" for d in DATA_KINDS))} == promised
+    # The ledger too: one key per entry, and a checkpoint per consumer and partition.
+    assert listed == boto3_keys(f"{run.prefix}/")
+    assert len([k for k in listed if "/_ledger/" in k and not k.endswith("checkpoint.json")]) == len(ledger_entries(run))
+    assert len([k for k in listed if k.endswith("/checkpoint.json")]) == 4
+
+
+@pytest.mark.parametrize("encoding", ["url", None])
+def test_boto3_lists_the_same_keys_with_and_without_url_encoding(run: Run, encoding):
+    s3 = s3_client()
+    extra = {"EncodingType": encoding} if encoding else {}
+    keys = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=BUCKET, Prefix=f"{run.prefix}/", PaginationConfig={"PageSize": 7}, **extra
+    ):
+        # Asked for explicitly, the encoding is the caller's to undo (boto3 undoes its own).
+        decode = unquote_plus if encoding else str
+        keys.update(decode(item["Key"]) for item in page.get("Contents", []))
+    assert promised_objects(run) <= keys
+    for key in keys:  # each listed key is one the server answers for
+        s3.head_object(Bucket=BUCKET, Key=key)
+
+
+def test_aws_cli_copies_every_object_byte_for_byte(run: Run, copy: Path):
+    s3 = s3_client()
+    for key in promised_objects(run):
+        local = copy / key.removeprefix(f"{run.prefix}/")
+        assert local.is_file(), f"aws s3 cp did not download {key}"
+        assert local.read_bytes() == s3.get_object(Bucket=BUCKET, Key=key)["Body"].read(), key
+
+
+def test_boto3_reads_each_object_and_its_metadata(run: Run):
+    s3 = s3_client()
+    for entry in ledger_entries(run):
+        for key, count in ((entry.get("data_key"), entry["stored"]), (entry.get("dead_letter_key"), entry["dead_lettered"])):
+            if not key:
+                continue
+            obj = s3.get_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+            assert obj["ContentType"] == "application/gzip", key
+            assert obj["Metadata"] == {
+                "topic": run.topic,
+                "partition": str(entry["partition"]),
+                "first-offset": str(entry["first_offset"]),
+                "last-offset": str(entry["next_offset"] - 1),
+                "record-count": str(count),
+            }, key
+            lines = gzip.decompress(obj["Body"].read()).decode().splitlines()
+            assert len(lines) == count, key
+            assert key.endswith(f"+{entry['partition']}+{entry['first_offset']:020}.jsonl.gz"), key
+
+
+def test_stored_events_are_exactly_the_events_sent(run: Run, copy: Path):
+    for event_type in ("sale_event", "inventory_event"):
+        stored = []
+        for path in sorted(copy.glob(f"event_type={event_type}/dt=*/*.jsonl.gz")):
+            stored.extend(json.loads(line) for line in gzip.open(path, "rt"))
+        # Every event once, unknown fields and non-ASCII text as sent; `ts` the same instant
+        # (the producer writes it in RFC 3339 with its zone).
+        assert sorted(map(same_instant, stored), key=lambda e: e["request_id"]) == sorted(
+            map(same_instant, run.events(event_type)), key=lambda e: e["request_id"]
+        ), event_type
+
+
+def duckdb_counts(copy: Path, columns: str, files: str) -> dict[tuple, int]:
+    """`count(*)` by `columns` over the gzip JSON Lines `files` of the copy, read by DuckDB
+    with its Hive partitioning (the folders' `name=value` become columns)."""
+    rows = duckdb.sql(
+        f"SELECT {columns}, count(*) FROM read_json('{copy.as_posix()}/{files}', format = 'newline_delimited', "
+        "hive_partitioning = true, hive_types = {'dt': 'VARCHAR'}) GROUP BY ALL"
+    ).fetchall()
+    return {row[:-1]: row[-1] for row in rows}
+
+
+def test_duckdb_counts_the_events_per_type_and_date(run: Run, copy: Path):
+    expected = Counter((t, dt) for t, pairs in run.stored.items() for _, dt in pairs)
+    assert duckdb_counts(copy, "event_type, dt", "event_type=*/dt=*/*.jsonl.gz") == dict(expected)
+    assert len({dt for _, dt in expected}) >= 3
+
+
+def test_duckdb_counts_the_dead_letters_per_consumer_date_and_reason(run: Run, copy: Path):
+    counts = duckdb_counts(copy, "consumer, dt, kind", "dead_letter/*/*/*.jsonl.gz")
+    assert counts == dict(run.dead_letters)
+
+
+def test_the_athena_tables_and_queries_parse():
+    tables = duckdb_local.parse_tables(duckdb_local.TABLES.read_text())
+    assert [t.name for t in tables] == ["sale_events", "inventory_events", "dead_letters"]
+    assert {"dt"} == {n for n, _ in tables[0].partitions}
+    assert len(duckdb_local.queries()) == 6
+    for text in duckdb_local.queries().values():
+        duckdb_local.to_duckdb(text)
+
+
+def test_a_table_without_projection_is_refused_with_its_name():
+    ddl = duckdb_local.TABLES.read_text().replace("'projection.dt.format' = 'yyyy-MM-dd',", "", 1)
+    with pytest.raises(ValueError, match="table sale_events: projection.dt.format is missing"):
+        duckdb_local.parse_tables(ddl)
+
+
+class Expected:
+    """The teams' numbers, computed here from the events that were sent."""
+
+    def __init__(self, run: Run):
+        self.sales = run.stored["sale_event"]
+        self.inventory = run.stored["inventory_event"]
+
+    def sales_revenue_by_day_store_category(self):
+        groups = defaultdict(list)
+        for e, dt in self.sales:
+            if not e.get("is_return"):
+                groups[(dt, e["store_id"], e["category"])].append(e)
+        return [(*k, len(v), sum(e["qty"] for e in v), revenue(v)) for k, v in sorted(groups.items())]
+
+    def sales_returns_by_day_store(self):
+        groups = defaultdict(list)
+        for e, dt in self.sales:
+            if e.get("is_return"):
+                groups[(dt, e["store_id"])].append(e)
+        return [(*k, len(v), sum(e["qty"] for e in v), revenue(v)) for k, v in sorted(groups.items())]
+
+    def sales_top_skus(self):
+        groups = defaultdict(list)
+        for e, _ in self.sales:
+            if not e.get("is_return"):
+                groups[e["sku"]].append(e)
+        rows = [(sku, len(v), sum(e["qty"] for e in v), revenue(v)) for sku, v in groups.items()]
+        return sorted(rows, key=lambda r: (-round(r[3], 2), r[0]))[:10]
+
+    def warehouse_units_by_sku_store(self):
+        groups = defaultdict(lambda: [0, 0])
+        for e, _ in self.inventory:
+            groups[(e["sku"], e["store_id"])][1 if e.get("is_return") else 0] += e["qty"]
+        return [(*k, out, back, back - out) for k, (out, back) in sorted(groups.items())]
+
+    def warehouse_movements_by_day(self):
+        groups = defaultdict(lambda: [0, 0, 0])
+        for e, dt in self.inventory:
+            g = groups[(dt, e["category"])]
+            g[0] += 1
+            g[2 if e.get("is_return") else 1] += e["qty"]
+        return [(*k, *v) for k, v in sorted(groups.items())]
+
+
+def same_rows(actual, expected) -> bool:
+    """Equal row by row; money compared to the cent (sums of doubles in another order)."""
+    if len(actual) != len(expected):
+        return False
+    for a, e in zip(actual, expected):
+        if len(a) != len(e):
+            return False
+        for x, y in zip(a, e):
+            if isinstance(y, float) and not isinstance(x, str):
+                if abs(x - y) > 0.011:
+                    return False
+            elif x != y:
+                return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sales_revenue_by_day_store_category",
+        "sales_returns_by_day_store",
+        "sales_top_skus",
+        "warehouse_units_by_sku_store",
+        "warehouse_movements_by_day",
+    ],
+)
+def test_each_teams_query_gives_the_numbers_of_what_was_sent(run: Run, copy: Path, name):
+    con = duckdb_local.connect(copy)
+    columns, rows = duckdb_local.run(con, duckdb_local.queries()[name])
+    expected = getattr(Expected(run), name)()
+    assert expected, f"the run sent nothing {name} would count"
+    assert same_rows(rows, expected), f"{name} ({columns}):\n got {rows[:5]}...\nwant {expected[:5]}..."
+
+
+def test_the_operations_query_counts_dead_letters_by_day_consumer_and_reason(run: Run, copy: Path):
+    con = duckdb_local.connect(copy)
+    columns, rows = duckdb_local.run(con, duckdb_local.queries()["operations_dead_letters_by_day_reason"])
+    assert columns == ["day", "consumer", "kind", "records", "example"]
+    counts = {(c, day, k): n for day, c, k, n, _ in rows}
+    assert counts == dict(run.dead_letters)
+    examples = {k: example for _, _, k, _, example in rows}
+    assert examples["flagged_bad"].startswith("bad_msg: ") or "bad_msg" in examples["flagged_bad"], examples
+    assert examples["not_json"].startswith("not JSON: "), examples
+    # A value that is not UTF-8 is kept as {"base64": ...}; the table gives it as JSON text.
+    ((value,),) = con.execute("SELECT DISTINCT value FROM dead_letters WHERE kind = 'not_utf8'").fetchall()
+    assert json.loads(value) == {"base64": "//4gbm90IFVURi04"}
