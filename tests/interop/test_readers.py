@@ -18,21 +18,17 @@ from conftest import BUCKET, Run, aws, s3_client
 DATA_KINDS = ("event_type=", "dead_letter/")
 
 
-def ledger_entries(run: Run) -> list[dict]:
-    """Every ledger entry of both consumers, read with boto3."""
-    s3 = s3_client()
-    entries = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{run.prefix}/_ledger/"):
-        for item in page.get("Contents", []):
-            if not item["Key"].endswith("checkpoint.json"):
-                entries.append(json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()))
-    return entries
-
-
 def boto3_keys(prefix: str) -> set[str]:
     """Every key under `prefix`, listed by boto3 (URL-encoded listing, decoded by boto3)."""
     pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+def ledger_entries(run: Run) -> list[dict]:
+    """Every ledger entry of both consumers, read with boto3."""
+    s3 = s3_client()
+    keys = sorted(k for k in boto3_keys(f"{run.prefix}/_ledger/") if not k.endswith("checkpoint.json"))
+    return [json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()) for key in keys]
 
 
 def promised_objects(run: Run) -> set[str]:
