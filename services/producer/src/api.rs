@@ -22,6 +22,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use store_event::{EventType, FieldError, Generator, Invalid, StoreEvent};
+use tokio_util::sync::CancellationToken;
 
 use crate::generator::to_record;
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct Api {
     pub max_body_bytes: usize,
     /// `GENERATOR_BAD_SHARE`, the default of `/v1/simulate`.
     pub bad_share: f64,
+    /// Cancelled at shutdown: a simulation stops making events and answers what it sent.
+    pub shutdown: CancellationToken,
 }
 
 /// The API routes.
@@ -171,6 +174,10 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
     let records = events.iter().map(StoreEvent::to_record).collect();
     let results = match api.sink.send(records, false).await {
         Ok(results) => results,
+        Err(e @ SendError::TooLarge { .. }) => {
+            rejected("too_many_events");
+            return error(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}; nothing was written"), json!({}));
+        }
         Err(e) => {
             rejected(if matches!(e, SendError::Overloaded(_)) { "overloaded" } else { "kafka_unavailable" });
             return error(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; nothing was written"), json!({}));
@@ -337,8 +344,10 @@ fn generate_chunk(
         .unzip()
 }
 
-/// Produces generated events in chunks until the count or the duration is reached,
-/// keeping [`CHUNKS_IN_FLIGHT`] chunks being made or waiting for Kafka at once.
+/// Produces generated events in chunks until the count or the duration is reached, or
+/// shutdown (then `status` is false and the summary counts what was acknowledged),
+/// keeping [`CHUNKS_IN_FLIGHT`] chunks being made or waiting for Kafka at once. A chunk
+/// holds at most [`CHUNK`] events and never more than the sink's capacity.
 pub async fn run_simulation(
     api: &Api,
     count: Option<u64>,
@@ -356,15 +365,20 @@ pub async fn run_simulation(
     let mut chunks = 0;
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let makers = Arc::new(tokio::sync::Semaphore::new(cores));
+    let chunk = CHUNK.min(api.sink.capacity() as u64);
     let mut in_flight = FuturesUnordered::new();
     loop {
         while in_flight.len() < CHUNKS_IN_FLIGHT {
             let size = match (count, deadline) {
                 (Some(count), _) if made >= count => break,
-                (Some(count), _) => CHUNK.min(count - made),
+                (Some(count), _) => chunk.min(count - made),
                 (None, Some(deadline)) if Instant::now() >= deadline => break,
-                _ => CHUNK,
+                _ => chunk,
             };
+            if api.shutdown.is_cancelled() {
+                summary.status = false;
+                break;
+            }
             made += size;
             chunks += 1;
             // Only what the summary needs is kept while a chunk waits for Kafka; the

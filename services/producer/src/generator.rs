@@ -81,15 +81,22 @@ pub async fn run(sink: Arc<Sink>, rate: u32, bad_share: f64, metrics: Metrics, s
         let count = owed.floor() as usize;
         owed -= count as f64;
         let generated: Vec<GeneratedEvent> = (0..count).map(|_| generator.next_event(Utc::now())).collect();
-        match sink.send(generated.iter().map(to_record).collect(), true).await {
-            Ok(results) => {
-                for (event, result) in generated.iter().zip(results) {
-                    if result.is_ok() {
-                        metrics.produced.with_label_values(&[event.event_type.as_str(), "generator"]).inc();
+        // In pieces that fit the sink (a tick may make more than PRODUCER_MAX_PENDING),
+        // looking at shutdown between them.
+        for piece in generated.chunks(sink.capacity()) {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match sink.send(piece.iter().map(to_record).collect(), true).await {
+                Ok(results) => {
+                    for (event, result) in piece.iter().zip(results) {
+                        if result.is_ok() {
+                            metrics.produced.with_label_values(&[event.event_type.as_str(), "generator"]).inc();
+                        }
                     }
                 }
+                Err(error) => tracing::warn!(%error, "Generated events were not written; they are not counted."),
             }
-            Err(error) => tracing::warn!(%error, "Generated events were not written; they are not counted."),
         }
     }
 }

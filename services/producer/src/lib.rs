@@ -47,6 +47,7 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
         metrics,
         max_body_bytes: config.max_body_bytes,
         bad_share: config.generator_bad_share,
+        shutdown: shutdown.clone(),
     });
     let router = http::router(Probes { readiness, registry }).merge(api::router(api));
     http::serve(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")?;

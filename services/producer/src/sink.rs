@@ -30,6 +30,18 @@ pub struct Ack {
 /// Why nothing was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
+    /// More records in one send than may ever wait for Kafka at once: waiting for room
+    /// would wait forever, so the send is refused at once.
+    #[error(
+        "{records} events in one request, but at most {limit} may wait for Kafka at once \
+         (PRODUCER_MAX_PENDING): send them in smaller requests"
+    )]
+    TooLarge {
+        /// Records in the send.
+        records: usize,
+        /// `PRODUCER_MAX_PENDING`.
+        limit: usize,
+    },
     /// Too many records already wait for Kafka.
     #[error("the producer is overloaded: {0} records are waiting for Kafka; retry later")]
     Overloaded(usize),
@@ -110,10 +122,20 @@ impl Sink {
         self.cluster.reset().await;
     }
 
+    /// The most records one send may hold (`PRODUCER_MAX_PENDING`): callers that make
+    /// their own records send them in pieces of at most this many.
+    pub fn capacity(&self) -> usize {
+        self.settings.max_pending
+    }
+
     /// Sends `records` and waits for Kafka's acknowledgement of each. With `wait`, blocks
-    /// for room when overloaded instead of failing. The result has one entry per record,
-    /// in order: an acknowledgement, or why there is none.
+    /// for room when overloaded instead of failing; a send larger than [`Sink::capacity`]
+    /// would never find room and fails at once with [`SendError::TooLarge`]. The result
+    /// has one entry per record, in order: an acknowledgement, or why there is none.
     pub async fn send(&self, records: Vec<Record>, wait: bool) -> Result<Vec<Result<Ack, String>>, SendError> {
+        if records.len() > self.settings.max_pending {
+            return Err(SendError::TooLarge { records: records.len(), limit: self.settings.max_pending });
+        }
         let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
         let permits = if wait {
             Arc::clone(&self.pending).acquire_many_owned(count).await.map_err(|_| SendError::Overloaded(0))?
