@@ -117,6 +117,11 @@ impl Transport {
         socks5_proxy: Option<String>,
     ) -> Result<Self> {
         let tcp_stream = Self::connect_tcp(broker, socks5_proxy).await?;
+        // store-events patch 1 (vendor/rskafka/PATCHES.md): every request is written as two
+        // writes (the 4-byte length, then the body); with Nagle's algorithm on, the body waits
+        // for the broker to acknowledge the length, which Linux delays by up to 40 ms. The
+        // Java client, librdkafka and kafka-python all set TCP_NODELAY.
+        tcp_stream.set_nodelay(true)?;
         Self::wrap_tls(tcp_stream, broker, tls_config).await
     }
 
