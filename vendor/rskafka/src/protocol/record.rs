@@ -230,7 +230,14 @@ where
     }
 }
 
+// store-events patch 2 (vendor/rskafka/PATCHES.md), down to the end of
+// `impl WriteType for ControlBatchRecord`: the control record is read as the Record
+// Kafka writes and its key parsed; an unknown type is kept, not refused.
 /// Control Batch Record
+///
+/// A control batch holds one ordinary [`Record`] whose key is the control record key
+/// (`version: int16`, `type: int16`); its value depends on the type (an end-transaction
+/// marker for abort and commit).
 ///
 /// # References
 /// - <https://kafka.apache.org/documentation/#controlbatch>
@@ -239,6 +246,34 @@ where
 pub enum ControlBatchRecord {
     Abort,
     Commit,
+    /// A type this client does not know (KRaft's own control records, or a newer one).
+    /// Like the Java client, it is skipped rather than refused.
+    Unknown(#[cfg_attr(test, proptest(strategy = "2i16.."))] i16),
+}
+
+impl ControlBatchRecord {
+    /// Parses the control record key. Like the Java client, a key version other than 0
+    /// is read as version 0 (later versions may only add fields).
+    fn from_key(key: &[u8]) -> Result<Self, ReadError> {
+        let Some([_version_hi, _version_lo, type_hi, type_lo]) = key.get(..4) else {
+            return Err(ReadError::Malformed(
+                format!("Control record key too short: {} bytes", key.len()).into(),
+            ));
+        };
+        match i16::from_be_bytes([*type_hi, *type_lo]) {
+            0 => Ok(Self::Abort),
+            1 => Ok(Self::Commit),
+            other => Ok(Self::Unknown(other)),
+        }
+    }
+
+    fn type_id(&self) -> i16 {
+        match self {
+            Self::Abort => 0,
+            Self::Commit => 1,
+            Self::Unknown(t) => *t,
+        }
+    }
 }
 
 impl<R> ReadType<R> for ControlBatchRecord
@@ -246,23 +281,11 @@ where
     R: Read,
 {
     fn read(reader: &mut R) -> Result<Self, ReadError> {
-        // version
-        let version = Int16::read(reader)?.0;
-        if version != 0 {
-            return Err(ReadError::Malformed(
-                format!("Unknown control batch record version: {}", version).into(),
-            ));
-        }
-
-        // type
-        let t = Int16::read(reader)?.0;
-        match t {
-            0 => Ok(Self::Abort),
-            1 => Ok(Self::Commit),
-            _ => Err(ReadError::Malformed(
-                format!("Unknown control batch record type: {}", t).into(),
-            )),
-        }
+        let record = Record::read(reader)?;
+        let key = record.key.ok_or_else(|| {
+            ReadError::Malformed("Control record without a key".to_string().into())
+        })?;
+        Self::from_key(&key)
     }
 }
 
@@ -271,17 +294,19 @@ where
     W: Write,
 {
     fn write(&self, writer: &mut W) -> Result<(), WriteError> {
-        // version
-        Int16(0).write(writer)?;
-
-        // type
-        let t = match self {
-            Self::Abort => 0,
-            Self::Commit => 1,
-        };
-        Int16(t).write(writer)?;
-
-        Ok(())
+        let mut key = Vec::with_capacity(4);
+        key.extend_from_slice(&0i16.to_be_bytes());
+        key.extend_from_slice(&self.type_id().to_be_bytes());
+        // The end-transaction marker: version 0, coordinator epoch 0.
+        let value = vec![0u8; 6];
+        Record {
+            timestamp_delta: 0,
+            offset_delta: 0,
+            key: Some(key),
+            value: Some(value),
+            headers: vec![],
+        }
+        .write(writer)
     }
 }
 
@@ -518,7 +543,10 @@ impl RecordBatchBody {
     where
         R: Read,
     {
-        if is_control {
+        // store-events patch 2:
+        // An empty control batch is what compaction leaves of a marker: the Java client
+        // reads it as an empty ordinary batch (KAFKA-7467).
+        if is_control && n_records > 0 {
             if n_records != 1 {
                 return Err(ReadError::Malformed(
                     format!("Expected 1 control record but got {}", n_records).into(),
@@ -1022,34 +1050,42 @@ mod tests {
 
     test_roundtrip!(ControlBatchRecord, test_control_batch_record_roundtrip);
 
+    // store-events patch 2: the control-record tests below read the Record Kafka writes.
+    /// A control record as Kafka writes it: a Record whose key is `version`, `type`.
+    fn control_record(version: i16, t: i16) -> Cursor<Vec<u8>> {
+        let mut key = version.to_be_bytes().to_vec();
+        key.extend_from_slice(&t.to_be_bytes());
+        let record = Record {
+            timestamp_delta: 0,
+            offset_delta: 0,
+            key: Some(key),
+            value: Some(vec![0, 0, 0, 0, 0, 0]),
+            headers: vec![],
+        };
+        let mut buf = Cursor::new(Vec::<u8>::new());
+        record.write(&mut buf).unwrap();
+        buf.set_position(0);
+        buf
+    }
+
+    #[test]
+    fn test_control_batch_record_from_record_key() {
+        let mut buf = control_record(0, 0);
+        assert_eq!(ControlBatchRecord::read(&mut buf).unwrap(), ControlBatchRecord::Abort);
+        let mut buf = control_record(0, 1);
+        assert_eq!(ControlBatchRecord::read(&mut buf).unwrap(), ControlBatchRecord::Commit);
+    }
+
     #[test]
     fn test_control_batch_record_unknown_version() {
-        let mut buf = Cursor::new(Vec::<u8>::new());
-        Int16(1).write(&mut buf).unwrap();
-        Int16(0).write(&mut buf).unwrap();
-        buf.set_position(0);
-
-        let err = ControlBatchRecord::read(&mut buf).unwrap_err();
-        assert_matches!(err, ReadError::Malformed(_));
-        assert_eq!(
-            err.to_string(),
-            "Malformed data: Unknown control batch record version: 1",
-        );
+        let mut buf = control_record(1, 1);
+        assert_eq!(ControlBatchRecord::read(&mut buf).unwrap(), ControlBatchRecord::Commit);
     }
 
     #[test]
     fn test_control_batch_record_unknown_type() {
-        let mut buf = Cursor::new(Vec::<u8>::new());
-        Int16(0).write(&mut buf).unwrap();
-        Int16(2).write(&mut buf).unwrap();
-        buf.set_position(0);
-
-        let err = ControlBatchRecord::read(&mut buf).unwrap_err();
-        assert_matches!(err, ReadError::Malformed(_));
-        assert_eq!(
-            err.to_string(),
-            "Malformed data: Unknown control batch record type: 2",
-        );
+        let mut buf = control_record(0, 2);
+        assert_eq!(ControlBatchRecord::read(&mut buf).unwrap(), ControlBatchRecord::Unknown(2));
     }
 
     test_roundtrip!(RecordBatchBody, test_record_batch_body_roundtrip);
