@@ -81,6 +81,19 @@ pub enum Compression {
     Zstd,
 }
 
+// store-events patch 3 (vendor/rskafka/PATCHES.md): FetchedRecords is new.
+/// What one [`PartitionClient::fetch`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedRecords {
+    /// The records at or after the requested offset, without those of aborted transactions.
+    pub records: Vec<RecordAndOffset>,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// Where the next fetch starts: one past the last offset of the response's last batch,
+    /// or the requested offset when the response held no batch.
+    pub next_offset: i64,
+}
+
 /// Which type of offset should be requested by [`PartitionClient::get_offset`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetAt {
@@ -226,9 +239,11 @@ impl PartitionClient {
         .await
     }
 
+    // store-events patch 3: the doc below, fetch_records calling fetch, and fetch (new).
     /// Fetch `bytes` bytes of record data starting at sequence number `offset`
     ///
-    /// Returns the records, and the current high watermark.
+    /// Returns the records, and the current high watermark. Records of aborted transactions
+    /// are not returned. See [`fetch`](Self::fetch) for the offset to go on from.
     ///
     ///
     /// # Error Handling
@@ -241,6 +256,21 @@ impl PartitionClient {
         bytes: Range<i32>,
         max_wait_ms: i32,
     ) -> Result<(Vec<RecordAndOffset>, i64)> {
+        let fetched = self.fetch(offset, bytes, max_wait_ms).await?;
+        Ok((fetched.records, fetched.high_watermark))
+    }
+
+    /// Like [`fetch_records`](Self::fetch_records), and also returns the offset to fetch from
+    /// next: one past the last batch of the response. It is past the last record when the
+    /// response ends with offsets that hold no record for the application (transaction
+    /// markers, records of aborted transactions, batches emptied by compaction); a consumer
+    /// that went on from the last record + 1 would fetch those offsets again forever.
+    pub async fn fetch(
+        &self,
+        offset: i64,
+        bytes: Range<i32>,
+        max_wait_ms: i32,
+    ) -> Result<FetchedRecords> {
         let request = &build_fetch_request(offset, bytes, max_wait_ms, self.partition, &self.topic);
 
         let partition = maybe_retry(
@@ -264,9 +294,19 @@ impl PartitionClient {
         )
         .await?;
 
-        let records = extract_records(partition.records.0, offset)?;
+        // store-events patch 3: the aborted transactions go to extract_records.
+        let aborted = partition
+            .aborted_transactions
+            .iter()
+            .map(|t| (t.first_offset.0, t.producer_id.0))
+            .collect();
+        let (records, next_offset) = extract_records(partition.records.0, offset, aborted)?;
 
-        Ok((records, partition.high_watermark.0))
+        Ok(FetchedRecords {
+            records,
+            high_watermark: partition.high_watermark.0,
+            next_offset,
+        })
     }
 
     /// Get offset for this partition.
@@ -833,16 +873,50 @@ fn process_fetch_response(
     Ok(response_partition)
 }
 
+// store-events patch 3, to the end of extract_records: aborted transactions dropped,
+// the offset after the last batch returned.
+/// The records of a fetch response at or after `request_offset`, without those of aborted
+/// transactions (`aborted`: first offset and producer id of each, from the response), and
+/// the offset after the response's last batch.
+///
+/// The filter is the Java client's (`Fetcher`, read_committed): walking the batches in
+/// order, an aborted transaction whose first offset is at or before a batch's last offset
+/// marks its producer as aborting; that producer's transactional batches are dropped until
+/// its abort marker.
 fn extract_records(
     partition_records: Vec<RecordBatch>,
     request_offset: i64,
-) -> Result<Vec<RecordAndOffset>> {
+    mut aborted: Vec<(i64, i64)>,
+) -> Result<(Vec<RecordAndOffset>, i64)> {
     let mut records = vec![];
+    let mut next_offset = request_offset;
+    aborted.sort_unstable();
+    let mut aborted = aborted.into_iter().peekable();
+    let mut aborting = std::collections::HashSet::new();
 
     for batch in partition_records {
+        let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
+        next_offset = next_offset.max(last_offset + 1);
+        if batch.producer_id >= 0 {
+            while let Some(&(first_offset, producer_id)) = aborted.peek() {
+                if first_offset > last_offset {
+                    break;
+                }
+                aborting.insert(producer_id);
+                aborted.next();
+            }
+        }
         match batch.records {
+            ControlBatchOrRecords::ControlBatch(ControlBatchRecord::Abort) => {
+                aborting.remove(&batch.producer_id);
+            }
             ControlBatchOrRecords::ControlBatch(_) => {
-                // ignore
+                // commit markers and unknown control records hold nothing for the application
+            }
+            ControlBatchOrRecords::Records(_)
+                if batch.is_transactional && aborting.contains(&batch.producer_id) =>
+            {
+                // a batch of an aborted transaction
             }
             ControlBatchOrRecords::Records(protocol_records) => {
                 records.reserve(protocol_records.len());
@@ -897,7 +971,7 @@ fn extract_records(
         }
     }
 
-    Ok(records)
+    Ok((records, next_offset))
 }
 
 fn build_list_offsets_request(partition: i32, topic: &str, at: OffsetAt) -> ListOffsetsRequest {
