@@ -1121,3 +1121,118 @@ fn process_delete_records_response(
         None => Ok(response_partition),
     }
 }
+
+// store-events patch 3: unit tests of extract_records (the crate had none).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch of `values` from `producer_id` (-1: no producer) at `base_offset`.
+    fn batch(
+        base_offset: i64,
+        producer_id: i64,
+        transactional: bool,
+        values: &[&str],
+    ) -> RecordBatch {
+        let records = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ProtocolRecord {
+                timestamp_delta: 0,
+                offset_delta: i as i32,
+                key: None,
+                value: Some(v.as_bytes().to_vec()),
+                headers: vec![],
+            })
+            .collect::<Vec<_>>();
+        RecordBatch {
+            base_offset,
+            partition_leader_epoch: 0,
+            last_offset_delta: values.len() as i32 - 1,
+            first_timestamp: 1_700_000_000_000,
+            max_timestamp: 1_700_000_000_000,
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            records: ControlBatchOrRecords::Records(records),
+            compression: RecordBatchCompression::NoCompression,
+            is_transactional: transactional,
+            timestamp_type: RecordBatchTimestampType::CreateTime,
+        }
+    }
+
+    /// A transaction marker of `producer_id` at `offset`.
+    fn marker(offset: i64, producer_id: i64, record: ControlBatchRecord) -> RecordBatch {
+        RecordBatch {
+            records: ControlBatchOrRecords::ControlBatch(record),
+            ..batch(offset, producer_id, true, &["marker"])
+        }
+    }
+
+    fn values(records: &[RecordAndOffset]) -> Vec<(i64, String)> {
+        records
+            .iter()
+            .map(|r| {
+                let value = r.record.value.clone().unwrap_or_default();
+                (r.offset, String::from_utf8(value).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn aborted_transactions_are_dropped_and_committed_ones_kept() {
+        let batches = vec![
+            batch(0, 7, true, &["a1", "a2"]), // producer 7, aborted below
+            batch(2, 8, true, &["c1"]),       // producer 8, committed
+            batch(3, -1, false, &["plain"]),  // no transaction
+            marker(4, 7, ControlBatchRecord::Abort),
+            marker(5, 8, ControlBatchRecord::Commit),
+            batch(6, 7, true, &["b1"]), // producer 7 again, a new transaction
+        ];
+        let (records, next) = extract_records(batches, 0, vec![(0, 7)]).unwrap();
+        assert_eq!(
+            values(&records),
+            vec![
+                (2, "c1".to_owned()),
+                (3, "plain".to_owned()),
+                (6, "b1".to_owned())
+            ]
+        );
+        assert_eq!(next, 7);
+    }
+
+    #[test]
+    fn an_aborted_transaction_is_dropped_only_from_its_first_offset() {
+        // Producer 7 committed a transaction at 0..2 and aborted the one starting at 3.
+        let batches = vec![
+            batch(0, 7, true, &["kept"]),
+            marker(1, 7, ControlBatchRecord::Commit),
+            batch(2, 7, true, &["dropped"]),
+            marker(3, 7, ControlBatchRecord::Abort),
+        ];
+        let (records, next) = extract_records(batches, 0, vec![(2, 7)]).unwrap();
+        assert_eq!(values(&records), vec![(0, "kept".to_owned())]);
+        assert_eq!(next, 4);
+    }
+
+    #[test]
+    fn the_next_offset_is_past_a_final_marker_and_records_before_the_request_are_cut() {
+        let batches = vec![
+            batch(10, 3, true, &["x", "y", "z"]),
+            marker(13, 3, ControlBatchRecord::Commit),
+        ];
+        let (records, next) = extract_records(batches, 11, vec![]).unwrap();
+        assert_eq!(
+            values(&records),
+            vec![(11, "y".to_owned()), (12, "z".to_owned())]
+        );
+        assert_eq!(next, 14, "one past the marker, not past the last record");
+    }
+
+    #[test]
+    fn an_empty_response_goes_on_from_the_requested_offset() {
+        let (records, next) = extract_records(vec![], 42, vec![]).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(next, 42);
+    }
+}

@@ -1071,21 +1071,33 @@ mod tests {
     #[test]
     fn test_control_batch_record_from_record_key() {
         let mut buf = control_record(0, 0);
-        assert_eq!(ControlBatchRecord::read(&mut buf).unwrap(), ControlBatchRecord::Abort);
+        assert_eq!(
+            ControlBatchRecord::read(&mut buf).unwrap(),
+            ControlBatchRecord::Abort
+        );
         let mut buf = control_record(0, 1);
-        assert_eq!(ControlBatchRecord::read(&mut buf).unwrap(), ControlBatchRecord::Commit);
+        assert_eq!(
+            ControlBatchRecord::read(&mut buf).unwrap(),
+            ControlBatchRecord::Commit
+        );
     }
 
     #[test]
     fn test_control_batch_record_unknown_version() {
         let mut buf = control_record(1, 1);
-        assert_eq!(ControlBatchRecord::read(&mut buf).unwrap(), ControlBatchRecord::Commit);
+        assert_eq!(
+            ControlBatchRecord::read(&mut buf).unwrap(),
+            ControlBatchRecord::Commit
+        );
     }
 
     #[test]
     fn test_control_batch_record_unknown_type() {
         let mut buf = control_record(0, 2);
-        assert_eq!(ControlBatchRecord::read(&mut buf).unwrap(), ControlBatchRecord::Unknown(2));
+        assert_eq!(
+            ControlBatchRecord::read(&mut buf).unwrap(),
+            ControlBatchRecord::Unknown(2)
+        );
     }
 
     test_roundtrip!(RecordBatchBody, test_record_batch_body_roundtrip);
