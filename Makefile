@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: check-deploy help up down test interop stack-up stack-down stack-reset lint fmt unit bench bench-smoke
+.PHONY: check-deploy help up down test interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ down: ## Stop the services, then Kafka and the S3 server (data stays in .local/)
 	@scripts/services.sh down
 	@scripts/stack.sh down
 
-test: stack-up lint check-deploy ## Install and start what the tests need, then run formatting, clippy, the deployment checks and every test.
+test: stack-up lint check-deploy vendor-test ## Install and start what the tests need, then run formatting, clippy, the deployment checks and every test.
 	cargo test --workspace --all-targets
 	scripts/py.sh pytest tests/interop
 
@@ -25,15 +25,20 @@ interop: stack-up ## Only the interoperability tests: what lands in S3, read wit
 check-deploy: ## Lint and validate Dockerfile, compose, Kubernetes overlays, alert rules and dashboard (offline).
 	@scripts/check-deploy.sh
 
-lint: ## cargo fmt --check and clippy with warnings as errors.
+lint: ## cargo fmt --check (ours, and vendor/rskafka with its own style) and clippy with warnings as errors.
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path vendor/rskafka/Cargo.toml -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-fmt: ## Format the code.
+fmt: ## Format the code (vendor/rskafka with its own rustfmt.toml).
 	cargo fmt --all
+	cargo fmt --manifest-path vendor/rskafka/Cargo.toml
 
-unit: ## Only the tests that need no running stack.
+unit: vendor-test ## Only the tests that need no running stack.
 	cargo test --workspace --lib
+
+vendor-test: ## The vendored rskafka's own unit tests, upstream's and our patches' (vendor/rskafka/PATCHES.md).
+	CARGO_TARGET_DIR=target/rskafka cargo test --manifest-path vendor/rskafka/Cargo.toml --locked --lib --features full
 
 stack-up: ## Install (first time) and start Apache Kafka and the S3 server on 127.0.0.1.
 	@scripts/stack.sh up
