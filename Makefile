@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: check-deploy help up down test interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
+.PHONY: audit check-deploy help up down test interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -10,6 +10,10 @@ help: ## List the targets.
 up: stack-up ## Start Kafka, the S3 server and the three services in the background; print where to look.
 	@scripts/services.sh up
 	@scripts/show.sh
+
+audit: ## Prove exactly once for the local run: both consumers' audits of what they wrote (exit 1 on a problem).
+	@cargo build --quiet --bins
+	@source scripts/local.env && target/debug/sales-consumer audit && target/debug/inventory-consumer audit
 
 down: ## Stop the services, then Kafka and the S3 server (data stays in .local/).
 	@scripts/services.sh down

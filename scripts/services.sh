@@ -16,8 +16,8 @@ log() { printf '[services] %s\n' "$*" >&2; }
 
 up() {
   mkdir -p "$state/logs" "$state/pids"
-  log "Building the services"
-  (cd "$root" && cargo build --quiet --bins)
+  log "Building the services (the first build takes several minutes; cargo shows its progress)"
+  (cd "$root" && cargo build --bins)
   local entry name port
   for entry in "${services[@]}"; do
     name=${entry%%:*} port=${entry##*:}

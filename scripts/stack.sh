@@ -74,7 +74,7 @@ install_kafka() {
   command -v java >/dev/null || die "a Java 17+ JDK is needed to run Apache Kafka and the tests' Java producer (apt-get install openjdk-17-jdk-headless)"
   log "Fetching Apache Kafka $kafka_version from Maven Central into $kafka_libs"
   rm -rf "$kafka_libs" && mkdir -p "$kafka_libs"
-  mvn -B -q -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+  mvn -B -q -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
     -Dkafka.version="$kafka_version" -DincludeScope=runtime -DoutputDirectory="$kafka_libs" >&2
   touch "$kafka_libs/.complete"
 }

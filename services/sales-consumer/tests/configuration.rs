@@ -15,3 +15,51 @@ fn a_bad_setting_exits_2_with_one_line() {
         "configuration error: S3_ENDPOINT: \"127.0.0.1:9000\" must start with http:// or https://\n"
     );
 }
+
+/// Runs `sales-consumer audit` with only `vars` (and PATH) set, against nothing that
+/// answers: S3 at 127.0.0.1:1, and the instance metadata service off, so no request
+/// leaves the machine.
+fn audit_with(vars: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_sales-consumer"))
+        .arg("audit")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("S3_ENDPOINT", "http://127.0.0.1:1")
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("S3_REQUEST_TIMEOUT", "5s")
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("the sales-consumer binary did not start: {e}"));
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn audit_without_credentials_says_so_in_one_line() {
+    let (code, stderr) = audit_with(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line, no warnings before it: {stderr}");
+    assert!(
+        stderr.starts_with(
+            "Error: LIST _ledger/consumer=sales-consumer/topic=MystiqueStoreEventsTopic/: no AWS credentials: \
+             set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn audit_against_an_endpoint_that_does_not_answer_names_it_in_one_line() {
+    let (code, stderr) =
+        audit_with(&[("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local"), ("AWS_REGION", "us-east-1")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line, no warnings before it: {stderr}");
+    assert!(
+        stderr.starts_with(
+            "Error: LIST _ledger/consumer=sales-consumer/topic=MystiqueStoreEventsTopic/: \
+             cannot reach S3 (S3_ENDPOINT, AWS_REGION): "
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+}

@@ -100,10 +100,21 @@ where
             format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message"))
         }
         SdkError::TimeoutError(_) => "timed out".to_owned(),
-        SdkError::DispatchFailure(failure) => match failure.as_connector_error() {
-            Some(connector) => format!("cannot reach S3: {connector}"),
-            None => "cannot reach S3".to_owned(),
-        },
+        // The request never left: no credentials, or nothing answering at the endpoint.
+        // The connector's own text is a bare kind ("other", "io"); the cause chain says why.
+        SdkError::DispatchFailure(failure) => {
+            let chain = failure.as_connector_error().map(|c| crate::error_chain(c)).unwrap_or_default();
+            // One line: the credential chain lists what it attempted over several.
+            let chain = chain.split_whitespace().collect::<Vec<_>>().join(" ");
+            if chain.contains("credentials") {
+                format!(
+                    "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role \
+                     (IRSA, ECS task role); locally, `source scripts/local.env` ({chain})"
+                )
+            } else {
+                format!("cannot reach S3 (S3_ENDPOINT, AWS_REGION): {chain}")
+            }
+        }
         other => std::error::Error::source(other).map_or_else(|| other.to_string(), |s| format!("{other}: {s}")),
     }
 }

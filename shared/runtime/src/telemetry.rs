@@ -50,8 +50,11 @@ impl fmt::Display for LogFormat {
 pub struct LogFilter(String);
 
 impl Default for LogFilter {
+    /// `info`, with the AWS SDK's configuration loader at `error`: off AWS it warns of every
+    /// instance-metadata probe of its credential chain, and a request that finds no
+    /// credentials is reported once, by the error that names them (`s3::describe`).
     fn default() -> Self {
-        LogFilter("info".to_owned())
+        LogFilter("info,aws_config=error".to_owned())
     }
 }
 
