@@ -38,8 +38,8 @@ fmt: ## Format the code (vendor/rskafka with its own rustfmt.toml).
 	cargo fmt --all
 	cargo fmt --manifest-path vendor/rskafka/Cargo.toml
 
-unit: vendor-test ## Only the tests that need no running stack.
-	cargo test --workspace --lib
+unit: vendor-test ## Every test that needs no running stack: unit tests, and the integration tests that start nothing.
+	cargo test --workspace --lib --test schema_agreement --test round_trip --test configuration --test deployment
 
 vendor-test: ## The vendored rskafka's own unit tests, upstream's and our patches' (vendor/rskafka/PATCHES.md).
 	CARGO_TARGET_DIR=target/rskafka cargo test --manifest-path vendor/rskafka/Cargo.toml --locked --lib --features full

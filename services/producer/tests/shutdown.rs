@@ -1,6 +1,6 @@
 //! SIGTERM during a load loses no acknowledged event: every event the real binary
-//! answered 200 for is on the topic at the partition and offset it gave. SIGINT takes the
-//! same path.
+//! answered 200 for is on the topic at the partition and offset it gave; the requests in
+//! flight when it comes are answered before the process exits. SIGINT takes the same path.
 
 mod common;
 
@@ -101,6 +101,61 @@ async fn sigterm_during_load_loses_no_acknowledged_event() {
             "acknowledged event {id} is not at {partition}/{offset}"
         );
     }
+}
+
+/// Requests the server is serving when SIGTERM comes are answered, and their events are
+/// acknowledged, before the process exits; a request after it finds nobody listening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_requests_in_flight_finish() {
+    testkit::require_kafka();
+    let topic = testkit::unique_topic("inflight");
+    // A 3 s linger holds every request in the server until its batch is sent.
+    let (child, base) = start_binary(&topic, &[("RUST_LOG", "warn"), ("PRODUCER_LINGER", "3s")], Stdio::null()).await;
+    let requests: Vec<_> = (0..4)
+        .map(|i| {
+            let url = format!("{base}/v1/events");
+            let mut event = common::example();
+            event["request_id"] = json!(format!("in-flight-{i}-{}", uuid::Uuid::new_v4()));
+            tokio::spawn(async move {
+                // A client of its own per request: four connections, each with one request.
+                let response = reqwest::Client::new().post(url).json(&event).send().await;
+                let response = response.unwrap_or_else(|e| panic!("request {i} was cut off: {e}"));
+                (response.status().as_u16(), response.json::<Value>().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    testkit::eventually(Duration::from_secs(30), "four requests in flight", || async {
+        let metrics = reqwest::get(format!("{base}/metrics")).await.ok()?.text().await.ok()?;
+        (testkit::metric(&metrics, "producer_requests_in_flight", &[]) == Some(4.0)).then_some(())
+    })
+    .await;
+
+    signal(&child, "TERM");
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap_or_else(|e| panic!("a request task failed: {e}")));
+    }
+    let after = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_else(|e| panic!("HTTP client: {e}"))
+        .post(format!("{base}/v1/events"))
+        .json(&common::example())
+        .send()
+        .await;
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait()
+    })
+    .await;
+
+    assert!(matches!(exit, Ok(Ok(s)) if s.success()), "the producer did not exit cleanly: {exit:?}");
+    for (status, body) in &answers {
+        assert_eq!((*status, body["accepted"].as_u64()), (200, Some(1)), "{body}");
+    }
+    assert!(after.is_err(), "a request after SIGTERM was served: {after:?}");
+    let total: i64 = testkit::high_watermarks(&topic, 2).await.iter().sum();
+    assert_eq!(total, 4, "the four acknowledged events are on the topic");
 }
 
 /// SIGINT (Ctrl-C in a terminal) takes the same shutdown path as SIGTERM.

@@ -1,11 +1,15 @@
-//! kill -9 at random points, over and over, while events keep arriving: after the last
-//! restart the audit finds no gap and no overlap, and the stored events are exactly the
-//! sale events produced. This runs the real binary, as Kubernetes would.
+//! kill -9 over and over while events keep arriving, half the time at a random moment and
+//! half the time right after a ledger entry is written and before its objects are: after
+//! the last restart the audit finds no gap and no overlap, and the stored events are
+//! exactly the sale events produced. The test reports where the kills landed and fails if
+//! none left an entry without its objects (the window recovery exists for). This runs the
+//! real binary, as Kubernetes would.
 
 #[path = "../../../shared/consumer/tests/common/mod.rs"]
 mod common;
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
@@ -18,6 +22,41 @@ use rskafka::client::partition::Compression;
 use store_event::{EventType, Generator};
 
 const CYCLES: usize = 20;
+/// The consumer's debug line between a ledger entry and its objects.
+const ENTRY_WRITTEN: &str = "Ledger entry written; writing its objects.";
+/// Recovery's line when it finds the last entry's objects missing.
+const REWRITING: &str = "Writing the last batch's objects again.";
+/// Starts each run's part of the log.
+const RUN_MARK: &str = "=== crash test: run ";
+
+/// Appends a line of the test's own to the log the runs share.
+fn mark(log: &Path, line: &str) {
+    let mut file = File::options().create(true).append(true).open(log).unwrap_or_else(|e| panic!("{e}"));
+    writeln!(file, "{line}").unwrap_or_else(|e| panic!("writing {}: {e}", log.display()));
+}
+
+/// Waits (polling every 0.2 ms, for at most `limit`) until the log grows past `from` with a
+/// line containing `needle`; true when it did.
+fn wait_for_line(log: &Path, from: u64, needle: &str, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = String::new();
+    let mut offset = from;
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut file) = File::open(log) {
+            let _ = file.seek(SeekFrom::Start(offset));
+            let mut more = String::new();
+            if let Ok(n) = file.read_to_string(&mut more) {
+                offset += n as u64;
+                seen.push_str(&more);
+                if seen.contains(needle) {
+                    return true;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    false
+}
 
 /// Every run's log goes to one file, printed when the test fails.
 fn spawn(env: &[(&str, String)], log: &Path) -> Child {
@@ -68,7 +107,7 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
         ("BATCH_MAX_EVENTS", "25".to_owned()),
         ("CHECKPOINT_INTERVAL", "500ms".to_owned()),
         ("PARTITION_REFRESH", "1s".to_owned()),
-        ("RUST_LOG", "info".to_owned()),
+        ("RUST_LOG", "info,store_consumer=debug".to_owned()),
         ("LOG_FORMAT", "text".to_owned()),
     ]);
 
@@ -100,12 +139,31 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     };
 
     let mut rng = StdRng::seed_from_u64(20261124);
-    for _ in 0..CYCLES {
+    let mut targeted = 0;
+    for cycle in 0..CYCLES {
+        mark(&log.0, &format!("{RUN_MARK}{cycle}"));
+        let from = std::fs::metadata(&log.0).map(|m| m.len()).unwrap_or(0);
         let mut child = spawn(&env, &log.0);
-        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1_500))).await;
-        child.kill().unwrap_or_else(|e| panic!("kill -9: {e}"));
-        let _ = child.wait();
+        if cycle % 2 == 1 {
+            // Right after an entry, before its objects (or at a random moment if no entry
+            // comes within 5 s).
+            let path = log.0.clone();
+            let hit = tokio::task::spawn_blocking(move || {
+                let hit = wait_for_line(&path, from, ENTRY_WRITTEN, Duration::from_secs(5));
+                let _ = child.kill();
+                let _ = child.wait();
+                hit
+            })
+            .await
+            .unwrap_or_else(|e| panic!("the killer thread failed: {e}"));
+            targeted += usize::from(hit);
+        } else {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(200..1_500))).await;
+            child.kill().unwrap_or_else(|e| panic!("kill -9: {e}"));
+            let _ = child.wait();
+        }
     }
+    mark(&log.0, &format!("{RUN_MARK}{CYCLES} (the last, clean run)"));
     stop.cancel();
     producer.await.unwrap_or_else(|e| panic!("producer task: {e}"));
 
@@ -121,8 +179,21 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     .await;
     assert!(matches!(exit, Ok(Ok(s)) if s.success()), "the consumer did not exit cleanly on SIGTERM: {exit:?}");
 
+    // Where the kills landed: a run that begins by writing the last batch's objects again
+    // follows a kill between an entry and its objects.
+    let text = std::fs::read_to_string(&log.0).unwrap_or_default();
+    let runs: Vec<&str> = text.split(RUN_MARK).skip(1).collect();
+    let repaired = runs.iter().skip(1).filter(|run| run.contains(REWRITING)).count();
+    let phases = format!(
+        "{CYCLES} kills ({targeted} sent on the entry-written line): {repaired} left an entry without \
+         its objects, which the next run wrote; {} came before an entry or after its objects",
+        CYCLES - repaired
+    );
+    println!("{phases}");
+    assert!(repaired >= 1, "no kill landed between a ledger entry and its objects: {phases}");
+
     let report = common::audit(&config).await;
-    assert!(report.clean(), "audit after {CYCLES} kill -9 cycles:\n{}", report.render());
+    assert!(report.clean(), "audit after {CYCLES} kill -9 cycles ({phases}):\n{}", report.render());
     let produced = produced.lock().map(|p| p.clone()).unwrap_or_default();
     let expected: Vec<serde_json::Value> =
         produced.iter().filter(|g| g.event_type == EventType::Sale && !g.is_bad()).map(|g| g.value.clone()).collect();

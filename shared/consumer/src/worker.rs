@@ -560,6 +560,14 @@ impl PartitionLoop {
             Err(WriteError::Exists) => return Err(Stop::Fenced),
             Err(WriteError::Stopped) => return Err(Stop::Shutdown),
         }
+        // From here until "Batch committed." a crash leaves an entry whose objects recovery
+        // writes (the crash test kills the process on this line).
+        tracing::debug!(
+            partition = self.partition,
+            first_offset = entry.first_offset,
+            next_offset = entry.next_offset,
+            "Ledger entry written; writing its objects."
+        );
         for (operation, key, body, count) in [
             ("data", &entry.data_key, data, entry.stored),
             ("dead_letter", &entry.dead_letter_key, dead, entry.dead_lettered),
@@ -573,6 +581,7 @@ impl PartitionLoop {
                 }
             }
         }
+        tracing::debug!(partition = self.partition, first_offset = entry.first_offset, "Batch committed.");
         self.last_entry = Some(entry.first_offset);
         let metrics = &self.shared.metrics;
         metrics.committed_offset.with_label_values(&[&self.label]).set(entry.next_offset);

@@ -72,7 +72,11 @@ proptest! {
         let bytes = event.to_json();
         let parsed = StoreEvent::from_json(&bytes);
         prop_assert_eq!(parsed, Ok(event.clone()));
-        // The Kafka record's value is the same JSON.
-        prop_assert_eq!(event.to_record().value, Some(bytes));
+        // The Kafka record carries the event: its value parses back to it, its key is the
+        // store, its header the type.
+        let record = event.to_record();
+        prop_assert_eq!(StoreEvent::from_json(record.value.as_deref().unwrap_or_default()), Ok(event.clone()));
+        prop_assert_eq!(record.key, Some(event.store_id.to_string().into_bytes()));
+        prop_assert_eq!(record.headers.get("event_type").map(Vec::as_slice), Some(event.event_type.as_str().as_bytes()));
     }
 }

@@ -194,6 +194,25 @@ pub async fn s3_client(settings: &S3Settings) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// The value of the sample of `name` whose labels are exactly `labels` in the Prometheus
+/// text `metrics` (parsed, not matched as text: `} 7` also matches 70), or `None` when no
+/// sample has them. Panics when `metrics` is not Prometheus text.
+pub fn metric(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{metrics}"));
+    scrape
+        .samples
+        .into_iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| s.labels.len() == labels.len() && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .find_map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
 /// Polls `probe` every 200 ms until it returns `Some`, or panics after `limit` saying
 /// what was awaited. Tests wait for outcomes this way, never with bare sleeps.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
