@@ -1,7 +1,7 @@
 //! The producer's Prometheus metrics.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use service_runtime::metrics::register;
+use service_runtime::metrics::registered;
 
 /// Every metric the producer exports.
 #[derive(Clone)]
@@ -23,50 +23,50 @@ pub struct Metrics {
     pub kafka_errors: IntCounter,
 }
 
-fn valid<T>(metric: prometheus::Result<T>) -> T {
-    metric.unwrap_or_else(|_| unreachable!("the metric options are constant and valid"))
-}
-
 impl Metrics {
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Metrics {
-        let metrics = Metrics {
-            accepted: valid(IntCounter::new(
-                "producer_events_accepted_total",
-                "Events of POST /v1/events acknowledged by Kafka.",
-            )),
-            rejected: valid(IntCounterVec::new(
-                Opts::new("producer_events_rejected_total", "Events or requests refused, by reason."),
-                &["reason"],
-            )),
-            produced: valid(IntCounterVec::new(
-                Opts::new("producer_events_produced_total", "Events acknowledged by Kafka, by type and path."),
-                &["event_type", "source"],
-            )),
-            produce_latency: valid(Histogram::with_opts(
-                HistogramOpts::new(
-                    "producer_produce_latency_seconds",
-                    "From handing records to the sink to Kafka's ack.",
-                )
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
-            )),
-            request_events: valid(Histogram::with_opts(
-                HistogramOpts::new("producer_request_events", "Events per POST /v1/events request.")
-                    .buckets(prometheus::exponential_buckets(1.0, 4.0, 9).unwrap_or_default()),
-            )),
-            in_flight: valid(IntGauge::new("producer_requests_in_flight", "API requests being served.")),
-            kafka_errors: valid(IntCounter::new(
-                "producer_kafka_errors_total",
-                "Sends with a record Kafka did not acknowledge.",
-            )),
-        };
-        register(registry, &metrics.accepted);
-        register(registry, &metrics.rejected);
-        register(registry, &metrics.produced);
-        register(registry, &metrics.produce_latency);
-        register(registry, &metrics.request_events);
-        register(registry, &metrics.in_flight);
-        register(registry, &metrics.kafka_errors);
-        metrics
+        Metrics {
+            accepted: registered(
+                registry,
+                IntCounter::new("producer_events_accepted_total", "Events of POST /v1/events acknowledged by Kafka."),
+            ),
+            rejected: registered(
+                registry,
+                IntCounterVec::new(
+                    Opts::new("producer_events_rejected_total", "Events or requests refused, by reason."),
+                    &["reason"],
+                ),
+            ),
+            produced: registered(
+                registry,
+                IntCounterVec::new(
+                    Opts::new("producer_events_produced_total", "Events acknowledged by Kafka, by type and path."),
+                    &["event_type", "source"],
+                ),
+            ),
+            produce_latency: registered(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "producer_produce_latency_seconds",
+                        "From handing records to the sink to Kafka's ack.",
+                    )
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+                ),
+            ),
+            request_events: registered(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("producer_request_events", "Events per POST /v1/events request.")
+                        .buckets(prometheus::exponential_buckets(1.0, 4.0, 9).unwrap_or_default()),
+                ),
+            ),
+            in_flight: registered(registry, IntGauge::new("producer_requests_in_flight", "API requests being served.")),
+            kafka_errors: registered(
+                registry,
+                IntCounter::new("producer_kafka_errors_total", "Sends with a record Kafka did not acknowledge."),
+            ),
+        }
     }
 }

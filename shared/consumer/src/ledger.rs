@@ -176,22 +176,7 @@ impl Bucket {
 
     /// Every key under `prefix` after `start_after`, in S3's (lexical) order.
     pub async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<Vec<String>, String> {
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut request = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix);
-            request = match (&token, start_after) {
-                (Some(token), _) => request.continuation_token(token),
-                (None, Some(after)) => request.start_after(after),
-                (None, None) => request,
-            };
-            let page = request.send().await.map_err(|e| format!("LIST {prefix}: {}", describe(&e)))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => return Ok(keys),
-            }
-        }
+        service_runtime::s3::list_keys(&self.client, &self.bucket, prefix, start_after).await
     }
 }
 

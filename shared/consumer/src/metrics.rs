@@ -2,7 +2,7 @@
 //! operation, and partition (a topic has few).
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
-use service_runtime::metrics::register;
+use service_runtime::metrics::registered;
 
 /// Every metric a consumer exports.
 #[derive(Clone)]
@@ -47,35 +47,28 @@ pub struct Metrics {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable!("valid options"));
-    register(registry, &metric);
-    metric
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
-    let metric =
-        IntGaugeVec::new(Opts::new(name, help), &["partition"]).unwrap_or_else(|_| unreachable!("valid options"));
-    register(registry, &metric);
-    metric
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), &["partition"]))
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-        .unwrap_or_else(|_| unreachable!("valid options"));
-    register(registry, &metric);
-    metric
+    registered(registry, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)))
 }
 
 impl Metrics {
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Metrics {
-        let s3_duration = HistogramVec::new(
-            HistogramOpts::new("consumer_s3_request_duration_seconds", "Duration of S3 writes.")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["operation"],
-        )
-        .unwrap_or_else(|_| unreachable!("valid options"));
-        register(registry, &s3_duration);
+        let s3_duration = registered(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new("consumer_s3_request_duration_seconds", "Duration of S3 writes.")
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["operation"],
+            ),
+        );
         Metrics {
             records: counter(registry, "consumer_records_total", "Records accounted for, by outcome.", &["outcome"]),
             dead_letters: counter(registry, "consumer_dead_letters_total", "Dead letters by reason.", &["reason"]),

@@ -23,9 +23,21 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8(buffer).unwrap_or_default()
 }
 
+/// The one way services make their metrics: `metric` is the result of the metric's
+/// constructor (its options are constants in the code, so an error there is a bug), and
+/// the metric is registered on `registry` and returned.
+pub fn registered<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<C>,
+) -> C {
+    let metric = metric.unwrap_or_else(|e| unreachable!("a metric's constant options are invalid: {e}"));
+    register(registry, &metric);
+    metric
+}
+
 /// Registers a collector, logging instead of panicking on a duplicate name (a programming
 /// error that must not take the service down).
-pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: &C) {
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: &C) {
     if let Ok(mut names) = REGISTERED.lock() {
         names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
     }
@@ -37,7 +49,7 @@ pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Reg
 static REGISTERED: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// The name of every metric registered through [`register`] in this process, so that a
+/// The name of every metric registered through [`registered`] in this process, so that a
 /// test can check dashboards and alert rules against what the services really export.
 pub fn registered_names() -> std::collections::BTreeSet<String> {
     REGISTERED.lock().map(|n| n.clone()).unwrap_or_default()

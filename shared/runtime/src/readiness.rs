@@ -55,12 +55,13 @@ pub struct Readiness {
 impl Readiness {
     /// An empty set; each check gets at most `timeout`. Registers `service_check_up`.
     pub fn new(registry: &Registry, timeout: Duration) -> Readiness {
-        let up = IntGaugeVec::new(
-            Opts::new("service_check_up", "1 when the named readiness check passed at its last run, else 0."),
-            &["check"],
-        )
-        .unwrap_or_else(|_| unreachable!("the metric's options are constant and valid"));
-        crate::metrics::register(registry, &up);
+        let up = crate::metrics::registered(
+            registry,
+            IntGaugeVec::new(
+                Opts::new("service_check_up", "1 when the named readiness check passed at its last run, else 0."),
+                &["check"],
+            ),
+        );
         Readiness { checks: Vec::new(), timeout, up }
     }
 

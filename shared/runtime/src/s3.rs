@@ -119,6 +119,29 @@ where
     }
 }
 
+/// Every key under `prefix` after `start_after` in `bucket`, page after page (the SDK's
+/// paginator follows the continuation tokens).
+pub async fn list_keys(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    start_after: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .set_start_after(start_after.map(str::to_owned))
+        .into_paginator()
+        .send();
+    let mut keys = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| format!("LIST {prefix}: {}", describe(&e)))?;
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+    }
+    Ok(keys)
+}
+
 /// Readiness: the bucket answers a HEAD request with our credentials.
 pub struct S3Check {
     client: Client,

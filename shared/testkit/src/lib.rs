@@ -278,23 +278,7 @@ pub async fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
 
 /// Every key under `prefix` in the local bucket.
 pub async fn list_keys(client: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = client
-            .list_objects_v2()
-            .bucket(BUCKET)
-            .prefix(prefix)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("listing {prefix}: {e:?}"));
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-        match page.next_continuation_token() {
-            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-            _ => return keys,
-        }
-    }
+    service_runtime::s3::list_keys(client, BUCKET, prefix, None).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The JSON lines of a gzip JSON Lines object.
