@@ -18,6 +18,7 @@ use anyhow::Context;
 use service_runtime::http::{self, Probes};
 use service_runtime::kafka::{KafkaCheck, KafkaCluster, TopicState};
 use service_runtime::readiness::Readiness;
+use service_runtime::retry::Backoff;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -60,21 +61,24 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
 /// Creates the topic if it is missing, retrying with backoff while Kafka is unreachable.
 /// Readiness stays false until the topic exists.
 async fn provision_topic(cluster: Arc<KafkaCluster>, config: ProducerConfig, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         let topic = &config.common.topic;
-        match cluster.ensure_topic(topic, config.topic_partitions, config.topic_replication_factor).await {
+        let wait = match cluster.ensure_topic(topic, config.topic_partitions, config.topic_replication_factor).await {
             Ok(state) => {
                 report_topic(topic, &state);
                 return;
             }
-            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "The topic could not be checked; retrying."),
-        }
+            Err(error) => {
+                let wait = backoff.next_wait();
+                tracing::warn!(%error, retry_in = ?wait, "The topic could not be checked; retrying.");
+                wait
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

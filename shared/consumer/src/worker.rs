@@ -12,6 +12,7 @@ use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use service_runtime::kafka::{KafkaCluster, KafkaError, within};
 use service_runtime::readiness::Check;
+use service_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, Sealed};
@@ -58,16 +59,19 @@ enum Stop {
 pub async fn run_partition(shared: Arc<Shared>, partition: i32, shutdown: CancellationToken) {
     let label = partition.to_string();
     shared.health.set(partition, Err("recovering its position from S3".to_owned()));
+    let mut retry = Backoff::dependency();
     while !shutdown.is_cancelled() {
         let next = match recover(&shared, partition).await {
             Ok(next) => next,
             Err(error) => {
-                tracing::error!(partition, %error, "Recovery failed; retrying.");
+                let wait = retry.next_wait();
+                tracing::error!(partition, %error, retry_in = ?wait, "Recovery failed; retrying.");
                 shared.health.set(partition, Err(format!("recovery failed: {error}")));
-                sleep_or_stop(Duration::from_secs(5), &shutdown).await;
+                sleep_or_stop(wait, &shutdown).await;
                 continue;
             }
         };
+        retry.reset();
         tracing::info!(partition, next_offset = next, "Partition recovered.");
         let mut state = PartitionLoop::new(Arc::clone(&shared), partition, next, shutdown.clone());
         match state.consume().await {
@@ -339,7 +343,7 @@ impl PartitionLoop {
 
     async fn consume_until_stopped(&mut self) -> Stop {
         let limits = self.shared.config.batch;
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::dependency();
         loop {
             if self.shutdown.is_cancelled() {
                 return Stop::Shutdown;
@@ -374,7 +378,7 @@ impl PartitionLoop {
             match fetched {
                 Ok(fetched) => {
                     self.client = Some(client);
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     self.high_watermark = fetched.high_watermark;
                     self.shared.metrics.high_watermark.with_label_values(&[&self.label]).set(fetched.high_watermark);
                     self.update_lag();
@@ -418,14 +422,14 @@ impl PartitionLoop {
         }
     }
 
-    async fn kafka_failed(&mut self, operation: &str, error: &str, backoff: &mut Duration) {
+    async fn kafka_failed(&mut self, operation: &str, error: &str, backoff: &mut Backoff) {
         self.shared.metrics.kafka_errors.with_label_values(&[operation]).inc();
-        tracing::warn!(partition = self.partition, error, retry_in = ?backoff, "Kafka request failed; reconnecting.");
+        let wait = backoff.next_wait();
+        tracing::warn!(partition = self.partition, error, retry_in = ?wait, "Kafka request failed; reconnecting.");
         self.shared.health.set(self.partition, Err(format!("Kafka: {error}")));
         self.client = None;
         self.shared.cluster.reset().await;
-        sleep_or_stop(*backoff, &self.shutdown).await;
-        *backoff = (*backoff * 2).min(Duration::from_secs(10));
+        sleep_or_stop(wait, &self.shutdown).await;
     }
 
     fn update_lag(&self) {
@@ -612,7 +616,7 @@ impl PartitionLoop {
         if_absent: bool,
     ) -> Result<(), WriteError> {
         let metrics = &self.shared.metrics;
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::dependency();
         loop {
             let timer = metrics.s3_duration.with_label_values(&[operation]).start_timer();
             match self.shared.bucket.put(key, body.clone(), content_type, metadata.clone(), if_absent).await {
@@ -627,13 +631,13 @@ impl PartitionLoop {
                 Err(PutError::Failed(error)) => {
                     timer.stop_and_discard();
                     metrics.s3_errors.with_label_values(&[operation]).inc();
-                    tracing::warn!(partition = self.partition, %error, retry_in = ?backoff, "S3 write failed; keeping the batch.");
+                    let wait = backoff.next_wait();
+                    tracing::warn!(partition = self.partition, %error, retry_in = ?wait, "S3 write failed; keeping the batch.");
                     self.shared.health.set(self.partition, Err(format!("S3 writes failing: {error}")));
                     if self.shutdown.is_cancelled() {
                         return Err(WriteError::Stopped);
                     }
-                    sleep_or_stop(backoff, &self.shutdown).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    sleep_or_stop(wait, &self.shutdown).await;
                 }
             }
         }

@@ -8,6 +8,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod readiness;
+pub mod retry;
 pub mod s3;
 pub mod shutdown;
 pub mod telemetry;
