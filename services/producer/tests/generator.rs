@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn generated_events_reach_the_topic_as_counted_and_keyed() {
+    testkit::test_logs();
     testkit::require_kafka();
     let topic = testkit::unique_topic("gen");
     let env = Env::from_pairs([

@@ -37,6 +37,22 @@ fn reachable(addr: &str) -> bool {
     addr.parse().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
 }
 
+/// With `TEST_LOG` set (`TEST_LOG=1 cargo test ...`), shows the logs of the services a
+/// test runs in-process, filtered by `RUST_LOG` (default `info`), in the test's captured
+/// output (printed when it fails, or always with `--nocapture`). Without it, nothing is
+/// installed and the logs are dropped as before. Safe to call from every test.
+pub fn test_logs() {
+    if std::env::var_os("TEST_LOG").is_none() {
+        return;
+    }
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_test_writer()
+        .try_init();
+}
+
 /// Panics with instructions unless Kafka answers on 127.0.0.1:9092.
 pub fn require_kafka() {
     assert!(reachable(KAFKA), "Apache Kafka is not reachable on {KAFKA}: {HOW_TO_START}");

@@ -41,6 +41,7 @@ impl Running {
 
 /// Starts a producer on a new topic (it creates the topic) and waits until it is ready.
 pub async fn start(extra: &[(&str, &str)]) -> Running {
+    testkit::test_logs();
     testkit::require_kafka();
     let topic = testkit::unique_topic("api");
     let mut pairs = vec![

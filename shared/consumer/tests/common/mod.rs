@@ -50,6 +50,7 @@ pub fn config(event_type: EventType, topic: &str, prefix: &str, extra: &[(&str, 
 }
 
 pub async fn start(config: ConsumerConfig) -> Running {
+    testkit::test_logs();
     let s3 = testkit::s3_client(&config.s3).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}")));

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 /// Serves the probes of a service that depends on Kafka (topic `topic`) and S3; returns
 /// its base URL.
 pub async fn serve_probes(topic: &str, token: &CancellationToken) -> String {
+    testkit::test_logs();
     let registry = Arc::new(metrics::registry());
     let mut settings = KafkaSettings::local(testkit::KAFKA);
     settings.connect_timeout = Duration::from_secs(3);
