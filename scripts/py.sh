@@ -3,7 +3,7 @@
 # boto3, DuckDB, sqlglot, pytest), installing them from PyPI into a cached virtual
 # environment on first use. A new requirements file gets a new environment.
 #
-#   scripts/py.sh python scripts/athena_local.py ...
+#   scripts/py.sh python deploy/athena/duckdb_local.py --check
 #   scripts/py.sh aws --version
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -183,7 +183,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         tables = parse_tables(TABLES.read_text())
-        for name, text in queries().items():
+        for text in queries().values():
             to_duckdb(text)
         if args.check:
             print(f"{TABLES.name}: {len(tables)} tables valid; {len(queries())} queries parse")

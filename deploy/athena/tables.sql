@@ -7,9 +7,10 @@
 --
 -- Events are stored as received (unknown fields kept); these columns are the ones the
 -- JSON Schema (shared/event/schema/store-event.schema.json) defines. The two event tables
--- use the Hive JSON SerDe, which AWS recommends for typed, flat JSON. dead_letters uses the
--- OpenX JSON SerDe, which gives a nested value (a non-UTF-8 value's {"base64": ...}, the
--- headers) to a string column as its JSON text.
+-- use the Hive JSON SerDe, which Athena's documentation recommends over OpenX (whose
+-- results it says can be non-deterministic). dead_letters uses the OpenX JSON SerDe, meant
+-- to give a nested value (a non-UTF-8 value's {"base64": ...}, the headers) to a string
+-- column as its JSON text; DuckDB does so in the tests, Athena itself was not reachable.
 
 CREATE DATABASE IF NOT EXISTS store_events;
 
