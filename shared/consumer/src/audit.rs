@@ -6,13 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Read;
 
-use flate2::read::GzDecoder;
 use serde::Serialize;
 
 use crate::layout::Layout;
-use crate::ledger::{Bucket, Entry, GetError};
+use crate::ledger::{Entry, ReadError, Store, StoreError, check_object, get_json};
 
 /// What the audit found on one partition.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -110,10 +108,24 @@ impl Report {
     }
 }
 
+/// Why the audit could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// S3 failed or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A ledger entry could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// An entry listed at the start was gone when it was read (deleted meanwhile).
+    #[error("{0} disappeared during the audit")]
+    Vanished(String),
+}
+
 /// Audits every partition of the consumer's ledger; `deep` reads every object.
-pub async fn run(bucket: &Bucket, layout: &Layout, deep: bool) -> Result<Report, String> {
+pub async fn run(store: &dyn Store, layout: &Layout, deep: bool) -> Result<Report, AuditError> {
     let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for key in bucket.list(&layout.ledger_root(), None).await? {
+    for key in store.list(&layout.ledger_root(), None).await? {
         if Layout::entry_offset(&key).is_none() {
             continue;
         }
@@ -125,29 +137,28 @@ pub async fn run(bucket: &Bucket, layout: &Layout, deep: bool) -> Result<Report,
     }
     let mut objects: BTreeSet<String> = BTreeSet::new();
     for prefix in [layout.data_root(), layout.dead_letter_root()] {
-        objects.extend(bucket.list(&prefix, None).await?);
+        objects.extend(store.list(&prefix, None).await?);
     }
     let mut report = Report::default();
     for (partition, keys) in by_partition {
         let mut entries = Vec::with_capacity(keys.len());
         for key in keys {
-            let entry: Entry =
-                bucket.get_json(&key).await?.ok_or_else(|| format!("{key} disappeared during the audit"))?;
+            let entry: Entry = get_json(store, &key).await?.ok_or(AuditError::Vanished(key))?;
             entries.push(entry);
         }
         entries.sort_by_key(|e| e.first_offset);
-        report.partitions.push(audit_partition(bucket, partition, &entries, &objects, deep).await?);
+        report.partitions.push(audit_partition(store, partition, &entries, &objects, deep).await?);
     }
     Ok(report)
 }
 
 async fn audit_partition(
-    bucket: &Bucket,
+    store: &dyn Store,
     partition: i32,
     entries: &[Entry],
     objects: &BTreeSet<String>,
     deep: bool,
-) -> Result<PartitionReport, String> {
+) -> Result<PartitionReport, AuditError> {
     let mut report = PartitionReport { partition, ..PartitionReport::default() };
     let mut named: BTreeSet<&str> = BTreeSet::new();
     let mut expected: Option<i64> = None;
@@ -170,7 +181,7 @@ async fn audit_partition(
         }
         for (key, count) in entry.objects() {
             named.insert(key);
-            if let Some(problem) = check_object(bucket, key, count, deep).await? {
+            if let Some(problem) = check_object(store, key, count, deep).await? {
                 report.bad_objects.push(problem);
             }
         }
@@ -184,32 +195,4 @@ async fn audit_partition(
         .cloned()
         .collect();
     Ok(report)
-}
-
-/// `None` when the object exists with `count` records; else what is wrong. Recovery uses
-/// it too (not deep): an object without its metadata is as good as missing.
-pub(crate) async fn check_object(bucket: &Bucket, key: &str, count: u64, deep: bool) -> Result<Option<String>, String> {
-    let Some(metadata) = bucket.head(key).await? else {
-        return Ok(Some(format!("{key} is missing")));
-    };
-    let recorded = metadata.get("record-count").and_then(|c| c.parse::<u64>().ok());
-    if recorded != Some(count) {
-        return Ok(Some(format!("{key} says {recorded:?} records, its ledger entry {count}")));
-    }
-    if deep {
-        let bytes = match bucket.get(key).await {
-            Ok(bytes) => bytes.unwrap_or_default(),
-            Err(GetError::Body(error)) => return Ok(Some(format!("{key} cannot be read: {error}"))),
-            Err(error) => return Err(error.into()),
-        };
-        let mut text = String::new();
-        if GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).is_err() {
-            return Ok(Some(format!("{key} is not valid gzip text")));
-        }
-        let lines = text.lines().count() as u64;
-        if lines != count {
-            return Ok(Some(format!("{key} holds {lines} lines, its ledger entry {count}")));
-        }
-    }
-    Ok(None)
 }

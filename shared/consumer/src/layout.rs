@@ -98,8 +98,7 @@ mod tests {
     use super::*;
 
     fn layout(prefix: &str) -> Layout {
-        let settings =
-            S3Settings::from_env(&Env::from_pairs([("S3_PREFIX", prefix)])).unwrap_or_else(|e| panic!("settings: {e}"));
+        let settings = S3Settings::from_env(&Env::from_pairs([("S3_PREFIX", prefix)])).expect("settings");
         Layout::new(&settings, "sales-consumer", EventType::Sale, "MystiqueStoreEventsTopic")
     }
 

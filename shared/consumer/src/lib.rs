@@ -5,17 +5,20 @@
 //!
 //! - `config`: settings; `ownership`: which partitions this instance reads;
 //! - `batch`: one batch's records and outcomes, pure; `layout`: object keys;
-//! - `ledger`: the S3 protocol that makes it exactly once; `worker`: one partition's loop;
-//! - `audit`: the operator's proof; `metrics`: what Prometheus sees.
+//! - `ledger/`: the S3 protocol that makes it exactly once (store, writer, recovery);
+//! - `partition/`: one partition's life (supervisor and recovery; the Kafka fetch loop);
+//! - `health`: readiness per partition; `metrics`: what Prometheus sees;
+//! - `audit`: the operator's proof.
 
 pub mod audit;
 pub mod batch;
 pub mod config;
+pub mod health;
 pub mod layout;
 pub mod ledger;
 pub mod metrics;
 pub mod ownership;
-pub mod worker;
+pub mod partition;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -34,9 +37,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::ConsumerConfig;
 
+use crate::health::{Health, PipelineCheck};
 use crate::layout::Layout;
 use crate::ledger::Bucket;
-use crate::worker::{Health, PipelineCheck, Shared};
+use crate::partition::Shared;
 
 /// Runs the consumer until `shutdown` is cancelled: one loop per owned partition, and the
 /// HTTP probes on `listener`. Returns after every partition committed its open batch.
@@ -51,17 +55,17 @@ pub async fn run(
     let topic = config.common.topic.clone();
     let shared = Arc::new(Shared {
         layout: Layout::new(&config.s3, config.service, config.event_type, &topic),
-        bucket: Bucket::new(s3.clone(), &config.s3.bucket),
+        store: Arc::new(Bucket::new(s3.clone(), &config.s3.bucket)),
         cluster: Arc::clone(&cluster),
         metrics: metrics::Metrics::new(&registry),
-        health: Health::default(),
+        health: Arc::new(Health::default()),
         writer: format!("{}@{}/{}", config.service, hostname(), uuid::Uuid::new_v4().simple()),
         config,
     });
     let readiness = Readiness::new(&registry, Duration::from_secs(5))
         .with(KafkaCheck::new(Arc::clone(&cluster), &topic))
         .with(S3Check::new(s3, &shared.config.s3.bucket))
-        .with(PipelineCheck(Arc::clone(&shared)));
+        .with(PipelineCheck(Arc::clone(&shared.health)));
     let router = http::router(Probes { readiness, registry });
     let server = tokio::spawn(http::serve(listener, router, shutdown.clone().cancelled_owned()));
 
@@ -73,7 +77,7 @@ pub async fn run(
                 for partition in partitions.into_iter().filter(|p| shared.config.ownership.owns(*p)) {
                     if running.insert(partition) {
                         tracing::info!(partition, "Partition assigned.");
-                        workers.spawn(worker::run_partition(Arc::clone(&shared), partition, shutdown.clone()));
+                        workers.spawn(partition::run_partition(Arc::clone(&shared), partition, shutdown.clone()));
                     }
                 }
             }
@@ -115,7 +119,7 @@ pub async fn audit(config: &ConsumerConfig, deep: bool, json: bool) -> anyhow::R
     let s3 = service_runtime::s3::client(&config.s3).await;
     let bucket = Bucket::new(s3, &config.s3.bucket);
     let layout = Layout::new(&config.s3, config.service, config.event_type, &config.common.topic);
-    let report = audit::run(&bucket, &layout, deep).await.map_err(anyhow::Error::msg)?;
+    let report = audit::run(&bucket, &layout, deep).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -2,7 +2,7 @@
 //! static: listed, derived from an ordinal (a StatefulSet pod's name), or all of them.
 //! Two instances that claim the same partition cannot corrupt or double data: the ledger
 //! is written with `If-None-Match: *`, the loser of each race is fenced off (see
-//! `worker.rs`).
+//! `ledger/writer.rs`).
 
 use service_runtime::config::{ConfigError, Env};
 

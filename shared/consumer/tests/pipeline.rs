@@ -1,6 +1,8 @@
 //! The consumers against the real broker and S3 server: a seeded mix of good, bad,
 //! foreign and broken records ends up exactly as specified, record by record.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 mod common;
 
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rskafka::client::partition::Compression;
 use serde_json::Value;
-use store_consumer::ledger::GetError;
+use store_consumer::ledger::{GetError, Store, get_json};
 use store_event::{EventType, Generator};
 
 /// What was produced, by expected outcome for one consumer.
@@ -312,10 +314,9 @@ async fn a_last_batch_gone_from_s3_and_kafka_does_not_stop_the_partition() {
 
     // Delete the last batch's data object, and every record from Kafka.
     let (bucket, layout) = common::bucket(&config).await;
-    let keys = bucket.list(&layout.ledger_prefix(0), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let keys = bucket.list(&layout.ledger_prefix(0), None).await.unwrap();
     let last = keys.iter().rfind(|k| store_consumer::layout::Layout::entry_offset(k).is_some()).cloned();
-    let entry: store_consumer::ledger::Entry = bucket
-        .get_json(last.as_deref().unwrap_or_default())
+    let entry: store_consumer::ledger::Entry = get_json(&bucket, last.as_deref().unwrap_or_default())
         .await
         .ok()
         .flatten()
@@ -330,12 +331,12 @@ async fn a_last_batch_gone_from_s3_and_kafka_does_not_stop_the_partition() {
         .await
         .unwrap_or_else(|e| panic!("DELETE {data_key}: {e:?}"));
     let mark = testkit::high_watermarks(&topic, 1).await[0];
-    let client = testkit::kafka().client().await.unwrap_or_else(|e| panic!("kafka: {e}"));
+    let client = testkit::kafka().client().await.expect("kafka");
     let partition = client
         .partition_client(topic.as_str(), 0, rskafka::client::partition::UnknownTopicHandling::Retry)
         .await
-        .unwrap_or_else(|e| panic!("partition client: {e}"));
-    partition.delete_records(mark, 10_000).await.unwrap_or_else(|e| panic!("delete records: {e}"));
+        .expect("partition client");
+    partition.delete_records(mark, 10_000).await.expect("delete records");
 
     produced.extend(produce_sales(&topic, &mut generator, 10).await);
     let consumer = common::start(config.clone()).await;
@@ -349,10 +350,9 @@ async fn a_last_batch_gone_from_s3_and_kafka_does_not_stop_the_partition() {
 
     // The deep audit also names an object whose bytes were damaged on the server's disk
     // (they fail the checksum S3 keeps with them) and goes on with the rest.
-    let keys = bucket.list(&layout.ledger_prefix(0), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let keys = bucket.list(&layout.ledger_prefix(0), None).await.unwrap();
     let newest = keys.iter().rfind(|k| store_consumer::layout::Layout::entry_offset(k).is_some());
-    let damaged = bucket
-        .get_json::<store_consumer::ledger::Entry>(newest.map_or("", |k| k.as_str()))
+    let damaged = get_json::<store_consumer::ledger::Entry>(&bucket, newest.map_or("", |k| k.as_str()))
         .await
         .ok()
         .flatten()
@@ -392,7 +392,7 @@ async fn a_checkpoint_naming_a_deleted_entry_not_json_or_damaged_is_only_a_hint(
         }
         let checkpoint = layout.checkpoint_key(0);
         let named: store_consumer::ledger::Checkpoint =
-            bucket.get_json(&checkpoint).await.ok().flatten().unwrap_or_else(|| panic!("no checkpoint"));
+            get_json(&bucket, &checkpoint).await.ok().flatten().expect("no checkpoint");
         match round {
             // Round 1 starts from a checkpoint whose entry was deleted,
             0 => {

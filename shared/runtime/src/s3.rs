@@ -119,6 +119,26 @@ where
     }
 }
 
+/// A failed S3 request: what was asked (`PUT`, `GET`, `HEAD`, `LIST`), of which key or
+/// prefix, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} {key}: {reason}")]
+pub struct S3Error {
+    /// The request.
+    pub operation: &'static str,
+    /// The key, or the prefix of a listing.
+    pub key: String,
+    /// Why it failed, in one line.
+    pub reason: String,
+}
+
+impl S3Error {
+    /// `operation` on `key` failed because of `reason`.
+    pub fn new(operation: &'static str, key: &str, reason: impl Into<String>) -> S3Error {
+        S3Error { operation, key: key.to_owned(), reason: reason.into() }
+    }
+}
+
 /// Every key under `prefix` after `start_after` in `bucket`, page after page (the SDK's
 /// paginator follows the continuation tokens).
 pub async fn list_keys(
@@ -126,7 +146,7 @@ pub async fn list_keys(
     bucket: &str,
     prefix: &str,
     start_after: Option<&str>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, S3Error> {
     let mut pages = client
         .list_objects_v2()
         .bucket(bucket)
@@ -136,7 +156,7 @@ pub async fn list_keys(
         .send();
     let mut keys = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| format!("LIST {prefix}: {}", describe(&e)))?;
+        let page = page.map_err(|e| S3Error::new("LIST", prefix, describe(&e)))?;
         keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
     }
     Ok(keys)

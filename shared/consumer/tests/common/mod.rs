@@ -1,5 +1,6 @@
 //! Running consumers in-process against the real local stack, and reading what they wrote.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -31,7 +32,7 @@ impl Running {
     }
 
     pub async fn metrics(&self) -> String {
-        let response = reqwest::get(format!("{}/metrics", self.base)).await.unwrap_or_else(|e| panic!("metrics: {e}"));
+        let response = reqwest::get(format!("{}/metrics", self.base)).await.expect("metrics");
         response.text().await.unwrap_or_default()
     }
 }
@@ -46,14 +47,14 @@ pub fn config(event_type: EventType, topic: &str, prefix: &str, extra: &[(&str, 
         ("LOG_FORMAT", "text"),
     ]);
     pairs.extend(extra.iter().copied());
-    ConsumerConfig::from_env(&Env::from_pairs(pairs), event_type).unwrap_or_else(|e| panic!("consumer config: {e}"))
+    ConsumerConfig::from_env(&Env::from_pairs(pairs), event_type).expect("consumer config")
 }
 
 pub async fn start(config: ConsumerConfig) -> Running {
     testkit::test_logs();
     let s3 = testkit::s3_client(&config.s3).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-    let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
     let token = CancellationToken::new();
     let task = tokio::spawn(store_consumer::run(config, s3, listener, token.clone()));
     Running { token, task, base }
@@ -94,7 +95,7 @@ pub async fn wait_until_caught_up(config: &ConsumerConfig, partitions: i32, limi
 
 pub async fn audit(config: &ConsumerConfig) -> store_consumer::audit::Report {
     let (bucket, layout) = bucket(config).await;
-    store_consumer::audit::run(&bucket, &layout, true).await.unwrap_or_else(|e| panic!("audit: {e}"))
+    store_consumer::audit::run(&bucket, &layout, true).await.expect("audit")
 }
 
 /// The stored events of the consumer, as JSON values.

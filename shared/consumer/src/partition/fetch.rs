@@ -1,0 +1,337 @@
+//! The Kafka side of a partition: the fetch loop that fills batches and flushes them
+//! through the ledger writer, the out-of-range policy, and the rebuild of a batch that
+//! recovery must write again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rskafka::client::error::{Error as ClientError, ProtocolError};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use service_runtime::kafka::{KafkaError, within};
+use service_runtime::retry::Backoff;
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, Stop, sleep_or_stop};
+use crate::batch::{Batch, Sealed};
+use crate::config::OutOfRangePolicy;
+use crate::ledger::Entry;
+use crate::ledger::writer::LedgerWriter;
+
+/// The longest one fetch waits for records to arrive.
+const MAX_FETCH_WAIT: Duration = Duration::from_millis(1000);
+
+/// Why the last batch's records could not be read again.
+pub(super) enum RebuildError {
+    /// Kafka no longer has the batch's records (retention, DeleteRecords).
+    Gone(String),
+    /// Anything else (Kafka unreachable): recovery is retried.
+    Failed(String),
+}
+
+async fn partition_client(shared: &Shared, partition: i32) -> Result<PartitionClient, KafkaError> {
+    let client = shared.cluster.client().await?;
+    let settings = shared.cluster.settings();
+    let topic = shared.config.common.topic.clone();
+    within(
+        settings.request_timeout,
+        "opening the partition",
+        client.partition_client(topic, partition, UnknownTopicHandling::Retry),
+    )
+    .await
+}
+
+/// The earliest offset Kafka has on `partition`.
+pub(super) async fn earliest_offset(shared: &Shared, partition: i32) -> Result<i64, KafkaError> {
+    let client = partition_client(shared, partition).await?;
+    let timeout = shared.cluster.settings().request_timeout;
+    within(timeout, "reading the earliest offset", client.get_offset(OffsetAt::Earliest)).await
+}
+
+/// Rebuilds the batch of `entry` from Kafka: the same records, so the same objects.
+pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> Result<Sealed, RebuildError> {
+    let client = partition_client(shared, partition).await.map_err(|e| RebuildError::Failed(e.to_string()))?;
+    let settings = shared.cluster.settings();
+    let earliest =
+        within(settings.request_timeout, "reading the earliest offset", client.get_offset(OffsetAt::Earliest))
+            .await
+            .map_err(|e| RebuildError::Failed(e.to_string()))?;
+    if earliest > entry.first_offset {
+        return Err(RebuildError::Gone(format!(
+            "the partition starts at offset {earliest}, after the batch's first offset {}",
+            entry.first_offset
+        )));
+    }
+    let timeout = settings.request_timeout + MAX_FETCH_WAIT;
+    let config = &shared.config;
+    let mut batch = Batch::new(entry.first_offset);
+    let mut offset = entry.first_offset;
+    while offset < entry.next_offset {
+        let fetched = within(
+            timeout,
+            "fetching a batch to write again",
+            client.fetch(offset, 1..config.fetch_max_bytes, MAX_FETCH_WAIT.as_millis() as i32),
+        )
+        .await;
+        let fetched = match fetched {
+            Ok(fetched) => fetched,
+            Err(KafkaError::Client {
+                source: ClientError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. },
+                ..
+            }) => return Err(RebuildError::Gone(format!("offset {offset} is out of range"))),
+            Err(e) => {
+                return Err(RebuildError::Failed(format!(
+                    "the records of ledger entry {} cannot be read again: {e}",
+                    entry.first_offset
+                )));
+            }
+        };
+        for record in &fetched.records {
+            if record.offset < offset || record.offset >= entry.next_offset {
+                continue;
+            }
+            batch.push(config.event_type, &config.common.topic, partition, record);
+        }
+        if fetched.next_offset <= offset {
+            return Err(RebuildError::Gone(format!(
+                "Kafka has no records for offsets {offset}..{}",
+                entry.next_offset
+            )));
+        }
+        offset = fetched.next_offset;
+    }
+    Ok(batch.seal())
+}
+
+/// The state of one partition between recoveries.
+pub(super) struct PartitionLoop {
+    shared: Arc<Shared>,
+    partition: i32,
+    label: String,
+    next: i64,
+    batch: Batch,
+    client: Option<PartitionClient>,
+    shutdown: CancellationToken,
+    ledger: LedgerWriter,
+    high_watermark: i64,
+}
+
+impl PartitionLoop {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        partition: i32,
+        next: i64,
+        ledger: LedgerWriter,
+        shutdown: CancellationToken,
+    ) -> PartitionLoop {
+        shared.metrics.committed_offset.with_label_values(&[&partition.to_string()]).set(next);
+        shared.health.set(partition, Ok(format!("resumed at offset {next}")));
+        PartitionLoop {
+            shared,
+            partition,
+            label: partition.to_string(),
+            next,
+            batch: Batch::new(next),
+            client: None,
+            shutdown,
+            ledger,
+            high_watermark: next,
+        }
+    }
+
+    pub(super) async fn consume(&mut self) -> Stop {
+        let outcome = self.consume_until_stopped().await;
+        if outcome == Stop::Shutdown {
+            // SIGTERM: the open batch is committed before the process exits.
+            if let Err(stop) = self.flush().await {
+                tracing::warn!(
+                    partition = self.partition,
+                    ?stop,
+                    "The open batch was not committed; it will be read again."
+                );
+            }
+            self.ledger.checkpoint().await;
+        }
+        outcome
+    }
+
+    async fn consume_until_stopped(&mut self) -> Stop {
+        let limits = self.shared.config.batch;
+        let mut backoff = Backoff::dependency();
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Stop::Shutdown;
+            }
+            if !self.batch.is_empty() && self.batch.age() >= limits.max_age {
+                if let Err(stop) = self.flush().await {
+                    return stop;
+                }
+                continue;
+            }
+            let client = match self.client.take() {
+                Some(client) => client,
+                None => match partition_client(&self.shared, self.partition).await {
+                    Ok(client) => client,
+                    Err(error) => {
+                        self.kafka_failed("open", &error.to_string(), &mut backoff).await;
+                        continue;
+                    }
+                },
+            };
+            let wait = if self.batch.is_empty() {
+                MAX_FETCH_WAIT
+            } else {
+                limits.max_age.saturating_sub(self.batch.age()).clamp(Duration::from_millis(10), MAX_FETCH_WAIT)
+            };
+            let timeout = self.shared.cluster.settings().request_timeout + wait;
+            let fetch = client.fetch(self.next, 1..self.shared.config.fetch_max_bytes, wait.as_millis() as i32);
+            let fetched = tokio::select! {
+                _ = self.shutdown.cancelled() => return Stop::Shutdown,
+                fetched = within(timeout, "fetching records", fetch) => fetched,
+            };
+            match fetched {
+                Ok(fetched) => {
+                    self.client = Some(client);
+                    backoff.reset();
+                    self.high_watermark = fetched.high_watermark;
+                    self.shared.metrics.high_watermark.with_label_values(&[&self.label]).set(fetched.high_watermark);
+                    self.update_lag();
+                    for record in &fetched.records {
+                        if record.offset < self.next {
+                            continue;
+                        }
+                        if !self.batch.is_empty()
+                            && !self.batch.fits(record)
+                            && let Err(stop) = self.flush().await
+                        {
+                            return stop;
+                        }
+                        let config = &self.shared.config;
+                        self.batch.push(config.event_type, &config.common.topic, self.partition, record);
+                        self.next = record.offset + 1;
+                        if self.batch.is_full(&limits)
+                            && let Err(stop) = self.flush().await
+                        {
+                            return stop;
+                        }
+                    }
+                    // Offsets after the last record that hold none (a transaction's marker):
+                    // fetching from the last record + 1 would return them again at once.
+                    if fetched.next_offset > self.next {
+                        self.next = fetched.next_offset;
+                        self.batch.cover_to(self.next);
+                    }
+                }
+                Err(KafkaError::Client {
+                    source: ClientError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. },
+                    ..
+                }) => {
+                    self.client = Some(client);
+                    if let Err(stop) = self.out_of_range().await {
+                        return stop;
+                    }
+                }
+                Err(error) => self.kafka_failed("fetch", &error.to_string(), &mut backoff).await,
+            }
+        }
+    }
+
+    async fn kafka_failed(&mut self, operation: &str, error: &str, backoff: &mut Backoff) {
+        self.shared.metrics.kafka_errors.with_label_values(&[operation]).inc();
+        let wait = backoff.next_wait();
+        tracing::warn!(partition = self.partition, error, retry_in = ?wait, "Kafka request failed; reconnecting.");
+        self.shared.health.set(self.partition, Err(format!("Kafka: {error}")));
+        self.client = None;
+        self.shared.cluster.reset().await;
+        sleep_or_stop(wait, &self.shutdown).await;
+    }
+
+    fn update_lag(&self) {
+        let lag = (self.high_watermark - self.committed()).max(0);
+        self.shared.metrics.lag.with_label_values(&[&self.label]).set(lag);
+    }
+
+    fn committed(&self) -> i64 {
+        self.batch.first_offset
+    }
+
+    /// The next offset is no longer in Kafka (or was never there).
+    async fn out_of_range(&mut self) -> Result<(), Stop> {
+        self.shared.metrics.out_of_range.with_label_values(&[&self.label]).inc();
+        let Some(client) = self.client.as_ref() else { return Ok(()) };
+        let timeout = self.shared.cluster.settings().request_timeout;
+        let earliest = within(timeout, "reading the earliest offset", client.get_offset(OffsetAt::Earliest)).await;
+        let latest = within(timeout, "reading the latest offset", client.get_offset(OffsetAt::Latest)).await;
+        let (Ok(earliest), Ok(latest)) = (earliest, latest) else {
+            self.client = None;
+            return Ok(());
+        };
+        if self.next > latest {
+            let problem = format!(
+                "offset {} is beyond the end of the partition ({latest}): was the topic deleted and created again?",
+                self.next
+            );
+            tracing::error!(partition = self.partition, "{problem}");
+            self.shared.health.set(self.partition, Err(problem));
+            sleep_or_stop(Duration::from_secs(10), &self.shutdown).await;
+            return Ok(());
+        }
+        if self.next >= earliest {
+            return Ok(());
+        }
+        let problem =
+            format!("offsets {}..{earliest} were deleted by Kafka's retention before they were read", self.next);
+        if self.shared.config.out_of_range == OutOfRangePolicy::Halt {
+            tracing::error!(partition = self.partition, "{problem}; halting (ON_OFFSET_OUT_OF_RANGE=halt).");
+            self.shared.health.set(self.partition, Err(format!("{problem}; halted")));
+            return Err(Stop::Halted);
+        }
+        tracing::error!(partition = self.partition, "{problem}; recording the loss in the ledger and going on.");
+        self.flush().await?;
+        let lost = earliest - self.next;
+        let entry = self.ledger.loss(self.next, earliest);
+        self.commit(&entry, None, None).await?;
+        self.shared.metrics.lost.with_label_values(&[&self.label]).inc_by(lost.unsigned_abs());
+        self.next = earliest;
+        self.batch = Batch::new(earliest);
+        Ok(())
+    }
+
+    /// Seals and commits the open batch; a new one starts at the next offset.
+    async fn flush(&mut self) -> Result<(), Stop> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Batch::new(self.next));
+        let sealed: Sealed = batch.seal();
+        let entry = self.ledger.entry(&sealed);
+        let shared = Arc::clone(&self.shared);
+        let metrics = &shared.metrics;
+        metrics.batch_records.observe(sealed.records as f64);
+        metrics.batch_bytes.observe(sealed.raw_bytes as f64);
+        metrics.batch_age.observe(sealed.age.as_secs_f64());
+        let counts = [("stored", sealed.stored), ("dead_lettered", sealed.dead_lettered), ("skipped", sealed.skipped)];
+        let dead_kinds: BTreeMap<&'static str, u64> = sealed.dead_kinds.clone();
+        self.commit(&entry, sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from)).await?;
+        for (outcome, count) in counts {
+            metrics.records.with_label_values(&[outcome]).inc_by(count);
+        }
+        let without_record = (sealed.next_offset - sealed.first_offset).unsigned_abs().saturating_sub(sealed.records);
+        metrics.without_record.with_label_values(&[&self.label]).inc_by(without_record);
+        for (kind, count) in dead_kinds {
+            metrics.dead_letters.with_label_values(&[kind]).inc_by(count);
+        }
+        Ok(())
+    }
+
+    /// Commits `entry` through the ledger writer; on success the partition's progress is
+    /// durable, and readiness and the offset metrics say so.
+    async fn commit(&mut self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), Stop> {
+        self.ledger.commit(entry, data, dead).await?;
+        self.shared.metrics.committed_offset.with_label_values(&[&self.label]).set(entry.next_offset);
+        self.update_lag();
+        self.shared.health.set(self.partition, Ok(format!("committed up to offset {}", entry.next_offset)));
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! One partition's life: recover the position from the ledger (writing a crashed batch's
+//! objects again), then consume until shutdown, backing off when another instance turns
+//! out to own the partition too. See [`crate::ledger`] for why this stores every record
+//! exactly once across crashes, restarts and redeliveries.
+//!
+//! - this module: the supervisor of one partition and its recovery;
+//! - [`fetch`]: the Kafka side: the fetch loop that fills and flushes batches, and the
+//!   rebuild of a batch recovery must write again.
+
+mod fetch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use service_runtime::kafka::KafkaCluster;
+use service_runtime::retry::Backoff;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConsumerConfig;
+use crate::health::Health;
+use crate::layout::Layout;
+use crate::ledger::recovery::{self, Recovered};
+use crate::ledger::writer::{CommitError, LedgerWriter, WriterSettings};
+use crate::ledger::{Entry, Store};
+use crate::metrics::Metrics;
+use fetch::{PartitionLoop, RebuildError};
+
+/// How long a fenced-off instance waits before it looks at the ledger again.
+const FENCE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the partition loops share.
+pub struct Shared {
+    /// The consumer's settings.
+    pub config: ConsumerConfig,
+    /// Key names.
+    pub layout: Layout,
+    /// S3.
+    pub store: Arc<dyn Store>,
+    /// Kafka.
+    pub cluster: Arc<KafkaCluster>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Per-partition progress, for readiness.
+    pub health: Arc<Health>,
+    /// This process's identity in the ledger.
+    pub writer: String,
+}
+
+impl Shared {
+    fn ledger_writer(&self, partition: i32, shutdown: &CancellationToken) -> LedgerWriter {
+        let settings = WriterSettings {
+            conditional: self.config.conditional_writes,
+            checkpoint_interval: self.config.checkpoint_interval,
+        };
+        LedgerWriter::new(
+            Arc::clone(&self.store),
+            self.layout.clone(),
+            &self.config.common.topic,
+            partition,
+            &self.writer,
+            settings,
+            self.metrics.clone(),
+            Arc::clone(&self.health),
+            shutdown.clone(),
+        )
+    }
+}
+
+/// Why a partition loop stopped consuming.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// Another instance wrote a ledger entry this one wanted.
+    Fenced,
+    /// The out-of-range policy is `halt`.
+    Halted,
+}
+
+impl From<CommitError> for Stop {
+    fn from(error: CommitError) -> Stop {
+        match error {
+            CommitError::Fenced => Stop::Fenced,
+            CommitError::Stopped => Stop::Shutdown,
+        }
+    }
+}
+
+/// Runs partition `partition` until `shutdown`.
+pub async fn run_partition(shared: Arc<Shared>, partition: i32, shutdown: CancellationToken) {
+    let label = partition.to_string();
+    shared.health.set(partition, Err("recovering its position from S3".to_owned()));
+    let mut retry = Backoff::dependency();
+    while !shutdown.is_cancelled() {
+        let mut writer = shared.ledger_writer(partition, &shutdown);
+        let next = match recover(&shared, partition, &mut writer).await {
+            Ok(next) => next,
+            Err(RecoverError::Stopped) => break,
+            Err(error) => {
+                let wait = retry.next_wait();
+                tracing::error!(partition, %error, retry_in = ?wait, "Recovery failed; retrying.");
+                shared.health.set(partition, Err(format!("recovery failed: {error}")));
+                sleep_or_stop(wait, &shutdown).await;
+                continue;
+            }
+        };
+        retry.reset();
+        tracing::info!(partition, next_offset = next, "Partition recovered.");
+        let mut state = PartitionLoop::new(Arc::clone(&shared), partition, next, writer, shutdown.clone());
+        match state.consume().await {
+            Stop::Shutdown => break,
+            Stop::Fenced => {
+                shared.metrics.fenced.with_label_values(&[&label]).inc();
+                tracing::error!(
+                    partition,
+                    "Another instance wrote the next ledger entry of this partition: two instances own it. \
+                     Backing off; check CONSUMER_PARTITIONS / CONSUMER_INSTANCE(S)."
+                );
+                shared.health.set(partition, Err("fenced off by another instance owning this partition".to_owned()));
+                sleep_or_stop(FENCE_BACKOFF, &shutdown).await;
+            }
+            Stop::Halted => {
+                shutdown.cancelled().await;
+                break;
+            }
+        }
+    }
+    tracing::info!(partition, "Partition stopped.");
+}
+
+async fn sleep_or_stop(duration: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(duration) => {}
+    }
+}
+
+/// Why recovery did not find where to go on.
+#[derive(Debug, thiserror::Error)]
+enum RecoverError {
+    #[error(transparent)]
+    Ledger(#[from] recovery::RecoveryError),
+    #[error(transparent)]
+    Kafka(#[from] service_runtime::kafka::KafkaError),
+    #[error("the last batch cannot be rebuilt: {0}")]
+    Rebuild(String),
+    #[error("shutdown while writing the last batch again")]
+    Stopped,
+}
+
+/// Reads the ledger: the offset to go on from. Writes the last batch's objects again if
+/// any is missing (the crash came between its entry and its objects).
+async fn recover(shared: &Shared, partition: i32, writer: &mut LedgerWriter) -> Result<i64, RecoverError> {
+    let label = partition.to_string();
+    let (next, action) = match recovery::read(shared.store.as_ref(), &shared.layout, partition).await? {
+        Recovered::Empty => {
+            let earliest = fetch::earliest_offset(shared, partition).await?;
+            tracing::info!(partition, earliest, "No ledger yet: starting from the earliest offset Kafka has.");
+            return Ok(earliest);
+        }
+        Recovered::Resume { next, action } => (next, action),
+        Recovered::Incomplete { entry, missing } => {
+            tracing::warn!(
+                partition,
+                first_offset = entry.first_offset,
+                ?missing,
+                "Writing the last batch's objects again."
+            );
+            (entry.next_offset, write_again(shared, partition, writer, &entry, &missing).await?)
+        }
+    };
+    shared.metrics.recoveries.with_label_values(&[&label, action]).inc();
+    Ok(next)
+}
+
+/// Rebuilds the batch of `entry` from Kafka and writes its objects; the recoveries label.
+async fn write_again(
+    shared: &Shared,
+    partition: i32,
+    writer: &mut LedgerWriter,
+    entry: &Entry,
+    missing: &[String],
+) -> Result<&'static str, RecoverError> {
+    match fetch::rebuild(shared, partition, entry).await {
+        Ok(rebuilt) => {
+            writer.write_again(entry, rebuilt).await.map_err(|_| RecoverError::Stopped)?;
+            Ok("rewrote")
+        }
+        // A crash leaves a recent batch incomplete, whose records Kafka still has. When it
+        // has not, the objects went missing some other way and nothing can rebuild them:
+        // stopping the partition for good would not bring them back.
+        Err(RebuildError::Gone(why)) => {
+            tracing::error!(
+                partition,
+                first_offset = entry.first_offset,
+                next_offset = entry.next_offset,
+                ?missing,
+                why,
+                "The last batch's objects are missing and Kafka no longer has its records: they cannot be \
+                 written again. Going on; the audit reports them."
+            );
+            Ok("objects_gone")
+        }
+        Err(RebuildError::Failed(error)) => Err(RecoverError::Rebuild(error)),
+    }
+}
