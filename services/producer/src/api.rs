@@ -191,7 +191,9 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
                 api.metrics.produced.with_label_values(&[event.event_type.as_str(), "http"]).inc();
                 written.push(Written { request_id: event.request_id.clone(), partition, offset });
             }
-            Err(reason) => failed.push(json!({ "index": index, "request_id": event.request_id, "reason": reason })),
+            Err(reason) => {
+                failed.push(json!({ "index": index, "request_id": event.request_id, "reason": reason.to_string() }))
+            }
         }
     }
     api.metrics.accepted.inc_by(written.len() as u64);

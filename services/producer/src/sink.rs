@@ -132,7 +132,7 @@ impl Sink {
     /// for room when overloaded instead of failing; a send larger than [`Sink::capacity`]
     /// would never find room and fails at once with [`SendError::TooLarge`]. The result
     /// has one entry per record, in order: an acknowledgement, or why there is none.
-    pub async fn send(&self, records: Vec<Record>, wait: bool) -> Result<Vec<Result<Ack, String>>, SendError> {
+    pub async fn send(&self, records: Vec<Record>, wait: bool) -> Result<Vec<Result<Ack, NotAcknowledged>>, SendError> {
         if records.len() > self.settings.max_pending {
             return Err(SendError::TooLarge { records: records.len(), limit: self.settings.max_pending });
         }
@@ -162,8 +162,8 @@ impl Sink {
             async move {
                 match tokio::time::timeout(timeout, producer.produce(record)).await {
                     Ok(Ok(offset)) => Ok(Ack { partition: index as i32, offset }),
-                    Ok(Err(e)) => Err(format!("not acknowledged by Kafka: {e}")),
-                    Err(_) => Err(format!("not acknowledged by Kafka within {timeout:?}")),
+                    Ok(Err(e)) => Err(NotAcknowledged::Failed(e)),
+                    Err(_) => Err(NotAcknowledged::TimedOut(timeout)),
                 }
             }
         });
@@ -187,6 +187,17 @@ impl Sink {
         let all = u32::try_from(self.settings.max_pending).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(limit, self.pending.acquire_many(all)).await;
     }
+}
+
+/// Why one record of a send has no acknowledgement: it may or may not be on the topic.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotAcknowledged {
+    /// The broker refused the batch, or the connection failed.
+    #[error("not acknowledged by Kafka: {0}")]
+    Failed(rskafka::client::producer::Error),
+    /// No answer within `PRODUCER_TIMEOUT`.
+    #[error("not acknowledged by Kafka within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// Kafka's default partitioner (murmur2 of the key), so that a store's events land on

@@ -2,6 +2,8 @@
 //! recover without a restart when it is back. Stops the shared broker, so it has its own
 //! test binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 mod common;
 
 use std::time::Duration;
@@ -23,7 +25,7 @@ async fn a_stopped_broker_gives_503_and_both_api_and_readiness_recover() {
             .body(event.clone())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("POST: {e}"));
+            .expect("POST");
         assert_eq!(response.status().as_u16(), 503);
         assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
         let body: serde_json::Value = response.json().await.unwrap_or_default();

@@ -2,6 +2,8 @@
 //! room than exists: a request larger than the bound gets 413 at once, the simulator and
 //! the generator send in pieces that fit, and shutdown ends each of them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 mod common;
 
 use std::time::Duration;
@@ -85,7 +87,7 @@ async fn shutdown_ends_a_long_simulation_with_what_was_acknowledged() {
             .json(&json!({"duration_seconds": 300}))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("POST /v1/simulate: {e}"));
+            .expect("POST /v1/simulate");
         (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))
     });
     let topic = producer.topic.clone();
@@ -98,7 +100,7 @@ async fn shutdown_ends_a_long_simulation_with_what_was_acknowledged() {
     let (status, summary) = tokio::time::timeout(Duration::from_secs(10), request)
         .await
         .unwrap_or_else(|_| panic!("the simulate request did not end with the producer"))
-        .unwrap_or_else(|e| panic!("the request task failed: {e}"));
+        .expect("the request task failed");
 
     assert_eq!((status, summary["status"].as_bool()), (200, Some(false)), "{summary}");
     let acknowledged = summary["tot_msgs"].as_i64().unwrap_or_default();

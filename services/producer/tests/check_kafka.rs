@@ -4,6 +4,8 @@
 //! broker, whose OAUTHBEARER listener checks tokens as JWTs and so turns the MSK token
 //! away: the command must sign with the STS credentials and then name that refusal.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -16,8 +18,8 @@ const STS_KEY: &str = "ASIAIRSAEXAMPLE";
 
 /// Answers AssumeRoleWithWebIdentity the way STS does; keeps every request body.
 async fn fake_sts(bodies: Arc<Mutex<Vec<String>>>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
     let expiration = (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let answer = format!(
         r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
@@ -60,7 +62,7 @@ async fn msk_iam_signs_with_irsa_credentials_and_names_the_refusal() {
     let sts = fake_sts(Arc::clone(&bodies)).await;
     let token_file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("irsa-web-identity-token");
     let web_identity = "eyJhbGciOiJSUzI1NiJ9.projected-service-account-token.signature";
-    std::fs::write(&token_file, web_identity).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&token_file, web_identity).unwrap();
 
     let mut command = Command::new(env!("CARGO_BIN_EXE_producer"));
     command.arg("check-kafka");
@@ -88,10 +90,8 @@ async fn msk_iam_signs_with_irsa_credentials_and_names_the_refusal() {
         ("KAFKA_SASL_MECHANISM", "AWS_MSK_IAM"),
         ("RUST_LOG", "error"),
     ]);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("producer check-kafka did not run: {e}"));
+    let output =
+        tokio::task::spawn_blocking(move || command.output()).await.unwrap().expect("producer check-kafka did not run");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = format!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
 

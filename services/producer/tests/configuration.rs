@@ -2,6 +2,8 @@
 //! exit code 2. The same code path serves all three services; the consumers' binaries are
 //! checked in their own crate's test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 use std::process::Command;
 
 fn run_producer(var: &str, value: &str) -> (Option<i32>, String) {
@@ -9,7 +11,7 @@ fn run_producer(var: &str, value: &str) -> (Option<i32>, String) {
         .env(var, value)
         .env("HTTP_ADDR", if var == "HTTP_ADDR" { value } else { "127.0.0.1:0" })
         .output()
-        .unwrap_or_else(|e| panic!("the producer binary did not start: {e}"));
+        .expect("the producer binary did not start");
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 

@@ -2,6 +2,8 @@
 //! keyed record sits on the partition Kafka's own partitioner would choose, and a share of
 //! the events is bad on purpose.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 use std::time::Duration;
 
 use producer::ProducerConfig;
@@ -23,8 +25,8 @@ async fn generated_events_reach_the_topic_as_counted_and_keyed() {
         ("GENERATOR_BAD_SHARE", "0.2"),
         ("LOG_FORMAT", "text"),
     ]);
-    let config = ProducerConfig::from_env(&env).unwrap_or_else(|e| panic!("config: {e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let config = ProducerConfig::from_env(&env).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let token = CancellationToken::new();
     let service = tokio::spawn(producer::run(config, listener, token.clone()));
 
@@ -39,17 +41,16 @@ async fn generated_events_reach_the_topic_as_counted_and_keyed() {
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "the producer did not stop cleanly: {stopped:?}");
 
     let marks = testkit::high_watermarks(&topic, 2).await;
-    let client = testkit::kafka().client().await.unwrap_or_else(|e| panic!("kafka: {e}"));
+    let client = testkit::kafka().client().await.expect("kafka");
     let (mut good, mut bad) = (0, 0);
     for (partition, mark) in marks.iter().enumerate() {
         let pc = client
             .partition_client(topic.as_str(), partition as i32, UnknownTopicHandling::Retry)
             .await
-            .unwrap_or_else(|e| panic!("partition client: {e}"));
+            .expect("partition client");
         let mut offset = 0;
         while offset < *mark {
-            let (records, _) =
-                pc.fetch_records(offset, 1..1_000_000, 1_000).await.unwrap_or_else(|e| panic!("fetch: {e}"));
+            let (records, _) = pc.fetch_records(offset, 1..1_000_000, 1_000).await.expect("fetch");
             for record in records {
                 offset = record.offset + 1;
                 let value = record.record.value.unwrap_or_default();

@@ -2,6 +2,8 @@
 //! answered 200 for is on the topic at the partition and offset it gave; the requests in
 //! flight when it comes are answered before the process exits. SIGINT takes the same path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 mod common;
 
 use std::collections::HashMap;
@@ -72,17 +74,16 @@ async fn sigterm_during_load_loses_no_acknowledged_event() {
         let _ = client.await;
     }
 
-    let client = testkit::kafka().client().await.unwrap_or_else(|e| panic!("kafka: {e}"));
+    let client = testkit::kafka().client().await.expect("kafka");
     let mut on_topic: HashMap<(i64, i64), String> = HashMap::new();
     for (partition, mark) in testkit::high_watermarks(&topic, 2).await.into_iter().enumerate() {
         let pc = client
             .partition_client(topic.as_str(), partition as i32, UnknownTopicHandling::Retry)
             .await
-            .unwrap_or_else(|e| panic!("partition client: {e}"));
+            .expect("partition client");
         let mut offset = 0;
         while offset < mark {
-            let (records, _) =
-                pc.fetch_records(offset, 1..10_000_000, 1_000).await.unwrap_or_else(|e| panic!("fetch: {e}"));
+            let (records, _) = pc.fetch_records(offset, 1..10_000_000, 1_000).await.expect("fetch");
             for record in records {
                 offset = record.offset + 1;
                 let value: Value = serde_json::from_slice(&record.record.value.unwrap_or_default()).unwrap_or_default();
@@ -133,12 +134,12 @@ async fn sigterm_lets_the_requests_in_flight_finish() {
     signal(&child, "TERM");
     let mut answers = Vec::new();
     for request in requests {
-        answers.push(request.await.unwrap_or_else(|e| panic!("a request task failed: {e}")));
+        answers.push(request.await.expect("a request task failed"));
     }
     let after = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
-        .unwrap_or_else(|e| panic!("HTTP client: {e}"))
+        .expect("HTTP client")
         .post(format!("{base}/v1/events"))
         .json(&common::example())
         .send()
@@ -168,8 +169,8 @@ async fn sigint_takes_the_same_clean_shutdown_path() {
     signal(&child, "INT");
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
-        .unwrap_or_else(|e| panic!("waiting for the producer: {e}"))
-        .unwrap_or_else(|e| panic!("waiting for the producer: {e}"));
+        .expect("waiting for the producer")
+        .expect("waiting for the producer");
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the producer did not exit cleanly on SIGINT: {:?}\n{log}", output.status);
     let shutdown: Vec<Value> = log
@@ -187,7 +188,7 @@ async fn start_binary(topic: &str, env: &[(&str, &str)], stderr: Stdio) -> (Chil
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"));
+        .expect("no free port");
     let child = Command::new(env!("CARGO_BIN_EXE_producer"))
         .env("STORE_EVENTS_TOPIC", topic)
         .env("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA)
@@ -196,7 +197,7 @@ async fn start_binary(topic: &str, env: &[(&str, &str)], stderr: Stdio) -> (Chil
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
-        .unwrap_or_else(|e| panic!("the producer binary did not start: {e}"));
+        .expect("the producer binary did not start");
     let base = format!("http://127.0.0.1:{port}");
     testkit::eventually(Duration::from_secs(60), "the producer to be ready", || async {
         let status = reqwest::get(format!("{base}/readyz")).await.ok()?.status().as_u16();

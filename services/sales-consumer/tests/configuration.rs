@@ -1,5 +1,7 @@
 //! The consumer binary stops at once on a bad setting, with one line and exit code 2.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 use std::process::Command;
 
 #[test]
@@ -8,7 +10,7 @@ fn a_bad_setting_exits_2_with_one_line() {
         .env("HTTP_ADDR", "127.0.0.1:0")
         .env("S3_ENDPOINT", "127.0.0.1:9000")
         .output()
-        .unwrap_or_else(|e| panic!("the sales-consumer binary did not start: {e}"));
+        .expect("the sales-consumer binary did not start");
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
@@ -30,7 +32,7 @@ fn audit_with(vars: &[(&str, &str)]) -> (Option<i32>, String) {
         .env("S3_REQUEST_TIMEOUT", "5s")
         .envs(vars.iter().copied())
         .output()
-        .unwrap_or_else(|e| panic!("the sales-consumer binary did not start: {e}"));
+        .expect("the sales-consumer binary did not start");
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 

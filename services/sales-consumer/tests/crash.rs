@@ -5,6 +5,8 @@
 //! none left an entry without its objects (the window recovery exists for). This runs the
 //! real binary, as Kubernetes would.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 #[path = "../../../shared/consumer/tests/common/mod.rs"]
 mod common;
 
@@ -31,7 +33,7 @@ const RUN_MARK: &str = "=== crash test: run ";
 
 /// Appends a line of the test's own to the log the runs share.
 fn mark(log: &Path, line: &str) {
-    let mut file = File::options().create(true).append(true).open(log).unwrap_or_else(|e| panic!("{e}"));
+    let mut file = File::options().create(true).append(true).open(log).unwrap();
     writeln!(file, "{line}").unwrap_or_else(|e| panic!("writing {}: {e}", log.display()));
 }
 
@@ -65,13 +67,13 @@ fn spawn(env: &[(&str, String)], log: &Path) -> Child {
         .append(true)
         .open(log)
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
-    let stderr = log.try_clone().unwrap_or_else(|e| panic!("cannot share the log file: {e}"));
+    let stderr = log.try_clone().expect("cannot share the log file");
     Command::new(env!("CARGO_BIN_EXE_sales-consumer"))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(log)
         .stderr(stderr)
         .spawn()
-        .unwrap_or_else(|e| panic!("the sales-consumer binary did not start: {e}"))
+        .expect("the sales-consumer binary did not start")
 }
 
 /// Prints the consumers' log when the test panics, so a CI failure shows why.
@@ -155,17 +157,17 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
                 hit
             })
             .await
-            .unwrap_or_else(|e| panic!("the killer thread failed: {e}"));
+            .expect("the killer thread failed");
             targeted += usize::from(hit);
         } else {
             tokio::time::sleep(Duration::from_millis(rng.random_range(200..1_500))).await;
-            child.kill().unwrap_or_else(|e| panic!("kill -9: {e}"));
+            child.kill().expect("kill -9");
             let _ = child.wait();
         }
     }
     mark(&log.0, &format!("{RUN_MARK}{CYCLES} (the last, clean run)"));
     stop.cancel();
-    producer.await.unwrap_or_else(|e| panic!("producer task: {e}"));
+    producer.await.expect("producer task");
 
     // One last, clean run catches up and stops on SIGTERM.
     let child = spawn(&env, &log.0);

@@ -1,5 +1,7 @@
 //! The JSON Schema in `schema/` and the Rust validation accept and reject the same events.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 use serde_json::Value;
 use store_event::{JSON_SCHEMA, StoreEvent};
 
@@ -25,8 +27,8 @@ fn corpus() -> Vec<Case> {
 
 #[test]
 fn schema_and_rust_validation_agree_on_every_corpus_event() {
-    let schema: Value = serde_json::from_str(JSON_SCHEMA).unwrap_or_else(|e| panic!("schema is not JSON: {e}"));
-    let validator = jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("schema does not compile: {e}"));
+    let schema: Value = serde_json::from_str(JSON_SCHEMA).expect("schema is not JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("schema does not compile");
     let cases = corpus();
     assert!(cases.len() > 40, "the corpus is too small: {}", cases.len());
     assert!(cases.iter().any(|c| c.valid) && cases.iter().any(|c| !c.valid));

@@ -135,8 +135,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_healthcheck_command_sees_a_live_server_and_a_dead_port() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
         let token = tokio_util::sync::CancellationToken::new();
         let server = tokio::spawn(serve(listener, router(probes(|r| r)), token.clone().cancelled_owned()));
         let wildcard: std::net::SocketAddr = format!("0.0.0.0:{}", addr.port()).parse().unwrap_or(addr);

@@ -1,6 +1,8 @@
 //! The HTTP probes against the real local stack: `/readyz` names a missing topic, and
 //! `/metrics` is valid Prometheus text. (Kafka and S3 going down and back: `outage.rs`.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 mod common;
 
 use std::time::Duration;
@@ -28,7 +30,7 @@ async fn metrics_is_valid_prometheus_text_with_process_metrics() {
     let token = CancellationToken::new();
     let base = serve_probes(&testkit::unique_topic("metrics"), &token).await;
     let _ = readyz(&base).await;
-    let response = reqwest::get(format!("{base}/metrics")).await.unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    let response = reqwest::get(format!("{base}/metrics")).await.expect("GET /metrics");
     let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
     assert_eq!(content_type.as_deref(), Some("text/plain; version=0.0.4"));
     let text = response.text().await.unwrap_or_default();

@@ -3,6 +3,8 @@
 //! way of getting it wrong ends with an error that says what is wrong, within the connect
 //! timeout, instead of a hang or a bare timeout.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 use std::time::Duration;
 
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -14,7 +16,7 @@ use testkit::secured;
 fn settings(bootstrap: &str, pairs: &[(&str, String)]) -> KafkaSettings {
     let mut all: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend([("KAFKA_BOOTSTRAP_SERVERS", bootstrap), ("KAFKA_CONNECT_TIMEOUT", "10s")]);
-    KafkaSettings::from_env(&Env::from_pairs(all), "security-test").unwrap_or_else(|e| panic!("settings: {e}"))
+    KafkaSettings::from_env(&Env::from_pairs(all), "security-test").expect("settings")
 }
 
 fn mutual_tls() -> Vec<(&'static str, String)> {
@@ -43,17 +45,14 @@ async fn round_trip(settings: KafkaSettings) {
     let topic = testkit::unique_topic("sec");
     testkit::create_topic(&topic, 1).await;
     let cluster = KafkaCluster::new(settings);
-    let client = cluster.client().await.unwrap_or_else(|e| panic!("{e}"));
-    let partition = client
-        .partition_client(topic.clone(), 0, UnknownTopicHandling::Retry)
-        .await
-        .unwrap_or_else(|e| panic!("partition client: {e}"));
+    let client = cluster.client().await.unwrap();
+    let partition =
+        client.partition_client(topic.clone(), 0, UnknownTopicHandling::Retry).await.expect("partition client");
     let value = format!("through a secured listener to {topic}");
     let record = testkit::record(Some(value.as_bytes()), &[("content-type", b"text/plain")]);
-    let offsets = partition.produce(vec![record], Compression::NoCompression).await.unwrap_or_else(|e| panic!("{e}"));
+    let offsets = partition.produce(vec![record], Compression::NoCompression).await.unwrap();
     assert_eq!(offsets, vec![0]);
-    let (records, high_watermark) =
-        partition.fetch_records(0, 1..1_000_000, 1_000).await.unwrap_or_else(|e| panic!("{e}"));
+    let (records, high_watermark) = partition.fetch_records(0, 1..1_000_000, 1_000).await.unwrap();
     assert_eq!(high_watermark, 1);
     let values: Vec<Option<Vec<u8>>> = records.into_iter().map(|r| r.record.value).collect();
     assert_eq!(values, vec![Some(value.into_bytes())]);
@@ -87,7 +86,7 @@ async fn sasl_ssl_with_scram_sha_512_carries_records() {
 #[tokio::test]
 async fn oauthbearer_with_a_token_file_carries_records() {
     let token = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("oauthbearer.jwt");
-    std::fs::write(&token, secured::unsecured_jwt("store-events", 3600)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&token, secured::unsecured_jwt("store-events", 3600)).unwrap();
     let pairs = [
         ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
         ("KAFKA_SASL_MECHANISM", "OAUTHBEARER".to_owned()),
@@ -140,7 +139,7 @@ async fn tls_to_a_plaintext_listener_is_named_as_such() {
 #[tokio::test]
 async fn an_expired_token_is_named_as_a_rejected_token() {
     let token = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("expired.jwt");
-    std::fs::write(&token, secured::unsecured_jwt("store-events", -600)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&token, secured::unsecured_jwt("store-events", -600)).unwrap();
     let pairs = [
         ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
         ("KAFKA_SASL_MECHANISM", "OAUTHBEARER".to_owned()),

@@ -3,6 +3,8 @@
 //! every one of them), and the dashboard and alert rules query metrics the services
 //! really export.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -20,9 +22,9 @@ const READ_ELSEWHERE: [&str; 4] = [
 
 fn accepted() -> BTreeSet<String> {
     let env = Env::from_pairs([]);
-    producer::ProducerConfig::from_env(&env).unwrap_or_else(|e| panic!("producer defaults: {e}"));
+    producer::ProducerConfig::from_env(&env).expect("producer defaults");
     for event_type in EventType::ALL {
-        store_consumer::ConsumerConfig::from_env(&env, event_type).unwrap_or_else(|e| panic!("consumer defaults: {e}"));
+        store_consumer::ConsumerConfig::from_env(&env, event_type).expect("consumer defaults");
     }
     let mut names = env.asked();
     names.extend(READ_ELSEWHERE.iter().map(|s| (*s).to_owned()));
@@ -201,8 +203,8 @@ fn check_queries(place: &str, exprs: Vec<String>) {
 
 #[test]
 fn the_dashboard_queries_metrics_the_services_export() {
-    let dashboard: serde_json::Value = serde_json::from_str(&read("deploy/grafana/dashboards/store-events.json"))
-        .unwrap_or_else(|e| panic!("the dashboard is not JSON: {e}"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/dashboards/store-events.json")).expect("the dashboard is not JSON");
     let exprs = dashboard["panels"]
         .as_array()
         .into_iter()

@@ -1,6 +1,7 @@
 //! Running the producer in-process against the real broker, and reading the topic back
 //! with kcat, a client that shares no code with this project.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
 #![allow(dead_code)]
 
 use std::process::Command;
@@ -50,9 +51,9 @@ pub async fn start(extra: &[(&str, &str)]) -> Running {
         ("LOG_FORMAT", "text"),
     ];
     pairs.extend(extra.iter().copied());
-    let config = ProducerConfig::from_env(&Env::from_pairs(pairs)).unwrap_or_else(|e| panic!("config: {e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-    let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}")));
+    let config = ProducerConfig::from_env(&Env::from_pairs(pairs)).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
     let token = CancellationToken::new();
     let task = tokio::spawn(producer::run(config, listener, token.clone()));
     let readyz = format!("{base}/readyz");
@@ -70,7 +71,7 @@ pub fn kcat(topic: &str, partition: i64, offset: i64) -> Value {
         .args(["-C", "-b", testkit::KAFKA, "-t", topic, "-J", "-e", "-c", "1"])
         .args(["-p", &partition.to_string(), "-o", &offset.to_string()])
         .output()
-        .unwrap_or_else(|e| panic!("kcat could not run (scripts/stack.sh up installs it): {e}"));
+        .expect("kcat could not run (scripts/stack.sh up installs it)");
     assert!(output.status.success(), "kcat failed: {}", String::from_utf8_lossy(&output.stderr));
     let line = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(line.lines().next().unwrap_or_default())

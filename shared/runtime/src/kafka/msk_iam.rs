@@ -75,12 +75,12 @@ impl MskIamTokens {
     }
 
     /// A valid token, signed now or taken from the cache.
-    pub async fn token(&self) -> Result<String, String> {
+    pub async fn token(&self) -> Result<String, TokenError> {
         self.token_at(SystemTime::now()).await.map(|t| t.value)
     }
 
     /// The token to use at `now` (tests move the clock).
-    pub async fn token_at(&self, now: SystemTime) -> Result<Token, String> {
+    pub async fn token_at(&self, now: SystemTime) -> Result<Token, TokenError> {
         let mut cached = self.cached.lock().await;
         if let Some(token) = cached.as_ref().filter(|t| t.fresh_at(now)) {
             return Ok(token.clone());
@@ -92,10 +92,8 @@ impl MskIamTokens {
                 config.credentials_provider().unwrap_or_else(|| SharedCredentialsProvider::new(NoCredentials))
             })
             .await;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| format!("AWS_MSK_IAM: no AWS credentials: {}", crate::error_chain(&e)))?;
+        let credentials =
+            provider.provide_credentials().await.map_err(|e| TokenError::NoCredentials(crate::error_chain(&e)))?;
         let token = sign_token(&credentials, &self.region, now)?;
         tracing::debug!(access_key_id = token.access_key_id, expires_at = ?token.expires_at, "Signed an MSK IAM token.");
         *cached = Some(token.clone());
@@ -103,8 +101,19 @@ impl MskIamTokens {
     }
 }
 
+/// Why no token could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The default credential chain found none (the cause chain says what it tried).
+    #[error("AWS_MSK_IAM: no AWS credentials: {0}")]
+    NoCredentials(String),
+    /// The credentials could not sign the token.
+    #[error("AWS_MSK_IAM: {0}")]
+    Signing(String),
+}
+
 /// Signs a token for `region` with `credentials` at `now`.
-pub fn sign_token(credentials: &Credentials, region: &str, now: SystemTime) -> Result<Token, String> {
+pub fn sign_token(credentials: &Credentials, region: &str, now: SystemTime) -> Result<Token, TokenError> {
     let host = format!("kafka.{region}.amazonaws.com");
     let unsigned = format!("https://{host}/?Action=kafka-cluster%3AConnect");
     let identity = credentials.clone().into();
@@ -118,13 +127,13 @@ pub fn sign_token(credentials: &Credentials, region: &str, now: SystemTime) -> R
         .time(now)
         .settings(settings)
         .build()
-        .map_err(|e| format!("AWS_MSK_IAM: signing parameters: {e}"))?
+        .map_err(|e| TokenError::Signing(format!("signing parameters: {e}")))?
         .into();
     let request = SignableRequest::new("GET", &unsigned, std::iter::empty(), SignableBody::Bytes(&[]))
-        .map_err(|e| format!("AWS_MSK_IAM: the request to sign: {e}"))?;
+        .map_err(|e| TokenError::Signing(format!("the request to sign: {e}")))?;
     let (instructions, _signature) =
-        sign(request, &params).map_err(|e| format!("AWS_MSK_IAM: signing failed: {e}"))?.into_parts();
-    let mut url = url::Url::parse(&unsigned).map_err(|e| format!("AWS_MSK_IAM: {e}"))?;
+        sign(request, &params).map_err(|e| TokenError::Signing(format!("signing failed: {e}")))?.into_parts();
+    let mut url = url::Url::parse(&unsigned).map_err(|e| TokenError::Signing(e.to_string()))?;
     {
         let mut query = url.query_pairs_mut();
         for (name, value) in instructions.params() {
@@ -172,20 +181,20 @@ mod tests {
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
     fn at(rfc3339: &str) -> SystemTime {
-        DateTime::parse_from_rfc3339(rfc3339).map(SystemTime::from).unwrap_or_else(|e| panic!("{e}"))
+        DateTime::parse_from_rfc3339(rfc3339).map(SystemTime::from).unwrap()
     }
 
     /// The token decoded into its URL's host and query parameters.
     fn decode(token: &str) -> (String, HashMap<String, String>, String) {
-        let bytes = URL_SAFE_NO_PAD.decode(token).unwrap_or_else(|e| panic!("not base64url without padding: {e}"));
-        let text = String::from_utf8(bytes).unwrap_or_else(|e| panic!("not UTF-8: {e}"));
+        let bytes = URL_SAFE_NO_PAD.decode(token).expect("not base64url without padding");
+        let text = String::from_utf8(bytes).expect("not UTF-8");
         let url = url::Url::parse(&text).unwrap_or_else(|e| panic!("not a URL: {e}: {text}"));
         let query = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
         (url.host_str().unwrap_or_default().to_owned(), query, text)
     }
 
     fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|e| panic!("{e}"));
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
         mac.update(data.as_bytes());
         mac.finalize().into_bytes().to_vec()
     }
@@ -226,7 +235,7 @@ mod tests {
     fn the_token_is_a_presigned_kafka_cluster_connect_url() {
         let credentials = Credentials::new(AKID, SECRET, None, None, "test");
         let now = at("2026-11-24T12:34:56Z");
-        let token = sign_token(&credentials, "eu-west-1", now).unwrap_or_else(|e| panic!("{e}"));
+        let token = sign_token(&credentials, "eu-west-1", now).unwrap();
         assert!(!token.value.contains(['=', '+', '/']), "base64url without padding: {}", token.value);
         let (host, query, text) = decode(&token.value);
         assert!(text.starts_with("https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect&"), "{text}");
@@ -250,7 +259,7 @@ mod tests {
         let soon = now + Duration::from_secs(120);
         let credentials =
             Credentials::new("ASIATEMP", SECRET, Some("FwoGZX+session/token==".to_owned()), Some(soon), "t");
-        let token = sign_token(&credentials, "us-east-1", now).unwrap_or_else(|e| panic!("{e}"));
+        let token = sign_token(&credentials, "us-east-1", now).unwrap();
         let (host, query, _) = decode(&token.value);
         assert_eq!(query["X-Amz-Security-Token"], "FwoGZX+session/token==");
         assert_eq!(query["X-Amz-Signature"], expected_signature(&query, &host, SECRET));
@@ -277,12 +286,11 @@ mod tests {
         let tokens =
             MskIamTokens::with_provider("eu-west-1", SharedCredentialsProvider::new(Counting(Arc::clone(&calls))));
         let start = at("2026-11-24T12:00:00Z");
-        let first = tokens.token_at(start).await.unwrap_or_else(|e| panic!("{e}"));
-        let later = tokens.token_at(start + Duration::from_secs(300)).await.unwrap_or_else(|e| panic!("{e}"));
+        let first = tokens.token_at(start).await.unwrap();
+        let later = tokens.token_at(start + Duration::from_secs(300)).await.unwrap();
         assert_eq!(later.value, first.value, "a token with 10 minutes left is reused");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        let refreshed =
-            tokens.token_at(start + TOKEN_LIFETIME - REFRESH_BEFORE).await.unwrap_or_else(|e| panic!("{e}"));
+        let refreshed = tokens.token_at(start + TOKEN_LIFETIME - REFRESH_BEFORE).await.unwrap();
         assert_ne!(refreshed.value, first.value, "a token with 5 minutes left is replaced");
         assert_eq!(refreshed.access_key_id, "AKID1");
         assert!(refreshed.expires_at > first.expires_at);
@@ -292,7 +300,7 @@ mod tests {
     #[tokio::test]
     async fn missing_credentials_are_a_clear_error() {
         let tokens = MskIamTokens::with_provider("eu-west-1", SharedCredentialsProvider::new(NoCredentials));
-        let error = tokens.token_at(at("2026-11-24T12:00:00Z")).await.err().unwrap_or_default();
+        let error = tokens.token_at(at("2026-11-24T12:00:00Z")).await.err().unwrap().to_string();
         assert!(error.starts_with("AWS_MSK_IAM: no AWS credentials"), "{error}");
         assert!(error.contains("no AWS credential provider is configured"), "{error}");
     }

@@ -382,7 +382,7 @@ mod tests {
 
     #[test]
     fn plaintext_is_the_default_and_needs_nothing() {
-        let plain = security(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let plain = security(&[]).unwrap();
         assert_eq!(plain.protocol, Protocol::Plaintext);
         assert_eq!(plain.describe(), "Plaintext");
     }
@@ -454,7 +454,7 @@ mod tests {
             ("KAFKA_SASL_USERNAME", "alice"),
             ("KAFKA_SASL_PASSWORD", "hunter2"),
         ])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         let shown = format!("{secured:?} {}", secured.describe());
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("ScramSha512 as \"alice\""), "{shown}");
@@ -473,7 +473,7 @@ mod tests {
             &Env::from_pairs([("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"), ("KAFKA_SASL_MECHANISM", "AWS_MSK_IAM")]),
             &["b-2.orders.abc123.c2.kafka.ap-south-1.amazonaws.com:9098".to_owned()],
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         assert_eq!(iam.msk_iam().map(|t| t.region().to_owned()).as_deref(), Some("ap-south-1"));
     }
 }

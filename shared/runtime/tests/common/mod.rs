@@ -1,5 +1,6 @@
 //! What the probe tests share: a service's probes served against the real local stack.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -26,16 +27,16 @@ pub async fn serve_probes(topic: &str, token: &CancellationToken) -> String {
     let readiness = Readiness::new(&registry, Duration::from_secs(5))
         .with(KafkaCheck::new(cluster, topic))
         .with(S3Check::new(testkit::s3_client(&s3).await, testkit::BUCKET));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
     tokio::spawn(http::serve(listener, http::router(Probes { readiness, registry }), token.clone().cancelled_owned()));
     format!("http://{addr}")
 }
 
 pub async fn readyz(base: &str) -> (u16, Value) {
-    let response = reqwest::get(format!("{base}/readyz")).await.unwrap_or_else(|e| panic!("GET /readyz: {e}"));
+    let response = reqwest::get(format!("{base}/readyz")).await.expect("GET /readyz");
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or_else(|e| panic!("/readyz body is not JSON: {e}")))
+    (status, response.json().await.expect("/readyz body is not JSON"))
 }
 
 pub fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
