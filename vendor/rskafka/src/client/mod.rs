@@ -14,6 +14,9 @@ use crate::{
 pub mod consumer;
 pub mod controller;
 pub mod error;
+// store-events patch 4: brokers on loopback for the leader-discovery tests.
+#[cfg(test)]
+mod fake_broker;
 pub(crate) mod metadata_cache;
 pub mod partition;
 pub mod producer;

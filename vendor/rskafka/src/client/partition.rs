@@ -520,7 +520,14 @@ impl BrokerCache for &PartitionClient {
             .get_leader(MetadataLookupMode::SpecificBroker(Arc::clone(&broker)))
             .await?;
         if leader != leader_self {
-            if let Some(r#gen) = gen_leader_from_self {
+            // store-events patch 4: the answer that named `leader` is the stale one. It came
+            // from the cache when `gen_leader_from_arbitrary` is set; `gen_leader_from_self`
+            // is always `None` (an uncached lookup), so invalidating only that one left the
+            // stale entry in place and every retry went back to the old leader.
+            for r#gen in [gen_leader_from_arbitrary, gen_leader_from_self]
+                .into_iter()
+                .flatten()
+            {
                 // The cached metadata identified an incorrect leader - it is stale and should be refreshed.
                 self.brokers.invalidate_metadata_cache(
                     "partition client: broker that should be leader does treat itself as a leader",
@@ -1234,5 +1241,44 @@ mod tests {
         let (records, next) = extract_records(vec![], 42, vec![]).unwrap();
         assert!(records.is_empty());
         assert_eq!(next, 42);
+    }
+
+    /// store-events patch 4: the broker the cached metadata names as leader says another
+    /// broker leads (the leader moved). The cached answer must be dropped, or every retry
+    /// reads it again and goes back to the old leader, forever (no backoff deadline).
+    #[tokio::test]
+    async fn a_leader_that_moved_is_found_although_the_cached_metadata_names_the_old_one() {
+        use crate::client::{ClientBuilder, fake_broker};
+        use std::sync::atomic::Ordering;
+        use std::time::Duration;
+
+        // Broker 0's first answer (the client's start-up metadata, cached) names broker 1;
+        // later answers, and brokers 1 and 2 themselves, name broker 2.
+        let script: fake_broker::Script =
+            Arc::new(|broker, nth| if broker == 0 && nth == 0 { 1 } else { 2 });
+        let cluster = fake_broker::start(3, "t", script).await;
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        let found = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.partition_client("t", 0, UnknownTopicHandling::Error),
+        )
+        .await;
+        assert!(
+            matches!(found, Ok(Ok(_))),
+            "the new leader was not found within 10 s: {found:?}"
+        );
+        let asked: Vec<usize> = cluster
+            .metadata_requests
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .collect();
+        assert!(
+            asked[0] >= 2,
+            "the cached metadata was never refreshed: {asked:?}"
+        );
+        assert!(asked[2] >= 1, "the new leader was never asked: {asked:?}");
     }
 }
