@@ -130,6 +130,9 @@ pub struct Messenger<RW> {
 
     /// Join handle for the background worker that fetches responses.
     join_handle: JoinHandle<()>,
+
+    /// store-events patch 5: the longest a request waits for its response.
+    request_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Error, Debug)]
@@ -168,6 +171,13 @@ pub enum RequestError {
 
     #[error("Connection is poisoned: {0}")]
     Poisoned(Arc<RequestError>),
+
+    /// store-events patch 5: no response within the request timeout.
+    #[error("No response to {api_key:?} within {timeout:?}")]
+    TimedOut {
+        api_key: ApiKey,
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Error, Debug)]
@@ -301,7 +311,15 @@ where
             version_ranges: HashMap::new(),
             state,
             join_handle,
+            request_timeout: None,
         }
+    }
+
+    /// store-events patch 5: requests that get no response within `timeout` fail with
+    /// [`RequestError::TimedOut`] and poison the connection (a late response could not be
+    /// told apart), so that it is replaced; `None` waits forever (upstream's behaviour).
+    pub fn set_request_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.request_timeout = timeout;
     }
 
     #[cfg(feature = "unstable-fuzzing")]
@@ -397,7 +415,22 @@ where
         self.send_message(buf).await?;
         cleanup_on_cancel.message_sent();
 
-        let mut response = rx.await.expect("Who closed this channel?!")?;
+        // store-events patch 5: a broker that keeps the connection open but never answers
+        // (overloaded, half-open connection, network partition) no longer hangs the caller.
+        let response = match self.request_timeout {
+            None => rx.await,
+            Some(timeout) => match tokio::time::timeout(timeout, rx).await {
+                Ok(response) => response,
+                Err(_) => {
+                    let err = self.state.lock().poison(RequestError::TimedOut {
+                        api_key: R::API_KEY,
+                        timeout,
+                    });
+                    return Err(RequestError::Poisoned(err));
+                }
+            },
+        };
+        let mut response = response.expect("Who closed this channel?!")?;
         let body = R::ResponseBody::read_versioned(&mut response.data, body_api_version)?;
 
         // check if we fully consumed the message, otherwise there might be a bug in our protocol code
@@ -1090,6 +1123,43 @@ mod tests {
         // sync versions
         let err = messenger.sync_versions().await.unwrap_err();
         assert_matches!(err, SyncVersionsError::NoWorkingVersion);
+    }
+
+    /// store-events patch 5.
+    #[tokio::test]
+    async fn a_request_without_response_times_out_and_poisons_the_connection() {
+        let (_sim, rx) = MessageSimulator::new();
+        let mut messenger = Messenger::new(rx, 1_000, Arc::from(DEFAULT_CLIENT_ID));
+        messenger.set_version_ranges(HashMap::from([(
+            ApiKey::ListOffsets,
+            ListOffsetsRequest::API_VERSION_RANGE,
+        )]));
+        messenger.set_request_timeout(Some(Duration::from_millis(50)));
+        let request = || ListOffsetsRequest {
+            replica_id: NORMAL_CONSUMER,
+            isolation_level: None,
+            topics: vec![],
+        };
+
+        // The simulated broker reads nothing and answers nothing.
+        let err = tokio::time::timeout(Duration::from_secs(5), messenger.request(request()))
+            .await
+            .expect("the request still hangs")
+            .unwrap_err();
+        assert_matches!(
+            err,
+            RequestError::Poisoned(e) if matches!(
+                e.as_ref(),
+                RequestError::TimedOut { api_key: ApiKey::ListOffsets, timeout }
+                    if *timeout == Duration::from_millis(50)
+            )
+        );
+        // The connection is not used again: the next request fails at once.
+        let err = tokio::time::timeout(Duration::from_millis(40), messenger.request(request()))
+            .await
+            .expect("a request on the timed-out connection waited")
+            .unwrap_err();
+        assert_matches!(err, RequestError::Poisoned(_));
     }
 
     #[tokio::test]

@@ -33,6 +33,9 @@ pub struct KafkaSettings {
     pub security: Security,
 }
 
+/// The longest a consumer's fetch asks the broker to wait for records.
+pub const LONGEST_FETCH_WAIT: Duration = Duration::from_millis(1000);
+
 impl KafkaSettings {
     /// Reads and checks the settings.
     pub fn from_env(env: &Env, service: &str) -> Result<KafkaSettings, ConfigError> {
@@ -64,6 +67,14 @@ impl KafkaSettings {
             request_timeout: Duration::from_secs(10),
             security: Security::plaintext(),
         }
+    }
+
+    /// The longest one attempt of a request waits for the broker's answer before its
+    /// connection is dropped and the request retried on a new one (rskafka patch 5): half
+    /// of `KAFKA_REQUEST_TIMEOUT`, as the S3 client's attempts, but never less than a
+    /// long-polling fetch may rightly wait ([`LONGEST_FETCH_WAIT`]) plus a second.
+    pub fn attempt_timeout(&self) -> Duration {
+        (self.request_timeout / 2).max(LONGEST_FETCH_WAIT + Duration::from_secs(1))
     }
 
     /// rskafka's retry policy. Its deadline counts only the time slept between attempts;
@@ -214,7 +225,8 @@ impl KafkaCluster {
         }
         let builder = ClientBuilder::new(self.settings.bootstrap_servers.clone())
             .client_id(self.settings.client_id.clone())
-            .backoff_config(self.settings.backoff());
+            .backoff_config(self.settings.backoff())
+            .request_timeout(self.settings.attempt_timeout());
         let builder = self.settings.security.apply(builder);
         let what = format!("connecting to Kafka ({})", self.settings.security.describe());
         let client = Arc::new(within(self.settings.connect_timeout, &what, builder.build()).await?);
@@ -396,6 +408,15 @@ mod tests {
         assert_eq!(parse_bootstrap(" a:1 , b:2 "), Ok(vec!["a:1".to_owned(), "b:2".to_owned()]));
         assert_eq!(parse_bootstrap("a:0"), Err("\"a:0\" has a bad port".to_owned()));
         assert_eq!(parse_bootstrap(":9092"), Err("\":9092\" has no host".to_owned()));
+    }
+
+    #[test]
+    fn an_attempt_waits_half_the_request_timeout_but_longer_than_a_fetch_may() {
+        let mut settings = KafkaSettings::local("127.0.0.1:9092");
+        settings.request_timeout = Duration::from_secs(30);
+        assert_eq!(settings.attempt_timeout(), Duration::from_secs(15));
+        settings.request_timeout = Duration::from_secs(1);
+        assert_eq!(settings.attempt_timeout(), LONGEST_FETCH_WAIT + Duration::from_secs(1));
     }
 
     #[tokio::test]

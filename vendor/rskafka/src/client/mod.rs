@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -51,6 +52,8 @@ pub struct ClientBuilder {
     tls_config: TlsConfig,
     sasl_config: Option<SaslConfig>,
     backoff_config: Arc<BackoffConfig>,
+    // store-events patch 5
+    request_timeout: Option<Duration>,
 }
 
 impl ClientBuilder {
@@ -64,6 +67,7 @@ impl ClientBuilder {
             tls_config: TlsConfig::default(),
             sasl_config: None,
             backoff_config: Default::default(),
+            request_timeout: None,
         }
     }
 
@@ -80,6 +84,16 @@ impl ClientBuilder {
     /// failures all over the place since metadata requests cannot be handled any longer.
     pub fn max_message_size(mut self, max_message_size: usize) -> Self {
         self.max_message_size = max_message_size;
+        self
+    }
+
+    /// store-events patch 5: the longest a request waits for its response (none by
+    /// default). A request that waits longer fails with `RequestError::Poisoned` wrapping
+    /// `RequestError::TimedOut`, and its connection is closed: the broker may still
+    /// answer it, and another request's response cannot be told from a late one. The
+    /// request is then retried on a new connection like any broken-connection error.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
         self
     }
 
@@ -119,6 +133,7 @@ impl ClientBuilder {
             self.socks5_proxy,
             self.sasl_config,
             self.max_message_size,
+            self.request_timeout,
             Arc::clone(&self.backoff_config),
         ));
         brokers.refresh_metadata().await?;
