@@ -901,9 +901,22 @@ fn extract_records(
     let mut aborted = aborted.into_iter().peekable();
     let mut aborting = std::collections::HashSet::new();
 
+    // store-events patch 6: offsets come from the wire; a batch whose base offset plus a
+    // delta leaves i64 panicked (debug builds) or wrapped to a negative offset (release).
+    let overflow = |base_offset: i64, delta: i32| {
+        Error::InvalidResponse(format!(
+            "Offset overflow (base_offset={base_offset}, delta={delta})"
+        ))
+    };
     for batch in partition_records {
-        let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
-        next_offset = next_offset.max(last_offset + 1);
+        let last_offset = batch
+            .base_offset
+            .checked_add(i64::from(batch.last_offset_delta))
+            .and_then(|last| last.checked_add(1).map(|next| (last, next)));
+        let Some((last_offset, after_last)) = last_offset else {
+            return Err(overflow(batch.base_offset, batch.last_offset_delta));
+        };
+        next_offset = next_offset.max(after_last);
         if batch.producer_id >= 0 {
             while let Some(&(first_offset, producer_id)) = aborted.peek() {
                 if first_offset > last_offset {
@@ -929,7 +942,12 @@ fn extract_records(
                 records.reserve(protocol_records.len());
 
                 for record in protocol_records {
-                    let offset = batch.base_offset + record.offset_delta as i64;
+                    let Some(offset) = batch
+                        .base_offset
+                        .checked_add(i64::from(record.offset_delta))
+                    else {
+                        return Err(overflow(batch.base_offset, record.offset_delta));
+                    };
                     if offset < request_offset {
                         // Kafka does not split record batches on the server side, so we need to do this filtering on
                         // the client side
@@ -1280,5 +1298,26 @@ mod tests {
             "the cached metadata was never refreshed: {asked:?}"
         );
         assert!(asked[2] >= 1, "the new leader was never asked: {asked:?}");
+    }
+
+    /// store-events patch 6.
+    #[test]
+    fn offsets_that_overflow_are_an_invalid_response_not_a_panic() {
+        for base_offset in [i64::MAX, i64::MAX - 1] {
+            let result =
+                extract_records(vec![batch(base_offset, -1, false, &["a", "b"])], 0, vec![]);
+            assert!(
+                matches!(&result, Err(Error::InvalidResponse(m)) if m.contains("Offset overflow")),
+                "{result:?}"
+            );
+        }
+        // The last offset Kafka can hold is still read.
+        let (records, next) =
+            extract_records(vec![batch(i64::MAX - 2, -1, false, &["a", "b"])], 0, vec![]).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            [i64::MAX - 2, i64::MAX - 1]
+        );
+        assert_eq!(next, i64::MAX);
     }
 }
