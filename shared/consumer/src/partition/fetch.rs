@@ -20,7 +20,7 @@ use crate::ledger::Entry;
 use crate::ledger::writer::LedgerWriter;
 
 /// The longest one fetch waits for records to arrive.
-const MAX_FETCH_WAIT: Duration = service_runtime::kafka::LONGEST_FETCH_WAIT;
+const MAX_FETCH_WAIT: Duration = Duration::from_millis(1000);
 
 /// Why the last batch's records could not be read again.
 pub(super) enum RebuildError {

@@ -33,8 +33,9 @@ pub struct KafkaSettings {
     pub security: Security,
 }
 
-/// The longest a consumer's fetch asks the broker to wait for records.
-pub const LONGEST_FETCH_WAIT: Duration = Duration::from_millis(1000);
+/// How long a broker may hold a produce request waiting for its replicas (rskafka sends
+/// `timeout_ms` 30000).
+const BROKER_PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl KafkaSettings {
     /// Reads and checks the settings.
@@ -69,12 +70,15 @@ impl KafkaSettings {
         }
     }
 
-    /// The longest one attempt of a request waits for the broker's answer before its
-    /// connection is dropped and the request retried on a new one (rskafka patch 5): half
-    /// of `KAFKA_REQUEST_TIMEOUT`, as the S3 client's attempts, but never less than a
-    /// long-polling fetch may rightly wait ([`LONGEST_FETCH_WAIT`]) plus a second.
+    /// The longest one request waits for the broker's answer before its connection is
+    /// closed and the request retried on a new one (rskafka patch 5). A backstop for
+    /// connections on which nothing comes back: longer than `KAFKA_REQUEST_TIMEOUT` (the
+    /// services' own deadline per operation) and than the 30 s a broker may hold a produce
+    /// request while its replicas acknowledge (rskafka's produce timeout), so that it
+    /// never cuts off an answer still coming, and never makes a retry write twice what a
+    /// slow broker was about to acknowledge.
     pub fn attempt_timeout(&self) -> Duration {
-        (self.request_timeout / 2).max(LONGEST_FETCH_WAIT + Duration::from_secs(1))
+        self.request_timeout.max(BROKER_PRODUCE_TIMEOUT) + Duration::from_secs(5)
     }
 
     /// rskafka's retry policy. Its deadline counts only the time slept between attempts;
@@ -411,12 +415,12 @@ mod tests {
     }
 
     #[test]
-    fn an_attempt_waits_half_the_request_timeout_but_longer_than_a_fetch_may() {
+    fn a_request_waits_longer_than_the_operation_and_the_broker_may() {
         let mut settings = KafkaSettings::local("127.0.0.1:9092");
-        settings.request_timeout = Duration::from_secs(30);
-        assert_eq!(settings.attempt_timeout(), Duration::from_secs(15));
+        settings.request_timeout = Duration::from_secs(60);
+        assert_eq!(settings.attempt_timeout(), Duration::from_secs(65));
         settings.request_timeout = Duration::from_secs(1);
-        assert_eq!(settings.attempt_timeout(), LONGEST_FETCH_WAIT + Duration::from_secs(1));
+        assert_eq!(settings.attempt_timeout(), Duration::from_secs(35));
     }
 
     #[tokio::test]
