@@ -51,7 +51,7 @@ pub async fn read(store: &dyn Store, layout: &Layout, partition: i32) -> Result<
     let checkpoint = match get_json::<Checkpoint>(store, &layout.checkpoint_key(partition)).await {
         Ok(checkpoint) => checkpoint,
         Err(error @ (ReadError::Invalid { .. } | ReadError::Get(GetError::Body(_)))) => {
-            tracing::warn!(partition, %error, "The checkpoint cannot be read; listing the whole ledger.");
+            tracing::warn!(%error, "The checkpoint cannot be read; listing the whole ledger.");
             None
         }
         Err(error @ ReadError::Get(GetError::Request(_))) => return Err(error.into()),
@@ -68,7 +68,6 @@ pub async fn read(store: &dyn Store, layout: &Layout, partition: i32) -> Result<
             return Err(RecoveryError::Vanished(last));
         };
         tracing::warn!(
-            partition,
             entry = %last,
             next_offset = checkpoint.next_offset,
             "The ledger entry the checkpoint names is gone (deleted, or expired by a lifecycle rule); \

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use service_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::store::{Object, PutError, Store};
 use super::{Checkpoint, Entry, GZIP_JSONL, get_json, object_metadata};
@@ -137,6 +138,16 @@ impl LedgerWriter {
     /// Writes `entry` (conditionally), then its objects. `Ok` means the batch is durable:
     /// from the entry on, a crash leaves work that recovery completes.
     pub async fn commit(&mut self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), CommitError> {
+        let span = batch_span(entry);
+        self.commit_in_span(entry, data, dead).instrument(span).await
+    }
+
+    async fn commit_in_span(
+        &mut self,
+        entry: &Entry,
+        data: Option<Bytes>,
+        dead: Option<Bytes>,
+    ) -> Result<(), CommitError> {
         let key = self.layout.entry_key(self.partition, entry.first_offset);
         let body = serde_json::to_vec_pretty(entry).unwrap_or_default();
         let object = Object { body: body.into(), content_type: "application/json", metadata: Default::default() };
@@ -149,14 +160,9 @@ impl LedgerWriter {
         }
         // From here until "Batch committed." a crash leaves an entry whose objects recovery
         // writes (the crash test kills the process on this line).
-        tracing::debug!(
-            partition = self.partition,
-            first_offset = entry.first_offset,
-            next_offset = entry.next_offset,
-            "Ledger entry written; writing its objects."
-        );
+        tracing::debug!("Ledger entry written; writing its objects.");
         self.write_objects(entry, data, dead).await?;
-        tracing::debug!(partition = self.partition, first_offset = entry.first_offset, "Batch committed.");
+        tracing::debug!("Batch committed.");
         self.last_entry = Some((entry.first_offset, entry.next_offset));
         if self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval {
             self.checkpoint().await;
@@ -167,18 +173,20 @@ impl LedgerWriter {
     /// Writes the objects of an entry recovery found incomplete, from its batch rebuilt
     /// from Kafka: the same records give the same bytes under the same keys.
     pub async fn write_again(&mut self, entry: &Entry, rebuilt: Sealed) -> Result<(), CommitError> {
+        let span = batch_span(entry);
         if (rebuilt.stored, rebuilt.dead_lettered) != (entry.stored, entry.dead_lettered) {
-            tracing::error!(
-                partition = self.partition,
-                first_offset = entry.first_offset,
-                stored = rebuilt.stored,
-                expected_stored = entry.stored,
-                dead_lettered = rebuilt.dead_lettered,
-                expected_dead_lettered = entry.dead_lettered,
-                "The batch rebuilt from Kafka differs from its ledger entry (did validation rules change?)."
-            );
+            span.in_scope(|| {
+                tracing::error!(
+                    stored = rebuilt.stored,
+                    expected_stored = entry.stored,
+                    dead_lettered = rebuilt.dead_lettered,
+                    expected_dead_lettered = entry.dead_lettered,
+                    "The batch rebuilt from Kafka differs from its ledger entry (did validation rules change?)."
+                );
+            });
         }
-        self.write_objects(entry, rebuilt.data.map(Bytes::from), rebuilt.dead_letters.map(Bytes::from)).await?;
+        let (data, dead) = (rebuilt.data.map(Bytes::from), rebuilt.dead_letters.map(Bytes::from));
+        self.write_objects(entry, data, dead).instrument(span).await?;
         self.last_entry = Some((entry.first_offset, entry.next_offset));
         Ok(())
     }
@@ -208,7 +216,10 @@ impl LedgerWriter {
         }
     }
 
-    /// Writes one object, retrying with backoff while S3 fails; gives up only on shutdown.
+    /// Writes one object, retrying with backoff while S3 fails; gives up only when an
+    /// attempt fails after shutdown was asked for. A shutdown during a wait ends the wait,
+    /// not the write: one more attempt is made, so that a batch whose S3 came back is
+    /// committed before the process exits.
     async fn write(&self, operation: &str, key: &str, object: &Object, if_absent: bool) -> Result<(), WriteError> {
         let mut backoff = Backoff::dependency();
         loop {
@@ -226,10 +237,13 @@ impl LedgerWriter {
                     timer.stop_and_discard();
                     self.metrics.s3_errors.with_label_values(&[operation]).inc();
                     let wait = backoff.next_wait();
-                    tracing::warn!(partition = self.partition, %error, retry_in = ?wait, "S3 write failed; keeping the batch.");
+                    tracing::warn!(%error, retry_in = ?wait, "S3 write failed; keeping the batch.");
                     self.health.set(self.partition, Err(format!("S3 writes failing: {error}")));
+                    if self.shutdown.is_cancelled() {
+                        return Err(WriteError::Stopped);
+                    }
                     tokio::select! {
-                        _ = self.shutdown.cancelled() => return Err(WriteError::Stopped),
+                        _ = self.shutdown.cancelled() => {}
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
@@ -254,10 +268,16 @@ impl LedgerWriter {
             Err(error) => {
                 timer.stop_and_discard();
                 self.metrics.s3_errors.with_label_values(&["checkpoint"]).inc();
-                tracing::warn!(partition = self.partition, %error, "The checkpoint was not written.");
+                tracing::warn!(%error, "The checkpoint was not written.");
             }
         }
     }
+}
+
+/// The span of the work on one batch: its logs carry its offsets (and, from the
+/// partition's span, its partition).
+fn batch_span(entry: &Entry) -> tracing::Span {
+    tracing::info_span!("batch", first_offset = entry.first_offset, next_offset = entry.next_offset)
 }
 
 #[derive(Debug)]
@@ -353,6 +373,24 @@ mod tests {
         let (_, result) = ledger.commit(&mut writer, 0, 10).await;
         assert_eq!(result, Err(CommitError::Stopped));
         assert!(ledger.store.keys().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_during_a_retry_wait_makes_one_last_attempt() {
+        let ledger = Fixture::new();
+        let shutdown = CancellationToken::new();
+        let mut writer = ledger.writer("a", &shutdown);
+        // The data object's first PUT fails; shutdown comes during the wait before the
+        // next attempt (the first wait is at least 200 ms), and S3 is back by then.
+        ledger.store.fail_puts("event_type=", 1);
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            shutdown.cancel();
+        };
+        let ((entry, result), ()) = tokio::join!(ledger.commit(&mut writer, 0, 20), stop);
+        assert_eq!(result, Ok(()));
+        assert!(ledger.store.object(&entry.data_key.clone().unwrap()).is_some());
+        assert_eq!(ledger.metric("consumer_s3_errors_total", &[("operation", "data")]), 1.0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -145,11 +145,7 @@ impl PartitionLoop {
         if outcome == Stop::Shutdown {
             // SIGTERM: the open batch is committed before the process exits.
             if let Err(stop) = self.flush().await {
-                tracing::warn!(
-                    partition = self.partition,
-                    ?stop,
-                    "The open batch was not committed; it will be read again."
-                );
+                tracing::warn!(?stop, "The open batch was not committed; it will be read again.");
             }
             self.ledger.checkpoint().await;
         }
@@ -240,7 +236,7 @@ impl PartitionLoop {
     async fn kafka_failed(&mut self, operation: &str, error: &str, backoff: &mut Backoff) {
         self.shared.metrics.kafka_errors.with_label_values(&[operation]).inc();
         let wait = backoff.next_wait();
-        tracing::warn!(partition = self.partition, error, retry_in = ?wait, "Kafka request failed; reconnecting.");
+        tracing::warn!(error, retry_in = ?wait, "Kafka request failed; reconnecting.");
         self.shared.health.set(self.partition, Err(format!("Kafka: {error}")));
         self.client = None;
         self.shared.cluster.reset().await;
@@ -272,7 +268,7 @@ impl PartitionLoop {
                 "offset {} is beyond the end of the partition ({latest}): was the topic deleted and created again?",
                 self.next
             );
-            tracing::error!(partition = self.partition, "{problem}");
+            tracing::error!("{problem}");
             self.shared.health.set(self.partition, Err(problem));
             sleep_or_stop(Duration::from_secs(10), &self.shutdown).await;
             return Ok(());
@@ -283,11 +279,11 @@ impl PartitionLoop {
         let problem =
             format!("offsets {}..{earliest} were deleted by Kafka's retention before they were read", self.next);
         if self.shared.config.out_of_range == OutOfRangePolicy::Halt {
-            tracing::error!(partition = self.partition, "{problem}; halting (ON_OFFSET_OUT_OF_RANGE=halt).");
+            tracing::error!("{problem}; halting (ON_OFFSET_OUT_OF_RANGE=halt).");
             self.shared.health.set(self.partition, Err(format!("{problem}; halted")));
             return Err(Stop::Halted);
         }
-        tracing::error!(partition = self.partition, "{problem}; recording the loss in the ledger and going on.");
+        tracing::error!("{problem}; recording the loss in the ledger and going on.");
         self.flush().await?;
         let lost = earliest - self.next;
         let entry = self.ledger.loss(self.next, earliest);

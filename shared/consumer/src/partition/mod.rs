@@ -15,6 +15,7 @@ use std::time::Duration;
 use service_runtime::kafka::KafkaCluster;
 use service_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::ConsumerConfig;
 use crate::health::Health;
@@ -86,8 +87,13 @@ impl From<CommitError> for Stop {
     }
 }
 
-/// Runs partition `partition` until `shutdown`.
+/// Runs partition `partition` until `shutdown`; its logs carry `partition` (a span).
 pub async fn run_partition(shared: Arc<Shared>, partition: i32, shutdown: CancellationToken) {
+    let span = tracing::info_span!("partition", partition);
+    supervise(shared, partition, shutdown).instrument(span).await
+}
+
+async fn supervise(shared: Arc<Shared>, partition: i32, shutdown: CancellationToken) {
     let label = partition.to_string();
     shared.health.set(partition, Err("recovering its position from S3".to_owned()));
     let mut retry = Backoff::dependency();
@@ -98,21 +104,20 @@ pub async fn run_partition(shared: Arc<Shared>, partition: i32, shutdown: Cancel
             Err(RecoverError::Stopped) => break,
             Err(error) => {
                 let wait = retry.next_wait();
-                tracing::error!(partition, %error, retry_in = ?wait, "Recovery failed; retrying.");
+                tracing::error!(%error, retry_in = ?wait, "Recovery failed; retrying.");
                 shared.health.set(partition, Err(format!("recovery failed: {error}")));
                 sleep_or_stop(wait, &shutdown).await;
                 continue;
             }
         };
         retry.reset();
-        tracing::info!(partition, next_offset = next, "Partition recovered.");
+        tracing::info!(next_offset = next, "Partition recovered.");
         let mut state = PartitionLoop::new(Arc::clone(&shared), partition, next, writer, shutdown.clone());
         match state.consume().await {
             Stop::Shutdown => break,
             Stop::Fenced => {
                 shared.metrics.fenced.with_label_values(&[&label]).inc();
                 tracing::error!(
-                    partition,
                     "Another instance wrote the next ledger entry of this partition: two instances own it. \
                      Backing off; check CONSUMER_PARTITIONS / CONSUMER_INSTANCE(S)."
                 );
@@ -125,7 +130,7 @@ pub async fn run_partition(shared: Arc<Shared>, partition: i32, shutdown: Cancel
             }
         }
     }
-    tracing::info!(partition, "Partition stopped.");
+    tracing::info!("Partition stopped.");
 }
 
 async fn sleep_or_stop(duration: Duration, shutdown: &CancellationToken) {
@@ -155,17 +160,12 @@ async fn recover(shared: &Shared, partition: i32, writer: &mut LedgerWriter) -> 
     let (next, action) = match recovery::read(shared.store.as_ref(), &shared.layout, partition).await? {
         Recovered::Empty => {
             let earliest = fetch::earliest_offset(shared, partition).await?;
-            tracing::info!(partition, earliest, "No ledger yet: starting from the earliest offset Kafka has.");
+            tracing::info!(earliest, "No ledger yet: starting from the earliest offset Kafka has.");
             return Ok(earliest);
         }
         Recovered::Resume { next, action } => (next, action),
         Recovered::Incomplete { entry, missing } => {
-            tracing::warn!(
-                partition,
-                first_offset = entry.first_offset,
-                ?missing,
-                "Writing the last batch's objects again."
-            );
+            tracing::warn!(first_offset = entry.first_offset, ?missing, "Writing the last batch's objects again.");
             (entry.next_offset, write_again(shared, partition, writer, &entry, &missing).await?)
         }
     };
@@ -191,7 +191,6 @@ async fn write_again(
         // stopping the partition for good would not bring them back.
         Err(RebuildError::Gone(why)) => {
             tracing::error!(
-                partition,
                 first_offset = entry.first_offset,
                 next_offset = entry.next_offset,
                 ?missing,
