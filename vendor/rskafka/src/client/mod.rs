@@ -15,6 +15,8 @@ use crate::{
 pub mod consumer;
 pub mod controller;
 pub mod error;
+// store-events patch 7: committed offsets of a consumer group.
+pub mod group;
 // store-events patch 4: brokers on loopback for the leader-discovery tests.
 #[cfg(test)]
 mod fake_broker;
@@ -170,6 +172,11 @@ impl Client {
             Arc::clone(&self.brokers),
             Arc::clone(&self.backoff_config),
         ))
+    }
+
+    /// store-events patch 7: a client for the committed offsets of consumer group `group`.
+    pub fn group_client(&self, group: impl Into<String>) -> group::GroupClient {
+        group::GroupClient::new(Arc::clone(&self.brokers), group.into())
     }
 
     /// Returns a client for performing operations on a specific partition

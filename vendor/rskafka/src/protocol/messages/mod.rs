@@ -28,6 +28,11 @@ mod delete_topics;
 pub use delete_topics::*;
 mod fetch;
 pub use fetch::*;
+// store-events patch 7: committed offsets of a consumer group.
+mod find_coordinator;
+pub use find_coordinator::*;
+mod offset_commit;
+pub use offset_commit::*;
 mod header;
 pub use header::*;
 mod list_offsets;
