@@ -64,6 +64,9 @@ pub struct ConsumerConfig {
     pub checkpoint_interval: Duration,
     /// `ON_OFFSET_OUT_OF_RANGE`: `skip` or `halt`.
     pub out_of_range: OutOfRangePolicy,
+    /// `CONSUMER_GROUP_ID`: the consumer group this consumer's progress is committed to,
+    /// for Kafka's tools and lag monitors (the ledger, not this, decides where it resumes).
+    pub group_id: String,
 }
 
 impl ConsumerConfig {
@@ -104,6 +107,19 @@ impl ConsumerConfig {
             partition_refresh: env.duration("PARTITION_REFRESH", Duration::from_secs(30))?,
             checkpoint_interval: env.duration("CHECKPOINT_INTERVAL", Duration::from_secs(60))?,
             out_of_range,
+            group_id: group_id(env, service)?,
         })
     }
+}
+
+/// `CONSUMER_GROUP_ID`, `store-events-<service>` by default.
+fn group_id(env: &Env, service: &str) -> Result<String, ConfigError> {
+    let group = env.string("CONSUMER_GROUP_ID", &format!("store-events-{service}")).trim().to_owned();
+    if group.is_empty() || group.len() > 255 || group.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            "CONSUMER_GROUP_ID",
+            format!("{group:?} is not a group id: use 1 to 255 printable characters"),
+        ));
+    }
+    Ok(group)
 }

@@ -7,7 +7,8 @@
 //! - `batch`: one batch's records and outcomes, pure; `layout`: object keys;
 //! - `ledger/`: the S3 protocol that makes it exactly once (store, writer, recovery);
 //! - `partition/`: one partition's life (supervisor and recovery; the Kafka fetch loop);
-//! - `health`: readiness per partition; `metrics`: what Prometheus sees;
+//! - `health`: readiness per partition; `metrics`: what Prometheus sees; `offsets`: the
+//!   ledger's progress committed to a consumer group, for Kafka's tools;
 //! - `audit`: the operator's proof.
 
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod health;
 pub mod layout;
 pub mod ledger;
 pub mod metrics;
+pub mod offsets;
 pub mod ownership;
 pub mod partition;
 
@@ -59,6 +61,7 @@ pub async fn run(
         cluster: Arc::clone(&cluster),
         metrics: metrics::Metrics::new(&registry),
         health: Arc::new(Health::default()),
+        progress: Arc::new(offsets::Progress::default()),
         writer: format!("{}@{}/{}", config.service, hostname(), uuid::Uuid::new_v4().simple()),
         config,
     });
@@ -69,6 +72,15 @@ pub async fn run(
     let router = http::router(Probes { readiness, registry });
     let server = tokio::spawn(http::serve(listener, router, shutdown.clone().cancelled_owned()));
 
+    let committing = CancellationToken::new();
+    let committer = tokio::spawn(offsets::commit_until(
+        Arc::clone(&cluster),
+        shared.config.group_id.clone(),
+        topic.clone(),
+        Arc::clone(&shared.progress),
+        shared.metrics.clone(),
+        committing.clone(),
+    ));
     let mut workers = JoinSet::new();
     let mut running: BTreeSet<i32> = BTreeSet::new();
     while !shutdown.is_cancelled() {
@@ -100,6 +112,8 @@ pub async fn run(
                     tracing::error!("A partition loop {why}; stopping the process so that it restarts clean.");
                     shutdown.cancel();
                     while workers.join_next().await.is_some() {}
+                    committing.cancel();
+                    let _ = committer.await;
                     let _ = server.await;
                     anyhow::bail!("a partition loop {why} while the consumer was running");
                 }
@@ -107,6 +121,9 @@ pub async fn run(
         }
     }
     while workers.join_next().await.is_some() {}
+    // The partitions' last commits made, their progress goes to the group once more.
+    committing.cancel();
+    let _ = committer.await;
     server.await.context("HTTP server task failed")?.context("HTTP server failed")
 }
 

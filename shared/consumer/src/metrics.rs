@@ -44,6 +44,9 @@ pub struct Metrics {
     /// `consumer_recoveries_total{partition,action}`: recoveries at start, by whether the
     /// last batch's objects had to be written again (`rewrote`) or not (`clean`).
     pub recoveries: IntCounterVec,
+    /// `consumer_offset_commits_total{outcome}`: commits of the ledger's progress to the
+    /// consumer group (`ok`, `error`), for Kafka's tools and lag monitors.
+    pub offset_commits: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -125,6 +128,12 @@ impl Metrics {
                 "consumer_recoveries_total",
                 "Recoveries at start, by action.",
                 &["partition", "action"],
+            ),
+            offset_commits: counter(
+                registry,
+                "consumer_offset_commits_total",
+                "Commits of the ledger's progress to the consumer group, by outcome.",
+                &["outcome"],
             ),
         }
     }

@@ -163,6 +163,8 @@ async fn a_restart_resumes_without_rewriting_or_skipping() {
     assert_eq!(common::request_ids(&stored), common::request_ids(&produced));
 }
 
+/// Also: both commit their progress to one consumer group, which Kafka's own
+/// `kafka-consumer-groups.sh --describe` shows with lag 0 once they stopped.
 #[tokio::test]
 async fn two_instances_owning_one_partition_each_cover_the_topic() {
     testkit::require_kafka();
@@ -175,21 +177,39 @@ async fn two_instances_owning_one_partition_each_cover_the_topic() {
         testkit::produce(&topic, partition as i32, records, Compression::Snappy).await;
     }
     let prefix = format!("o{}", uuid_suffix());
-    let first = common::config(EventType::Inventory, &topic, &prefix, &[("CONSUMER_PARTITIONS", "0")]);
+    let group = testkit::unique_name("store-events-inventory-consumer");
+    let first = common::config(
+        EventType::Inventory,
+        &topic,
+        &prefix,
+        &[("CONSUMER_PARTITIONS", "0"), ("CONSUMER_GROUP_ID", &group)],
+    );
     let second = common::config(
         EventType::Inventory,
         &topic,
         &prefix,
-        &[("CONSUMER_INSTANCES", "2"), ("CONSUMER_INSTANCE", "1")],
+        &[("CONSUMER_INSTANCES", "2"), ("CONSUMER_INSTANCE", "1"), ("CONSUMER_GROUP_ID", &group)],
     );
     let (a, b) = (common::start(first.clone()).await, common::start(second).await);
     common::wait_until_caught_up(&first, 2, Duration::from_secs(60)).await;
+    // Progress is committed about once a second, besides the last commit at shutdown.
+    let metrics = testkit::eventually(Duration::from_secs(30), "a commit to the consumer group", || async {
+        let metrics = a.metrics().await;
+        let ok = testkit::metric(&metrics, "consumer_offset_commits_total", &[("outcome", "ok")]);
+        ok.is_some_and(|n| n >= 1.0).then_some(metrics)
+    })
+    .await;
     a.stop().await;
     b.stop().await;
 
     let report = common::audit(&first).await;
     assert!(report.clean(), "{}", report.render());
     assert_eq!(report.partitions.iter().map(|p| p.partition).collect::<Vec<_>>(), [0, 1]);
+    let rows = testkit::describe_group(&group);
+    let seen: Vec<_> =
+        rows.iter().filter(|r| r.topic == topic).map(|r| (r.partition, r.committed, r.log_end, r.lag)).collect();
+    assert_eq!(seen, [(0, Some(150), Some(150), Some(0)), (1, Some(150), Some(150), Some(0))], "{rows:?}");
+    assert_eq!(testkit::metric(&metrics, "consumer_offset_commits_total", &[("outcome", "error")]), None, "{metrics}");
     let expected: Vec<Value> =
         events.iter().filter(|e| e.event_type == EventType::Inventory).map(|e| e.to_value()).collect();
     assert_eq!(common::request_ids(&common::stored(&first).await), common::request_ids(&expected));

@@ -134,6 +134,56 @@ pub fn add_partitions(topic: &str, partitions: i32) {
     ]);
 }
 
+/// One row of `kafka-consumer-groups.sh --describe`: a partition of a group's topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// CURRENT-OFFSET: the group's committed offset (`None` for `-`).
+    pub committed: Option<i64>,
+    /// LOG-END-OFFSET.
+    pub log_end: Option<i64>,
+    /// LAG.
+    pub lag: Option<i64>,
+}
+
+/// `group`'s committed offsets as Apache Kafka's own `kafka-consumer-groups.sh --describe`
+/// prints them (`ConsumerGroupCommand`, from the broker's jars), parsed from its table.
+pub fn describe_group(group: &str) -> Vec<GroupPartition> {
+    require_kafka();
+    let output = Command::new("bash")
+        .arg(repo_root().join("scripts/stack.sh"))
+        .args([
+            "kafka-tool",
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            "--bootstrap-server",
+            KAFKA,
+            "--describe",
+            "--group",
+            group,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("kafka-consumer-groups could not run: {e}"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "kafka-consumer-groups failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    let number = |s: &str| s.parse::<i64>().ok();
+    text.lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|columns| columns.len() >= 6 && columns[0] == group)
+        .filter_map(|c| {
+            Some(GroupPartition {
+                topic: c[1].to_owned(),
+                partition: c[2].parse().ok()?,
+                committed: number(c[3]),
+                log_end: number(c[4]),
+                lag: number(c[5]),
+            })
+        })
+        .collect()
+}
+
 /// Runs `commands` (`send PARTITION VALUE`, `commit`, `abort`, one per line) through
 /// Apache Kafka's own Java producer in transactions (scripts/kafka/TransactionalProducer.java):
 /// what a transactional producer sharing the topic leaves behind, markers included.

@@ -127,6 +127,7 @@ impl PartitionLoop {
     ) -> PartitionLoop {
         shared.metrics.committed_offset.with_label_values(&[&partition.to_string()]).set(next);
         shared.health.set(partition, Ok(format!("resumed at offset {next}")));
+        shared.progress.set(partition, next);
         PartitionLoop {
             shared,
             partition,
@@ -328,6 +329,7 @@ impl PartitionLoop {
         self.shared.metrics.committed_offset.with_label_values(&[&self.label]).set(entry.next_offset);
         self.update_lag();
         self.shared.health.set(self.partition, Ok(format!("committed up to offset {}", entry.next_offset)));
+        self.shared.progress.set(self.partition, entry.next_offset);
         Ok(())
     }
 }

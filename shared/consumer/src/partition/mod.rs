@@ -43,6 +43,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Per-partition progress, for readiness.
     pub health: Arc<Health>,
+    /// Per-partition progress, for the consumer group's committed offsets.
+    pub progress: Arc<crate::offsets::Progress>,
     /// This process's identity in the ledger.
     pub writer: String,
 }
