@@ -123,3 +123,30 @@ fn group_id(env: &Env, service: &str) -> Result<String, ConfigError> {
     }
     Ok(group)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(pairs: &[(&str, &str)], event_type: EventType) -> Result<String, String> {
+        ConsumerConfig::from_env(&Env::from_pairs(pairs.iter().copied()), event_type)
+            .map(|c| c.group_id)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_consumer_has_its_own_group_unless_told() {
+        assert_eq!(group(&[], EventType::Sale).as_deref(), Ok("store-events-sales-consumer"));
+        assert_eq!(group(&[], EventType::Inventory).as_deref(), Ok("store-events-inventory-consumer"));
+        assert_eq!(group(&[("CONSUMER_GROUP_ID", " team-a ")], EventType::Sale).as_deref(), Ok("team-a"));
+    }
+
+    #[test]
+    fn a_group_id_kafka_would_refuse_is_named() {
+        for bad in ["", "   ", "a\nb", &"g".repeat(256)] {
+            let error = group(&[("CONSUMER_GROUP_ID", bad)], EventType::Sale).unwrap_err();
+            assert!(error.starts_with("CONSUMER_GROUP_ID: "), "{error}");
+            assert!(error.contains("is not a group id"), "{error}");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! store-events patch 4 (tests only): Kafka brokers on loopback that answer `ApiVersions`
 //! and `Metadata` (v4) from a script, enough to drive the client's leader discovery
-//! without a real cluster. Other requests close the connection.
+//! without a real cluster; patch 7 adds `FindCoordinator` (v1) and `OffsetCommit` (v2).
+//! Other requests close the connection.
 
 use std::sync::{
     Arc,
@@ -22,16 +23,41 @@ use crate::protocol::{
 /// The leader broker `broker` names for partition 0 in its `nth` Metadata answer.
 pub(crate) type Script = Arc<dyn Fn(i32, usize) -> i32 + Send + Sync>;
 
+/// store-events patch 7: what broker `broker` answers to its `nth` request of a kind.
+#[derive(Clone)]
+pub(crate) struct GroupScript {
+    /// The coordinator named by `FindCoordinator`.
+    pub(crate) coordinator: Arc<dyn Fn(i32, usize) -> i32 + Send + Sync>,
+    /// The error code of every partition of an `OffsetCommit` (0: none).
+    pub(crate) commit_error: Arc<dyn Fn(i32, usize) -> i16 + Send + Sync>,
+}
+
+/// store-events patch 7: an `OffsetCommit` a broker accepted: broker, group, generation,
+/// and (topic, partition, offset) of each partition.
+pub(crate) type Commit = (i32, String, i32, Vec<(String, i32, i64)>);
+
 /// A running fake cluster.
 pub(crate) struct FakeCluster {
     /// `host:port` of each broker; broker ids are the indexes.
     pub(crate) addresses: Vec<String>,
     /// Metadata requests answered, per broker.
     pub(crate) metadata_requests: Arc<Vec<AtomicUsize>>,
+    /// store-events patch 7: `OffsetCommit` requests answered without error.
+    pub(crate) commits: Arc<std::sync::Mutex<Vec<Commit>>>,
 }
 
 /// Starts `brokers` brokers serving one topic with one partition, replicated on all.
 pub(crate) async fn start(brokers: usize, topic: &str, script: Script) -> FakeCluster {
+    start_with_groups(brokers, topic, script, None).await
+}
+
+/// store-events patch 7: [`start`], with brokers that also coordinate groups.
+pub(crate) async fn start_with_groups(
+    brokers: usize,
+    topic: &str,
+    script: Script,
+    groups: Option<GroupScript>,
+) -> FakeCluster {
     let mut listeners = Vec::new();
     for _ in 0..brokers {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -45,9 +71,20 @@ pub(crate) async fn start(brokers: usize, topic: &str, script: Script) -> FakeCl
             .map(|_| AtomicUsize::new(0))
             .collect::<Vec<_>>(),
     );
+    let group_requests = Arc::new(
+        (0..brokers * 2)
+            .map(|_| AtomicUsize::new(0))
+            .collect::<Vec<_>>(),
+    );
+    let commits = Arc::new(std::sync::Mutex::new(Vec::new()));
     for (id, listener) in listeners.into_iter().enumerate() {
         let (addresses, counts) = (addresses.clone(), Arc::clone(&metadata_requests));
         let (topic, script) = (topic.to_owned(), Arc::clone(&script));
+        let (groups, group_requests, commits) = (
+            groups.clone(),
+            Arc::clone(&group_requests),
+            Arc::clone(&commits),
+        );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let broker = Broker {
@@ -56,6 +93,9 @@ pub(crate) async fn start(brokers: usize, topic: &str, script: Script) -> FakeCl
                     topic: topic.clone(),
                     script: Arc::clone(&script),
                     counts: Arc::clone(&counts),
+                    groups: groups.clone(),
+                    group_requests: Arc::clone(&group_requests),
+                    commits: Arc::clone(&commits),
                 };
                 tokio::spawn(broker.serve(stream));
             }
@@ -64,6 +104,7 @@ pub(crate) async fn start(brokers: usize, topic: &str, script: Script) -> FakeCl
     FakeCluster {
         addresses,
         metadata_requests,
+        commits,
     }
 }
 
@@ -73,6 +114,10 @@ struct Broker {
     topic: String,
     script: Script,
     counts: Arc<Vec<AtomicUsize>>,
+    groups: Option<GroupScript>,
+    /// FindCoordinator then OffsetCommit requests, two counters per broker.
+    group_requests: Arc<Vec<AtomicUsize>>,
+    commits: Arc<std::sync::Mutex<Vec<Commit>>>,
 }
 
 impl Broker {
@@ -95,6 +140,26 @@ impl Broker {
                     let nth = self.counts[self.id as usize].fetch_add(1, Ordering::SeqCst);
                     self.metadata((self.script)(self.id, nth))
                 }
+                ApiKey::FindCoordinator if self.groups.is_some() => {
+                    let nth =
+                        self.group_requests[self.id as usize * 2].fetch_add(1, Ordering::SeqCst);
+                    let groups = self.groups.as_ref().unwrap();
+                    self.find_coordinator((groups.coordinator)(self.id, nth))
+                }
+                ApiKey::OffsetCommit if self.groups.is_some() => {
+                    let nth = self.group_requests[self.id as usize * 2 + 1]
+                        .fetch_add(1, Ordering::SeqCst);
+                    let error = (self.groups.as_ref().unwrap().commit_error)(self.id, nth);
+                    let commit = parse_offset_commit(&request[8..]);
+                    let body = offset_commit_response(&commit.3, error);
+                    if error == 0 {
+                        self.commits
+                            .lock()
+                            .unwrap()
+                            .push((self.id, commit.1, commit.2, commit.3));
+                    }
+                    body
+                }
                 _ => return,
             };
             // Response header v0 (these responses are not flexible): the correlation id.
@@ -106,6 +171,20 @@ impl Broker {
                 return;
             }
         }
+    }
+
+    /// A FindCoordinator v1 response naming broker `id`.
+    fn find_coordinator(&self, id: i32) -> Vec<u8> {
+        let (host, port) = self.addresses[id as usize].rsplit_once(':').unwrap();
+        let mut out = Vec::new();
+        out.extend_from_slice(&0i32.to_be_bytes()); // throttle_time_ms
+        out.extend_from_slice(&0i16.to_be_bytes()); // no error
+        out.extend_from_slice(&(-1i16).to_be_bytes()); // error_message: null
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&(host.len() as i16).to_be_bytes());
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(&port.parse::<i32>().unwrap().to_be_bytes());
+        out
     }
 
     /// A Metadata v4 response naming every broker and `leader` for partition 0.
@@ -146,7 +225,55 @@ impl Broker {
     }
 }
 
-/// What the brokers support: ApiVersions 0 to 3 and Metadata 4.
+/// Reads an OffsetCommit v2 request (after the header's key, version and correlation id):
+/// client id, group, generation, member, retention, then the topics' partitions.
+fn parse_offset_commit(bytes: &[u8]) -> Commit {
+    let mut at = 0;
+    let mut take = |n: usize| {
+        at += n;
+        &bytes[at - n..at]
+    };
+    let int16 = |b: &[u8]| i16::from_be_bytes([b[0], b[1]]);
+    let int32 = |b: &[u8]| i32::from_be_bytes(b.try_into().unwrap());
+    let client_id_len = int16(take(2));
+    take(client_id_len.max(0) as usize);
+    let group_len = int16(take(2)) as usize;
+    let group = String::from_utf8(take(group_len).to_vec()).unwrap();
+    let generation = int32(take(4));
+    let member_len = int16(take(2)) as usize;
+    take(member_len);
+    take(8); // retention_time_ms
+    let mut partitions = Vec::new();
+    for _ in 0..int32(take(4)) {
+        let name_len = int16(take(2)) as usize;
+        let name = String::from_utf8(take(name_len).to_vec()).unwrap();
+        for _ in 0..int32(take(4)) {
+            let partition = int32(take(4));
+            let offset = i64::from_be_bytes(take(8).try_into().unwrap());
+            let metadata_len = int16(take(2));
+            take(metadata_len.max(0) as usize);
+            partitions.push((name.clone(), partition, offset));
+        }
+    }
+    (-1, group, generation, partitions)
+}
+
+/// An OffsetCommit v2 response: `error` for each partition committed.
+fn offset_commit_response(partitions: &[(String, i32, i64)], error: i16) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(partitions.len() as i32).to_be_bytes()); // a topic per partition
+    for (topic, partition, _) in partitions {
+        out.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+        out.extend_from_slice(topic.as_bytes());
+        out.extend_from_slice(&1i32.to_be_bytes());
+        out.extend_from_slice(&partition.to_be_bytes());
+        out.extend_from_slice(&error.to_be_bytes());
+    }
+    out
+}
+
+/// What the brokers support: ApiVersions 0 to 3, Metadata 4, FindCoordinator 1 and
+/// OffsetCommit 2.
 fn api_versions(version: i16) -> Vec<u8> {
     let key = |api_key, min, max| ApiVersionsResponseApiKey {
         api_key,
@@ -156,7 +283,12 @@ fn api_versions(version: i16) -> Vec<u8> {
     };
     let response = ApiVersionsResponse {
         error_code: None,
-        api_keys: vec![key(ApiKey::ApiVersions, 0, 3), key(ApiKey::Metadata, 4, 4)],
+        api_keys: vec![
+            key(ApiKey::ApiVersions, 0, 3),
+            key(ApiKey::Metadata, 4, 4),
+            key(ApiKey::FindCoordinator, 1, 1),
+            key(ApiKey::OffsetCommit, 2, 2),
+        ],
         throttle_time_ms: None,
         tagged_fields: None,
     };

@@ -147,3 +147,51 @@ impl GroupClient {
         Ok(connection)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::client::{ClientBuilder, fake_broker};
+
+    use super::*;
+
+    /// The coordinator is broker 1, until it says it no longer is (a coordinator moves
+    /// when its broker restarts); then broker 2.
+    #[tokio::test]
+    async fn a_coordinator_that_moved_is_found_again_and_the_offsets_committed_there() {
+        let groups = fake_broker::GroupScript {
+            coordinator: Arc::new(|_, nth| if nth == 0 { 1 } else { 2 }),
+            commit_error: Arc::new(|broker, _| if broker == 1 { 16 } else { 0 }), // NOT_COORDINATOR
+        };
+        let cluster =
+            fake_broker::start_with_groups(3, "t", Arc::new(|_, _| 0), Some(groups)).await;
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        let group = client.group_client("g");
+
+        let within = Duration::from_secs(10);
+        let first = tokio::time::timeout(within, group.commit_offsets("t", &[(0, 5), (1, 7)]))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                first,
+                Err(Error::ServerError {
+                    protocol_error: ProtocolError::NotCoordinator,
+                    ..
+                })
+            ),
+            "{first:?}"
+        );
+        tokio::time::timeout(within, group.commit_offsets("t", &[(0, 6), (1, 7)]))
+            .await
+            .unwrap()
+            .unwrap();
+        let commits = cluster.commits.lock().unwrap().clone();
+        let expected = vec![("t".to_owned(), 0, 6), ("t".to_owned(), 1, 7)];
+        assert_eq!(commits, [(2, "g".to_owned(), -1, expected)]);
+    }
+}
