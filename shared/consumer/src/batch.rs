@@ -16,7 +16,7 @@ use flate2::write::GzEncoder;
 use rskafka::record::RecordAndOffset;
 use serde::Serialize;
 use serde_json::Value;
-use store_event::{EventType, Route, StoreEvent, classify};
+use store_event::{EventType, Route, StoreEvent, classify_keeping_body};
 
 use crate::config::BatchLimits;
 
@@ -175,12 +175,13 @@ impl Batch {
         self.records += 1;
         self.next_offset = record.offset + 1;
         let value = record.record.value.as_deref();
-        let dead = match classify(&record.record.headers, value) {
+        let (route, body) = classify_keeping_body(&record.record.headers, value);
+        let dead = match route {
             Route::Type(other) if other != keep => {
                 self.skipped += 1;
                 return Outcome::Skipped;
             }
-            Route::Type(_) => match check(keep, value) {
+            Route::Type(_) => match check(keep, value, body) {
                 Ok(line) => {
                     self.stored.extend_from_slice(&line);
                     self.stored.push(b'\n');
@@ -232,18 +233,25 @@ impl Batch {
 }
 
 /// Validates a record routed to this consumer's type; the line to store, or why not.
-fn check(keep: EventType, value: Option<&[u8]>) -> Result<Vec<u8>, (&'static str, String)> {
-    let Some(bytes) = value else {
-        return Err(("null_value", "null value".to_owned()));
-    };
-    if std::str::from_utf8(bytes).is_err() {
-        return Err(("not_utf8", "not UTF-8 text".to_owned()));
-    }
-    let parsed: Value = match serde_json::from_slice(bytes) {
-        Ok(parsed) => parsed,
-        Err(_) => {
-            let reason = StoreEvent::from_json(bytes).err().map(|e| e.to_string()).unwrap_or_default();
-            return Err(("not_json", reason));
+/// `body` is the value already parsed to route it, if it was (a record without a header):
+/// a record is parsed once.
+fn check(keep: EventType, value: Option<&[u8]>, body: Option<Value>) -> Result<Vec<u8>, (&'static str, String)> {
+    let parsed = match body {
+        Some(parsed) => parsed,
+        None => {
+            let Some(bytes) = value else {
+                return Err(("null_value", "null value".to_owned()));
+            };
+            if std::str::from_utf8(bytes).is_err() {
+                return Err(("not_utf8", "not UTF-8 text".to_owned()));
+            }
+            match serde_json::from_slice(bytes) {
+                Ok(parsed) => parsed,
+                Err(_) => {
+                    let reason = StoreEvent::from_json(bytes).err().map(|e| e.to_string()).unwrap_or_default();
+                    return Err(("not_json", reason));
+                }
+            }
         }
     };
     match StoreEvent::from_value(&parsed) {

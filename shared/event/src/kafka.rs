@@ -72,16 +72,22 @@ fn unattributable(kind: &'static str, reason: impl Into<String>) -> Route {
 ///
 /// A header that names an unknown type is not trusted: the body decides.
 pub fn classify(headers: &BTreeMap<String, Vec<u8>>, value: Option<&[u8]>) -> Route {
+    classify_keeping_body(headers, value).0
+}
+
+/// [`classify`], and the parsed body when the body had to be read to decide (a record
+/// without a usable header), so that a consumer validating it does not parse it again.
+pub fn classify_keeping_body(headers: &BTreeMap<String, Vec<u8>>, value: Option<&[u8]>) -> (Route, Option<Value>) {
     if let Some(event_type) = headers
         .get(EVENT_TYPE_HEADER)
         .and_then(|h| std::str::from_utf8(h).ok())
         .and_then(|name| name.parse::<EventType>().ok())
     {
-        return Route::Type(event_type);
+        return (Route::Type(event_type), None);
     }
     let bytes = match value {
-        None => return unattributable("null_value", "null value"),
-        Some([]) => return unattributable("empty_value", "empty value"),
+        None => return (unattributable("null_value", "null value"), None),
+        Some([]) => return (unattributable("empty_value", "empty value"), None),
         Some(bytes) => bytes,
     };
     let body: Value = match serde_json::from_slice(bytes) {
@@ -89,18 +95,25 @@ pub fn classify(headers: &BTreeMap<String, Vec<u8>>, value: Option<&[u8]>) -> Ro
         Err(e) if e.is_data() || e.is_syntax() || e.is_eof() => {
             let reason = crate::validate::Invalid::from_syntax(e).to_string();
             // Invalid UTF-8 is a syntax error to serde_json; say so plainly.
-            return if std::str::from_utf8(bytes).is_err() {
+            let route = if std::str::from_utf8(bytes).is_err() {
                 unattributable("not_utf8", "not UTF-8 text")
             } else {
                 unattributable("not_json", reason)
             };
+            return (route, None);
         }
-        Err(e) => return unattributable("not_json", format!("not JSON: {e}")),
+        Err(e) => return (unattributable("not_json", format!("not JSON: {e}")), None),
     };
+    let route = route_by_body(&body);
+    (route, Some(body))
+}
+
+/// The route the `event_type` field of a parsed body gives.
+fn route_by_body(body: &Value) -> Route {
     match body.get("event_type") {
         _ if !body.is_object() => unattributable(
             "not_an_object",
-            format!("the value must be a JSON object, found {}", crate::validate::json_type(&body)),
+            format!("the value must be a JSON object, found {}", crate::validate::json_type(body)),
         ),
         None => unattributable("missing_event_type", "event_type: missing"),
         Some(Value::String(name)) => match name.parse::<EventType>() {
@@ -134,6 +147,19 @@ mod tests {
     fn bare_json_from_the_original_lambda_is_routed_by_its_body() {
         let body = json!({"event_type": "inventory_event", "store_id": 3}).to_string();
         assert_eq!(classify(&no_headers(), Some(body.as_bytes())), Route::Type(EventType::Inventory));
+    }
+
+    #[test]
+    fn the_body_parsed_to_route_a_record_is_kept_and_a_header_needs_none() {
+        let body = json!({"event_type": "sale_event", "store_id": 3});
+        let text = body.to_string();
+        let (route, parsed) = classify_keeping_body(&no_headers(), Some(text.as_bytes()));
+        assert_eq!((route, parsed), (Route::Type(EventType::Sale), Some(body)));
+        let headers = BTreeMap::from([(EVENT_TYPE_HEADER.to_owned(), b"sale_event".to_vec())]);
+        assert_eq!(classify_keeping_body(&headers, Some(text.as_bytes())), (Route::Type(EventType::Sale), None));
+        let (route, parsed) = classify_keeping_body(&no_headers(), Some(b"[1]"));
+        assert!(matches!(route, Route::Unattributable { kind: "not_an_object", .. }), "{route:?}");
+        assert_eq!(parsed, Some(json!([1])));
     }
 
     #[test]
