@@ -86,19 +86,10 @@ impl LedgerWriter {
         }
     }
 
-    /// The store written to.
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
-    }
-
     /// The ledger entry of a sealed batch.
     pub fn entry(&self, sealed: &Sealed) -> Entry {
         let (partition, first_offset, dt) = (self.partition, sealed.first_offset, sealed.dt);
         Entry {
-            topic: self.topic.clone(),
-            partition,
-            first_offset,
-            next_offset: sealed.next_offset,
             records: sealed.records,
             stored: sealed.stored,
             dead_lettered: sealed.dead_lettered,
@@ -109,8 +100,7 @@ impl LedgerWriter {
                 .filter(|_| sealed.dead_lettered > 0)
                 .map(|dt| self.layout.dead_letter_key(partition, first_offset, dt)),
             lost: false,
-            writer: self.identity.clone(),
-            written_at: Utc::now(),
+            ..self.loss(first_offset, sealed.next_offset)
         }
     }
 
