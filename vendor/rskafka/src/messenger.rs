@@ -341,10 +341,40 @@ where
             .await
     }
 
+    /// store-events patch 8: a request whose answer may take longer than the connection's
+    /// request timeout, by design: a `JoinGroup` is answered only once every member has
+    /// rejoined, up to the group's rebalance timeout. Waits up to the longer of the two.
+    pub async fn request_within<R>(
+        &self,
+        msg: R,
+        timeout: std::time::Duration,
+    ) -> Result<R::ResponseBody, RequestError>
+    where
+        R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
+        R::ResponseBody: ReadVersionedType<Cursor<Vec<u8>>>,
+    {
+        let timeout = self.request_timeout.map(|default| default.max(timeout));
+        self.request_inner(msg, &self.version_ranges, timeout).await
+    }
+
     async fn request_with_version_ranges<R>(
         &self,
         msg: R,
         version_ranges: &HashMap<ApiKey, ApiVersionRange>,
+    ) -> Result<R::ResponseBody, RequestError>
+    where
+        R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
+        R::ResponseBody: ReadVersionedType<Cursor<Vec<u8>>>,
+    {
+        self.request_inner(msg, version_ranges, self.request_timeout)
+            .await
+    }
+
+    async fn request_inner<R>(
+        &self,
+        msg: R,
+        version_ranges: &HashMap<ApiKey, ApiVersionRange>,
+        request_timeout: Option<std::time::Duration>,
     ) -> Result<R::ResponseBody, RequestError>
     where
         R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
@@ -417,7 +447,7 @@ where
 
         // store-events patch 5: a broker that keeps the connection open but never answers
         // (overloaded, half-open connection, network partition) no longer hangs the caller.
-        let response = match self.request_timeout {
+        let response = match request_timeout {
             None => rx.await,
             Some(timeout) => match tokio::time::timeout(timeout, rx).await {
                 Ok(response) => response,
@@ -1160,6 +1190,37 @@ mod tests {
             .expect("a request on the timed-out connection waited")
             .unwrap_err();
         assert_matches!(err, RequestError::Poisoned(_));
+    }
+
+    /// store-events patch 8: a longer wait for one request, never a shorter one.
+    #[tokio::test]
+    async fn request_within_waits_the_longer_of_its_timeout_and_the_connections() {
+        let (_sim, rx) = MessageSimulator::new();
+        let mut messenger = Messenger::new(rx, 1_000, Arc::from(DEFAULT_CLIENT_ID));
+        messenger.set_version_ranges(HashMap::from([(
+            ApiKey::ListOffsets,
+            ListOffsetsRequest::API_VERSION_RANGE,
+        )]));
+        messenger.set_request_timeout(Some(Duration::from_millis(50)));
+        let request = ListOffsetsRequest {
+            replica_id: NORMAL_CONSUMER,
+            isolation_level: None,
+            topics: vec![],
+        };
+        let err = tokio::time::timeout(
+            Duration::from_secs(5),
+            messenger.request_within(request, Duration::from_millis(300)),
+        )
+        .await
+        .expect("the request still hangs")
+        .unwrap_err();
+        assert_matches!(
+            err,
+            RequestError::Poisoned(e) if matches!(
+                e.as_ref(),
+                RequestError::TimedOut { timeout, .. } if *timeout == Duration::from_millis(300)
+            )
+        );
     }
 
     #[tokio::test]

@@ -1,12 +1,20 @@
 //! store-events patch 7: the committed offsets of a consumer group.
+//! store-events patch 8: membership of a consumer group, by the classic group protocol.
 //!
 //! A consumer that keeps its position elsewhere (in our case a ledger in S3) commits its
 //! progress to a group as a consumer outside the group protocol (generation -1, no member
 //! id), so that `kafka-consumer-groups.sh`, lag exporters, KEDA and Amazon MSK's
 //! consumer-lag metrics see it. The group's coordinator is found with `FindCoordinator`
 //! and kept until it fails or says it is no longer the coordinator.
+//!
+//! A member of the group (patch 8) joins (`JoinGroup`), gets its assignment (`SyncGroup`),
+//! heartbeats and leaves through the same client, and commits as a member of its
+//! generation. These are the protocol's steps only: when to rejoin, how to assign and
+//! what to do with the partitions is the caller's (the Java client's
+//! `ConsumerCoordinator`); every error comes back as the coordinator sent it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 
@@ -16,14 +24,83 @@ use crate::{
         error::{ProtocolError, RequestContext},
     },
     connection::{BrokerCache, BrokerConnection, BrokerConnector},
+    messenger::RequestError,
     protocol::{
         messages::{
-            COORDINATOR_KEY_TYPE_GROUP, FindCoordinatorRequest, OffsetCommitRequest,
-            OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+            COORDINATOR_KEY_TYPE_GROUP, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest,
+            JoinGroupRequestProtocol, LeaveGroupMember, LeaveGroupRequest, OffsetCommitRequest,
+            OffsetCommitRequestPartition, OffsetCommitRequestTopic, ReadVersionedType, RequestBody,
+            SyncGroupRequest, SyncGroupRequestAssignment, WriteVersionedType,
         },
-        primitives::{Int8, Int32, Int64, NullableString, String_},
+        primitives::{Bytes, Int8, Int32, Int64, NullableString, String_},
     },
 };
+
+pub use crate::protocol::messages::{
+    CONSUMER_PROTOCOL_TYPE, ConsumerAssignment, ConsumerSubscription, TopicPartitions,
+};
+
+/// A member's place in one generation of the group: what every request after `JoinGroup`
+/// names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The generation the member joined.
+    pub generation_id: i32,
+    /// The member id the coordinator gave.
+    pub member_id: String,
+    /// The static member's instance id.
+    pub group_instance_id: Option<String>,
+}
+
+/// How a member joins.
+#[derive(Debug, Clone)]
+pub struct JoinSettings {
+    /// The member is dead to the coordinator without a heartbeat for this long.
+    pub session_timeout: Duration,
+    /// The longest the coordinator waits for each member to rejoin in a rebalance.
+    pub rebalance_timeout: Duration,
+    /// A static member's instance id (`group.instance.id`); `None` for a dynamic member.
+    pub group_instance_id: Option<String>,
+    /// The protocol class, `consumer` for consumers (see `CONSUMER_PROTOCOL_TYPE`).
+    pub protocol_type: String,
+    /// The protocols (assignors) with their metadata, in order of preference.
+    pub protocols: Vec<(String, Vec<u8>)>,
+}
+
+/// One member as the leader sees it after a join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedMember {
+    /// Its member id.
+    pub member_id: String,
+    /// Its instance id, if static.
+    pub group_instance_id: Option<String>,
+    /// Its metadata for the chosen protocol.
+    pub metadata: Vec<u8>,
+}
+
+/// The outcome of a join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// This member's place in the new generation.
+    pub membership: Membership,
+    /// The protocol the coordinator chose.
+    pub protocol: String,
+    /// The leader's member id.
+    pub leader: String,
+    /// Every member, when this member leads; empty otherwise.
+    pub members: Vec<JoinedMember>,
+}
+
+impl Joined {
+    /// Whether this member computes the assignment.
+    pub fn is_leader(&self) -> bool {
+        self.leader == self.membership.member_id
+    }
+}
+
+/// How much longer than the rebalance timeout a `JoinGroup` may wait for its answer (the
+/// Java client's 5 s).
+const JOIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Commits offsets of one consumer group.
 #[derive(Debug)]
@@ -51,11 +128,22 @@ impl GroupClient {
     /// the group protocol. Fails with the first partition's error, if any; a failure that
     /// says the coordinator moved makes the next call find it again.
     pub async fn commit_offsets(&self, topic: &str, offsets: &[(i32, i64)]) -> Result<()> {
+        self.commit_offsets_as(None, topic, offsets).await
+    }
+
+    /// Commits `offsets` of `topic` as `member` (a member of the group's current
+    /// generation), or outside the group protocol when `None`.
+    pub async fn commit_offsets_as(
+        &self,
+        member: Option<&Membership>,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Result<()> {
         let request = OffsetCommitRequest {
             group_id: String_(self.group.clone()),
-            generation_id: Int32(-1),
-            member_id: String_(String::new()),
-            group_instance_id: NullableString(None),
+            generation_id: Int32(member.map_or(-1, |m| m.generation_id)),
+            member_id: String_(member.map(|m| m.member_id.clone()).unwrap_or_default()),
+            group_instance_id: NullableString(member.and_then(|m| m.group_instance_id.clone())),
             retention_time_ms: Int64(-1),
             topics: vec![OffsetCommitRequestTopic {
                 name: String_(topic.to_owned()),
@@ -70,37 +158,186 @@ impl GroupClient {
                     .collect(),
             }],
         };
-        let coordinator = self.coordinator().await?;
-        let response = match coordinator.request(&request).await {
-            Ok(response) => response,
-            Err(e) => {
-                *self.coordinator.lock().await = None;
-                return Err(e.into());
-            }
-        };
+        let response = self.send(request, None).await?;
         for topic in response.topics {
             for partition in topic.partitions {
-                let Some(error) = partition.error else {
-                    continue;
-                };
-                if matches!(
-                    error,
-                    ProtocolError::NotCoordinator
-                        | ProtocolError::CoordinatorNotAvailable
-                        | ProtocolError::CoordinatorLoadInProgress
-                ) {
-                    *self.coordinator.lock().await = None;
+                if let Some(error) = partition.error {
+                    return Err(self
+                        .failed(
+                            error,
+                            RequestContext::Partition(topic.name.0, partition.partition_index.0),
+                        )
+                        .await);
                 }
-                return Err(Error::ServerError {
-                    protocol_error: error,
-                    error_message: None,
-                    request: RequestContext::Partition(topic.name.0, partition.partition_index.0),
-                    response: None,
-                    is_virtual: false,
-                });
             }
         }
         Ok(())
+    }
+
+    /// Joins the group (or rejoins it, with the member id of the last join; empty the
+    /// first time). A dynamic member's first join is answered `MEMBER_ID_REQUIRED` with a
+    /// member id (KIP-394); it joins again with that id at once. Waits for the rebalance
+    /// to complete, up to the rebalance timeout.
+    pub async fn join(&self, member_id: &str, settings: &JoinSettings) -> Result<Joined> {
+        let mut member_id = member_id.to_owned();
+        for _ in 0..2 {
+            let request = JoinGroupRequest {
+                group_id: String_(self.group.clone()),
+                session_timeout_ms: Int32(millis(settings.session_timeout)),
+                rebalance_timeout_ms: Int32(millis(settings.rebalance_timeout)),
+                member_id: String_(member_id.clone()),
+                group_instance_id: NullableString(settings.group_instance_id.clone()),
+                protocol_type: String_(settings.protocol_type.clone()),
+                protocols: settings
+                    .protocols
+                    .iter()
+                    .map(|(name, metadata)| JoinGroupRequestProtocol {
+                        name: String_(name.clone()),
+                        metadata: Bytes(metadata.clone()),
+                    })
+                    .collect(),
+            };
+            let wait = settings.rebalance_timeout + JOIN_GRACE;
+            let response = self.send(request, Some(wait)).await?;
+            match response.error {
+                None => {
+                    return Ok(Joined {
+                        membership: Membership {
+                            generation_id: response.generation_id.0,
+                            member_id: response.member_id.0,
+                            group_instance_id: settings.group_instance_id.clone(),
+                        },
+                        protocol: response.protocol_name.0,
+                        leader: response.leader.0,
+                        members: response
+                            .members
+                            .into_iter()
+                            .map(|m| JoinedMember {
+                                member_id: m.member_id.0,
+                                group_instance_id: m.group_instance_id.0,
+                                metadata: m.metadata.0,
+                            })
+                            .collect(),
+                    });
+                }
+                Some(ProtocolError::MemberIdRequired) if member_id.is_empty() => {
+                    member_id = response.member_id.0;
+                }
+                Some(error) => return Err(self.failed(error, self.context()).await),
+            }
+        }
+        Err(Error::InvalidResponse(
+            "JoinGroup asked for a member id twice".to_owned(),
+        ))
+    }
+
+    /// Sends the leader's `assignments` (member id, assignment; empty from the other
+    /// members) and returns this member's assignment.
+    pub async fn sync(
+        &self,
+        member: &Membership,
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> Result<Vec<u8>> {
+        let request = SyncGroupRequest {
+            group_id: String_(self.group.clone()),
+            generation_id: Int32(member.generation_id),
+            member_id: String_(member.member_id.clone()),
+            group_instance_id: NullableString(member.group_instance_id.clone()),
+            assignments: assignments
+                .into_iter()
+                .map(|(member_id, assignment)| SyncGroupRequestAssignment {
+                    member_id: String_(member_id),
+                    assignment: Bytes(assignment),
+                })
+                .collect(),
+        };
+        let response = self.send(request, None).await?;
+        match response.error {
+            None => Ok(response.assignment.0),
+            Some(error) => Err(self.failed(error, self.context()).await),
+        }
+    }
+
+    /// One heartbeat. `REBALANCE_IN_PROGRESS` (rejoin), `ILLEGAL_GENERATION`,
+    /// `UNKNOWN_MEMBER_ID` and `FENCED_INSTANCE_ID` come back as errors for the caller.
+    pub async fn heartbeat(&self, member: &Membership) -> Result<()> {
+        let request = HeartbeatRequest {
+            group_id: String_(self.group.clone()),
+            generation_id: Int32(member.generation_id),
+            member_id: String_(member.member_id.clone()),
+            group_instance_id: NullableString(member.group_instance_id.clone()),
+        };
+        let response = self.send(request, None).await?;
+        match response.error {
+            None => Ok(()),
+            Some(error) => Err(self.failed(error, self.context()).await),
+        }
+    }
+
+    /// Leaves the group, so that it rebalances at once rather than after the session
+    /// timeout. (A static member that means to come back does not call this.)
+    pub async fn leave(&self, member: &Membership) -> Result<()> {
+        let request = LeaveGroupRequest {
+            group_id: String_(self.group.clone()),
+            members: vec![LeaveGroupMember {
+                member_id: String_(member.member_id.clone()),
+                group_instance_id: NullableString(member.group_instance_id.clone()),
+            }],
+        };
+        let response = self.send(request, None).await?;
+        let error = response
+            .error
+            .or_else(|| response.members.into_iter().find_map(|m| m.error));
+        match error {
+            None => Ok(()),
+            Some(error) => Err(self.failed(error, self.context()).await),
+        }
+    }
+
+    fn context(&self) -> RequestContext {
+        RequestContext::Group(self.group.clone())
+    }
+
+    /// Sends `request` to the coordinator, waiting up to `wait` when given (and the
+    /// connection's request timeout otherwise); a broken connection is dropped, so that
+    /// the next request finds the coordinator again.
+    async fn send<R>(&self, request: R, wait: Option<Duration>) -> Result<R::ResponseBody>
+    where
+        R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
+        R::ResponseBody: ReadVersionedType<std::io::Cursor<Vec<u8>>>,
+    {
+        let coordinator = self.coordinator().await?;
+        let response: Result<R::ResponseBody, RequestError> = match wait {
+            Some(wait) => coordinator.request_within(request, wait).await,
+            None => coordinator.request(request).await,
+        };
+        match response {
+            Ok(response) => Ok(response),
+            Err(e) => {
+                *self.coordinator.lock().await = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The error the coordinator answered; one that says the coordinator moved makes the
+    /// next request find it again.
+    async fn failed(&self, error: ProtocolError, request: RequestContext) -> Error {
+        if matches!(
+            error,
+            ProtocolError::NotCoordinator
+                | ProtocolError::CoordinatorNotAvailable
+                | ProtocolError::CoordinatorLoadInProgress
+        ) {
+            *self.coordinator.lock().await = None;
+        }
+        Error::ServerError {
+            protocol_error: error,
+            error_message: None,
+            request,
+            response: None,
+            is_virtual: false,
+        }
     }
 
     /// The coordinator's connection, found and opened when there is none.
@@ -146,6 +383,11 @@ impl GroupClient {
         *slot = Some(Arc::clone(&connection));
         Ok(connection)
     }
+}
+
+/// Milliseconds for the protocol's INT32 fields, saturating.
+fn millis(duration: Duration) -> i32 {
+    i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]

@@ -33,6 +33,17 @@ mod find_coordinator;
 pub use find_coordinator::*;
 mod offset_commit;
 pub use offset_commit::*;
+// store-events patch 8: the classic consumer group protocol.
+mod consumer_protocol;
+pub use consumer_protocol::*;
+mod heartbeat;
+pub use heartbeat::*;
+mod join_group;
+pub use join_group::*;
+mod leave_group;
+pub use leave_group::*;
+mod sync_group;
+pub use sync_group::*;
 mod header;
 pub use header::*;
 mod list_offsets;
