@@ -20,7 +20,7 @@ async fn generated_events_reach_the_topic_as_counted_and_keyed() {
     let topic = testkit::unique_topic("gen");
     let env = Env::from_pairs([
         ("STORE_EVENTS_TOPIC", topic.as_str()),
-        ("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA),
+        ("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_address()),
         ("GENERATOR_RATE", "400"),
         ("GENERATOR_BAD_SHARE", "0.2"),
         ("LOG_FORMAT", "text"),

@@ -191,7 +191,7 @@ async fn start_binary(topic: &str, env: &[(&str, &str)], stderr: Stdio) -> (Chil
         .expect("no free port");
     let child = Command::new(env!("CARGO_BIN_EXE_producer"))
         .env("STORE_EVENTS_TOPIC", topic)
-        .env("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA)
+        .env("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_address())
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
         .envs(env.iter().copied())
         .stdout(Stdio::null())

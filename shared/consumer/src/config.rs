@@ -7,7 +7,7 @@ use service_runtime::config::{CommonConfig, ConfigError, Env};
 use service_runtime::s3::S3Settings;
 use store_event::EventType;
 
-use crate::ownership::Ownership;
+use crate::ownership::Assignment;
 
 /// When an open batch is written to S3: whichever limit is reached first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +54,8 @@ pub struct ConsumerConfig {
     pub conditional_writes: bool,
     /// When batches are flushed.
     pub batch: BatchLimits,
-    /// Which partitions this instance owns.
-    pub ownership: Ownership,
+    /// Which partitions this instance owns: the group's or fixed.
+    pub assignment: Assignment,
     /// `FETCH_MAX_BYTES`: the most bytes one fetch asks for, per partition.
     pub fetch_max_bytes: i32,
     /// `PARTITION_REFRESH`: how often new partitions of the topic are looked for.
@@ -64,8 +64,9 @@ pub struct ConsumerConfig {
     pub checkpoint_interval: Duration,
     /// `ON_OFFSET_OUT_OF_RANGE`: `skip` or `halt`.
     pub out_of_range: OutOfRangePolicy,
-    /// `CONSUMER_GROUP_ID`: the consumer group this consumer's progress is committed to,
-    /// for Kafka's tools and lag monitors (the ledger, not this, decides where it resumes).
+    /// `CONSUMER_GROUP_ID`: the consumer group this service's instances form (in group
+    /// assignment) and commit their progress to, for Kafka's tools and lag monitors (the
+    /// ledger, not the committed offset, decides where a partition resumes).
     pub group_id: String,
 }
 
@@ -102,7 +103,7 @@ impl ConsumerConfig {
             s3: S3Settings::from_env(env)?,
             conditional_writes: env.flag("S3_CONDITIONAL_WRITES", true)?,
             batch,
-            ownership: Ownership::from_env(env)?,
+            assignment: Assignment::from_env(env)?,
             fetch_max_bytes: env.bounded("FETCH_MAX_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024)?,
             partition_refresh: env.duration("PARTITION_REFRESH", Duration::from_secs(30))?,
             checkpoint_interval: env.duration("CHECKPOINT_INTERVAL", Duration::from_secs(60))?,

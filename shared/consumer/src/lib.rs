@@ -3,7 +3,9 @@
 //! events of its type, dead-letters the bad ones with a reason, and writes them to S3 in
 //! batches, exactly once (see [`ledger`]).
 //!
-//! - `config`: settings; `ownership`: which partitions this instance reads;
+//! - `config`: settings; `ownership`: which partitions this instance reads (the group's
+//!   or fixed); `group/`: membership of the consumer group and its assignor;
+//!   `runner`: the partition loops running now;
 //! - `batch`: one batch's records and outcomes, pure; `layout`: object keys;
 //! - `ledger/`: the S3 protocol that makes it exactly once (store, writer, recovery);
 //! - `partition/`: one partition's life (supervisor and recovery; the Kafka fetch loop);
@@ -14,6 +16,7 @@
 pub mod audit;
 pub mod batch;
 pub mod config;
+pub mod group;
 pub mod health;
 pub mod layout;
 pub mod ledger;
@@ -21,8 +24,8 @@ pub mod metrics;
 pub mod offsets;
 pub mod ownership;
 pub mod partition;
+pub mod runner;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +37,6 @@ use service_runtime::s3::S3Check;
 use service_runtime::{shutdown, telemetry};
 use store_event::EventType;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ConsumerConfig;
@@ -42,7 +44,9 @@ pub use config::ConsumerConfig;
 use crate::health::{Health, PipelineCheck};
 use crate::layout::Layout;
 use crate::ledger::Bucket;
+use crate::ownership::{Assignment, Ownership};
 use crate::partition::Shared;
+use crate::runner::Partitions;
 
 /// Runs the consumer until `shutdown` is cancelled: one loop per owned partition, and the
 /// HTTP probes on `listener`. Returns after every partition committed its open batch.
@@ -72,59 +76,70 @@ pub async fn run(
     let router = http::router(Probes { readiness, registry });
     let server = tokio::spawn(http::serve(listener, router, shutdown.clone().cancelled_owned()));
 
-    let committing = CancellationToken::new();
-    let committer = tokio::spawn(offsets::commit_until(
-        Arc::clone(&cluster),
-        shared.config.group_id.clone(),
-        topic.clone(),
-        Arc::clone(&shared.progress),
-        shared.metrics.clone(),
-        committing.clone(),
-    ));
-    let mut workers = JoinSet::new();
-    let mut running: BTreeSet<i32> = BTreeSet::new();
+    let mut partitions = Partitions::new(Arc::clone(&shared), shutdown.clone());
+    let outcome = match shared.config.assignment.clone() {
+        Assignment::Group(settings) => group::run(Arc::clone(&shared), settings, &mut partitions, shutdown.clone())
+            .await
+            .map_err(anyhow::Error::from),
+        Assignment::Static(ownership) => {
+            let committing = CancellationToken::new();
+            let committer = tokio::spawn(offsets::commit_until(
+                Arc::clone(&cluster),
+                shared.config.group_id.clone(),
+                topic.clone(),
+                Arc::clone(&shared.progress),
+                shared.metrics.clone(),
+                committing.clone(),
+            ));
+            let outcome = read_static(&shared, &ownership, &mut partitions, &shutdown).await;
+            // The partitions' last commits made, their progress goes to the group once more.
+            committing.cancel();
+            let _ = committer.await;
+            outcome
+        }
+    };
+    if outcome.is_err() {
+        tracing::error!("Stopping the process so that it restarts clean.");
+        shutdown.cancel();
+    }
+    let served = server.await.context("HTTP server task failed").and_then(|r| r.context("HTTP server failed"));
+    outcome.and(served)
+}
+
+/// Static assignment: reads the partitions `ownership` names, looking for new ones every
+/// `PARTITION_REFRESH`, until `shutdown`; then stops them all (each commits its batch).
+async fn read_static(
+    shared: &Arc<Shared>,
+    ownership: &Ownership,
+    partitions: &mut Partitions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let topic = &shared.config.common.topic;
     while !shutdown.is_cancelled() {
-        match cluster.partitions(&topic).await {
-            Ok(Some(partitions)) => {
-                for partition in partitions.into_iter().filter(|p| shared.config.ownership.owns(*p)) {
-                    if running.insert(partition) {
-                        tracing::info!(partition, "Partition assigned.");
-                        workers.spawn(partition::run_partition(Arc::clone(&shared), partition, shutdown.clone()));
-                    }
+        match shared.cluster.partitions(topic).await {
+            Ok(Some(all)) => {
+                for partition in all.into_iter().filter(|p| ownership.owns(*p)) {
+                    partitions.start(partition);
                 }
             }
             Ok(None) => tracing::warn!(topic, "The topic does not exist yet; waiting for it."),
             Err(error) => tracing::warn!(%error, "Partitions could not be listed; retrying."),
         }
-        let refresh = if running.is_empty() { Duration::from_secs(2) } else { shared.config.partition_refresh };
+        shared.metrics.assigned_partitions.set(i64::try_from(partitions.owned().len()).unwrap_or(i64::MAX));
+        let refresh =
+            if partitions.owned().is_empty() { Duration::from_secs(2) } else { shared.config.partition_refresh };
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(refresh) => {}
-            // A partition loop ends only on shutdown; one that ends before has panicked.
-            // The process stops so that its supervisor restarts it and recovery runs,
-            // instead of living on with a partition nobody reads.
-            Some(ended) = workers.join_next(), if !workers.is_empty() => {
-                if !shutdown.is_cancelled() {
-                    let why = match ended {
-                        Err(error) if error.is_panic() => "panicked",
-                        _ => "stopped",
-                    };
-                    tracing::error!("A partition loop {why}; stopping the process so that it restarts clean.");
-                    shutdown.cancel();
-                    while workers.join_next().await.is_some() {}
-                    committing.cancel();
-                    let _ = committer.await;
-                    let _ = server.await;
-                    anyhow::bail!("a partition loop {why} while the consumer was running");
-                }
+            ended = partitions.ended() => {
+                shutdown.cancel();
+                partitions.stop_all().await?;
+                return Err(ended.into());
             }
         }
     }
-    while workers.join_next().await.is_some() {}
-    // The partitions' last commits made, their progress goes to the group once more.
-    committing.cancel();
-    let _ = committer.await;
-    server.await.context("HTTP server task failed")?.context("HTTP server failed")
+    partitions.stop_all().await?;
+    Ok(())
 }
 
 fn hostname() -> String {

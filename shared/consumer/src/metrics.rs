@@ -1,7 +1,9 @@
 //! The consumer's Prometheus metrics. Labels are low-cardinality: outcome, reason label,
 //! operation, and partition (a topic has few).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use service_runtime::metrics::registered;
 
 /// Every metric a consumer exports.
@@ -47,6 +49,15 @@ pub struct Metrics {
     /// `consumer_offset_commits_total{outcome}`: commits of the ledger's progress to the
     /// consumer group (`ok`, `error`), for Kafka's tools and lag monitors.
     pub offset_commits: IntCounterVec,
+    /// `consumer_assigned_partitions`: partitions this instance reads now.
+    pub assigned_partitions: IntGauge,
+    /// `consumer_group_generation`: the consumer group's generation this instance is in.
+    pub generation: IntGauge,
+    /// `consumer_rebalances_total`: rebalances this instance completed (joins included).
+    pub rebalances: IntCounter,
+    /// `consumer_rebalance_seconds`: from a rebalance's start (or the process's) to this
+    /// instance's new partitions: committing open batches, rejoining, the assignment.
+    pub rebalance_seconds: Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -72,7 +83,29 @@ impl Metrics {
                 &["operation"],
             ),
         );
+        let assigned_partitions =
+            registered(registry, IntGauge::new("consumer_assigned_partitions", "Partitions this instance reads now."));
+        let generation = registered(
+            registry,
+            IntGauge::new("consumer_group_generation", "The consumer group generation this instance is in."),
+        );
+        let rebalances = registered(
+            registry,
+            IntCounter::new(
+                "consumer_rebalances_total",
+                "Consumer group rebalances completed, the first join included.",
+            ),
+        );
         Metrics {
+            assigned_partitions,
+            generation,
+            rebalances,
+            rebalance_seconds: histogram(
+                registry,
+                "consumer_rebalance_seconds",
+                "Time from a rebalance's start to this instance's new partitions.",
+                vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0],
+            ),
             records: counter(registry, "consumer_records_total", "Records accounted for, by outcome.", &["outcome"]),
             dead_letters: counter(registry, "consumer_dead_letters_total", "Dead letters by reason.", &["reason"]),
             committed_offset: gauge(registry, "consumer_committed_offset", "Next offset to read, durable in S3."),
@@ -135,6 +168,17 @@ impl Metrics {
                 "Commits of the ledger's progress to the consumer group, by outcome.",
                 &["outcome"],
             ),
+        }
+    }
+}
+
+impl Metrics {
+    /// Drops the per-partition series of `partition`, released to another member, so that
+    /// lag is not reported twice (and stale) across the group.
+    pub fn forget(&self, partition: i32) {
+        let label = partition.to_string();
+        for gauge in [&self.committed_offset, &self.high_watermark, &self.lag] {
+            let _ = gauge.remove_label_values(&[&label]);
         }
     }
 }

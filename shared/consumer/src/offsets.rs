@@ -1,23 +1,24 @@
 //! Committed offsets for the ecosystem. The ledger in S3 decides where a partition
 //! resumes; Kafka's tools, lag exporters, KEDA and Amazon MSK's consumer-lag metrics know
 //! only a consumer group's committed offsets. So the progress the ledger makes durable is
-//! committed to the group `CONSUMER_GROUP_ID` too, as a consumer outside the group
-//! protocol (generation -1), about once a second and once more at shutdown. A commit
-//! that fails is counted and logged, and tried again with the next: it never holds up
-//! the pipeline, and the committed offset is never ahead of the ledger.
+//! committed to the group `CONSUMER_GROUP_ID` too, about once a second and once more when
+//! partitions are released: as a member of the current generation in group assignment
+//! (see `group/`), as a consumer outside the group protocol (generation -1) in static
+//! assignment. A commit that fails is counted and logged, and tried again with the next:
+//! it never holds up the pipeline, and the committed offset is never ahead of the ledger.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rskafka::client::group::GroupClient;
+use rskafka::client::group::{GroupClient, Membership};
 use service_runtime::kafka::{KafkaCluster, KafkaError, within};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
 /// How often progress is committed.
-const INTERVAL: Duration = Duration::from_secs(1);
+pub const INTERVAL: Duration = Duration::from_secs(1);
 
 /// The next offset of each partition, as the ledger has it.
 #[derive(Debug, Default)]
@@ -33,12 +34,21 @@ impl Progress {
         }
     }
 
-    fn snapshot(&self) -> BTreeMap<i32, i64> {
+    /// Every partition's next offset.
+    pub fn snapshot(&self) -> BTreeMap<i32, i64> {
         self.next.lock().map(|offsets| offsets.clone()).unwrap_or_default()
+    }
+
+    /// Forgets every partition (they were released to other members).
+    pub fn clear(&self) {
+        if let Ok(mut offsets) = self.next.lock() {
+            offsets.clear();
+        }
     }
 }
 
-/// Commits `progress` on `topic` to `group` until `stop`, then once more.
+/// Commits `progress` on `topic` to `group` as a consumer outside the group protocol
+/// (static assignment) until `stop`, then once more.
 pub async fn commit_until(
     cluster: Arc<KafkaCluster>,
     group: String,
@@ -47,21 +57,21 @@ pub async fn commit_until(
     metrics: Metrics,
     stop: CancellationToken,
 ) {
-    let mut committer =
-        Committer { cluster, group, topic, metrics, client: None, committed: BTreeMap::new(), failing: false };
+    let mut committer = Committer::new(cluster, group, topic, metrics);
     loop {
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
             _ = tokio::time::sleep(INTERVAL) => false,
         };
-        committer.commit(progress.snapshot()).await;
+        committer.commit(None, progress.snapshot()).await;
         if stopping {
             break;
         }
     }
 }
 
-struct Committer {
+/// Commits progress to the group, skipping what it committed already.
+pub struct Committer {
     cluster: Arc<KafkaCluster>,
     group: String,
     topic: String,
@@ -72,7 +82,19 @@ struct Committer {
 }
 
 impl Committer {
-    async fn commit(&mut self, latest: BTreeMap<i32, i64>) {
+    /// A committer for `topic`'s offsets in `group`.
+    pub fn new(cluster: Arc<KafkaCluster>, group: String, topic: String, metrics: Metrics) -> Committer {
+        Committer { cluster, group, topic, metrics, client: None, committed: BTreeMap::new(), failing: false }
+    }
+
+    /// Forgets what was committed (the partitions went to other members, who commit them).
+    pub fn forget(&mut self) {
+        self.committed.clear();
+    }
+
+    /// Commits the offsets of `latest` that changed, as `member` of the group's current
+    /// generation or, with `None`, outside the group protocol.
+    pub async fn commit(&mut self, member: Option<&Membership>, latest: BTreeMap<i32, i64>) {
         let pending: Vec<(i32, i64)> =
             latest.into_iter().filter(|(partition, next)| self.committed.get(partition) != Some(next)).collect();
         if pending.is_empty() {
@@ -88,8 +110,12 @@ impl Committer {
                     client
                 }
             };
-            within(timeout, "committing offsets to the consumer group", client.commit_offsets(&self.topic, &pending))
-                .await
+            within(
+                timeout,
+                "committing offsets to the consumer group",
+                client.commit_offsets_as(member, &self.topic, &pending),
+            )
+            .await
         }
         .await;
         match outcome {

@@ -182,13 +182,18 @@ async fn two_instances_owning_one_partition_each_cover_the_topic() {
         EventType::Inventory,
         &topic,
         &prefix,
-        &[("CONSUMER_PARTITIONS", "0"), ("CONSUMER_GROUP_ID", &group)],
+        &[("CONSUMER_ASSIGNMENT", "static"), ("CONSUMER_PARTITIONS", "0"), ("CONSUMER_GROUP_ID", &group)],
     );
     let second = common::config(
         EventType::Inventory,
         &topic,
         &prefix,
-        &[("CONSUMER_INSTANCES", "2"), ("CONSUMER_INSTANCE", "1"), ("CONSUMER_GROUP_ID", &group)],
+        &[
+            ("CONSUMER_ASSIGNMENT", "static"),
+            ("CONSUMER_INSTANCES", "2"),
+            ("CONSUMER_INSTANCE", "1"),
+            ("CONSUMER_GROUP_ID", &group),
+        ],
     );
     let (a, b) = (common::start(first.clone()).await, common::start(second).await);
     common::wait_until_caught_up(&first, 2, Duration::from_secs(60)).await;

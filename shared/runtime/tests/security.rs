@@ -132,7 +132,7 @@ async fn a_mechanism_the_broker_does_not_enable_is_named_as_such() {
 #[tokio::test]
 async fn tls_to_a_plaintext_listener_is_named_as_such() {
     let pairs = [("KAFKA_SECURITY_PROTOCOL", "SSL".to_owned()), ("KAFKA_SSL_CA_LOCATION", secured::tls_file("ca.crt"))];
-    let error = connect_error(settings(testkit::KAFKA, &pairs)).await;
+    let error = connect_error(settings(testkit::kafka_address(), &pairs)).await;
     assert!(error.contains("TLS: the listener does not speak TLS"), "{error}");
 }
 

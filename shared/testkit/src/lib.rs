@@ -1,5 +1,7 @@
 //! Helpers for integration tests that run against the real local stack started by
 //! `scripts/stack.sh up` (Apache Kafka on 127.0.0.1:9092, the S3 server on 127.0.0.1:9000).
+//! `STORE_EVENTS_TEST_KAFKA=127.0.0.1:9192` points them at another local broker (the
+//! Kafka 3.9 one of `scripts/stack.sh start kafka-3.9`).
 //!
 //! A test that needs the stack and cannot reach it fails with a message that says how to
 //! start it; nothing here ever lets a test pass without talking to the real servers.
@@ -14,8 +16,11 @@ use service_runtime::config::Env;
 use service_runtime::kafka::{KafkaCluster, KafkaSettings};
 use service_runtime::s3::S3Settings;
 
-/// The local broker.
-pub const KAFKA: &str = "127.0.0.1:9092";
+/// The local broker: `STORE_EVENTS_TEST_KAFKA`, 127.0.0.1:9092 by default.
+pub fn kafka_address() -> &'static str {
+    static ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDRESS.get_or_init(|| std::env::var("STORE_EVENTS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned()))
+}
 /// The local S3 server.
 pub const S3_ENDPOINT: &str = "http://127.0.0.1:9000";
 /// The bucket the stack creates.
@@ -53,9 +58,10 @@ pub fn test_logs() {
         .try_init();
 }
 
-/// Panics with instructions unless Kafka answers on 127.0.0.1:9092.
+/// Panics with instructions unless Kafka answers on [`kafka_address`].
 pub fn require_kafka() {
-    assert!(reachable(KAFKA), "Apache Kafka is not reachable on {KAFKA}: {HOW_TO_START}");
+    let kafka = kafka_address();
+    assert!(reachable(kafka), "Apache Kafka is not reachable on {kafka}: {HOW_TO_START}");
 }
 
 /// Panics with instructions unless the S3 server answers on 127.0.0.1:9000.
@@ -104,7 +110,7 @@ pub fn unique_topic(prefix: &str) -> String {
 /// A shared client for the local broker.
 pub fn kafka() -> Arc<KafkaCluster> {
     require_kafka();
-    Arc::new(KafkaCluster::new(KafkaSettings::local(KAFKA)))
+    Arc::new(KafkaCluster::new(KafkaSettings::local(kafka_address())))
 }
 
 /// Creates `topic` with `partitions` partitions on the local broker.
@@ -125,7 +131,7 @@ pub fn add_partitions(topic: &str, partitions: i32) {
         "kafka-tool",
         "org.apache.kafka.tools.TopicCommand",
         "--bootstrap-server",
-        KAFKA,
+        kafka_address(),
         "--alter",
         "--topic",
         topic,
@@ -149,9 +155,10 @@ pub struct GroupPartition {
     pub lag: Option<i64>,
 }
 
-/// `group`'s committed offsets as Apache Kafka's own `kafka-consumer-groups.sh --describe`
-/// prints them (`ConsumerGroupCommand`, from the broker's jars), parsed from its table.
-pub fn describe_group(group: &str) -> Vec<GroupPartition> {
+/// Runs Kafka's own `kafka-consumer-groups.sh --describe --group GROUP ARGS`
+/// (`ConsumerGroupCommand`, from the broker's jars) and returns its table's rows for
+/// `group`, split into columns.
+fn consumer_groups_describe(group: &str, args: &[&str]) -> Vec<Vec<String>> {
     require_kafka();
     let output = Command::new("bash")
         .arg(repo_root().join("scripts/stack.sh"))
@@ -159,27 +166,60 @@ pub fn describe_group(group: &str) -> Vec<GroupPartition> {
             "kafka-tool",
             "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
             "--bootstrap-server",
-            KAFKA,
+            kafka_address(),
             "--describe",
             "--group",
             group,
         ])
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("kafka-consumer-groups could not run: {e}"));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "kafka-consumer-groups failed: {text}{}", String::from_utf8_lossy(&output.stderr));
-    let number = |s: &str| s.parse::<i64>().ok();
     text.lines()
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .filter(|columns| columns.len() >= 6 && columns[0] == group)
+        .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|columns| columns.first().is_some_and(|g| g == group))
+        .collect()
+}
+
+/// `group`'s committed offsets as Apache Kafka's own `kafka-consumer-groups.sh --describe`
+/// prints them, parsed from its table.
+pub fn describe_group(group: &str) -> Vec<GroupPartition> {
+    let number = |s: &str| s.parse::<i64>().ok();
+    consumer_groups_describe(group, &[])
+        .into_iter()
+        .filter(|columns| columns.len() >= 6)
         .filter_map(|c| {
             Some(GroupPartition {
-                topic: c[1].to_owned(),
+                topic: c[1].clone(),
                 partition: c[2].parse().ok()?,
-                committed: number(c[3]),
-                log_end: number(c[4]),
-                lag: number(c[5]),
+                committed: number(&c[3]),
+                log_end: number(&c[4]),
+                lag: number(&c[5]),
             })
+        })
+        .collect()
+}
+
+/// One row of `kafka-consumer-groups.sh --describe --members`: a member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// CONSUMER-ID: the member id the coordinator gave.
+    pub member_id: String,
+    /// CLIENT-ID.
+    pub client_id: String,
+    /// #PARTITIONS: how many partitions it was assigned.
+    pub partitions: usize,
+}
+
+/// `group`'s active members as `kafka-consumer-groups.sh --describe --members` prints them
+/// (the tool reads each member's assignment from the group's state).
+pub fn describe_members(group: &str) -> Vec<GroupMember> {
+    consumer_groups_describe(group, &["--members"])
+        .into_iter()
+        .filter(|columns| columns.len() >= 5)
+        .filter_map(|c| {
+            Some(GroupMember { member_id: c[1].clone(), client_id: c[3].clone(), partitions: c[4].parse().ok()? })
         })
         .collect()
 }
@@ -197,7 +237,7 @@ pub fn produce_in_transactions(topic: &str, commands: &str) {
     let log_err = log.try_clone().unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
     let mut child = Command::new("bash")
         .arg(repo_root().join("scripts/stack.sh"))
-        .args(["kafka-tool", "scripts/kafka/TransactionalProducer.java", KAFKA, topic, &transactional_id])
+        .args(["kafka-tool", "scripts/kafka/TransactionalProducer.java", kafka_address(), topic, &transactional_id])
         .current_dir(repo_root())
         .stdin(std::process::Stdio::piped())
         .stdout(log)

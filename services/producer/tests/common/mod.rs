@@ -47,7 +47,7 @@ pub async fn start(extra: &[(&str, &str)]) -> Running {
     let topic = testkit::unique_topic("api");
     let mut pairs = vec![
         ("STORE_EVENTS_TOPIC", topic.as_str()),
-        ("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA),
+        ("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_address()),
         ("LOG_FORMAT", "text"),
     ];
     pairs.extend(extra.iter().copied());
@@ -68,7 +68,7 @@ pub async fn start(extra: &[(&str, &str)]) -> Running {
 /// Reads one record with kcat: its key, headers and payload as kcat's JSON envelope.
 pub fn kcat(topic: &str, partition: i64, offset: i64) -> Value {
     let output = Command::new("kcat")
-        .args(["-C", "-b", testkit::KAFKA, "-t", topic, "-J", "-e", "-c", "1"])
+        .args(["-C", "-b", testkit::kafka_address(), "-t", topic, "-J", "-e", "-c", "1"])
         .args(["-p", &partition.to_string(), "-o", &offset.to_string()])
         .output()
         .expect("kcat could not run (scripts/stack.sh up installs it)");

@@ -50,6 +50,12 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Forgets the readiness and per-partition metrics of `partition` (released).
+    pub fn forget(&self, partition: i32) {
+        self.health.forget(partition);
+        self.metrics.forget(partition);
+    }
+
     fn ledger_writer(&self, partition: i32, shutdown: &CancellationToken) -> LedgerWriter {
         let settings = WriterSettings {
             conditional: self.config.conditional_writes,
@@ -121,7 +127,7 @@ async fn supervise(shared: Arc<Shared>, partition: i32, shutdown: CancellationTo
                 shared.metrics.fenced.with_label_values(&[&label]).inc();
                 tracing::error!(
                     "Another instance wrote the next ledger entry of this partition: two instances own it. \
-                     Backing off; check CONSUMER_PARTITIONS / CONSUMER_INSTANCE(S)."
+                     Backing off (in a consumer group, the rebalance that moved it ends this; in static assignment, check CONSUMER_PARTITIONS / CONSUMER_INSTANCE(S))."
                 );
                 shared.health.set(partition, Err("fenced off by another instance owning this partition".to_owned()));
                 sleep_or_stop(FENCE_BACKOFF, &shutdown).await;

@@ -37,11 +37,20 @@ impl Running {
     }
 }
 
+/// A consumer of `topic` writing under `prefix`; in a consumer group of its own
+/// (`test-<type>-<topic>`: a sales and an inventory consumer never share one) unless
+/// `extra` says otherwise.
 pub fn config(event_type: EventType, topic: &str, prefix: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
     let mut pairs = testkit::local_s3_env(prefix);
+    let kind = match event_type {
+        EventType::Sale => "sales",
+        EventType::Inventory => "inventory",
+    };
+    let group = format!("test-{kind}-{topic}");
     pairs.extend([
+        ("CONSUMER_GROUP_ID", group.as_str()),
         ("STORE_EVENTS_TOPIC", topic),
-        ("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA),
+        ("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_address()),
         ("BATCH_MAX_AGE", "300ms"),
         ("PARTITION_REFRESH", "1s"),
         ("LOG_FORMAT", "text"),

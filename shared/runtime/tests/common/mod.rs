@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn serve_probes(topic: &str, token: &CancellationToken) -> String {
     testkit::test_logs();
     let registry = Arc::new(metrics::registry());
-    let mut settings = KafkaSettings::local(testkit::KAFKA);
+    let mut settings = KafkaSettings::local(testkit::kafka_address());
     settings.connect_timeout = Duration::from_secs(3);
     settings.request_timeout = Duration::from_secs(3);
     let cluster = Arc::new(KafkaCluster::new(settings));
