@@ -13,6 +13,9 @@
 #   scripts/stack.sh down            stop both (data is kept)
 #   scripts/stack.sh start kafka|s3  start one part (tests use these to inject faults)
 #   scripts/stack.sh stop kafka|s3   stop one part
+#   scripts/stack.sh start kafka-3.9 a second, plain single-node broker, Apache Kafka 3.9, on
+#                                    127.0.0.1:9192 (most MSK clusters run 3.x; the consumer
+#                                    group tests run against it too); stop kafka-3.9 stops it
 #   scripts/stack.sh status          say what runs
 #   scripts/stack.sh reset           stop both and delete their data
 #   scripts/stack.sh damage KEY      append bytes to a stored object behind the S3 API, keeping
@@ -35,6 +38,11 @@ seaweedfs_version=$(awk '$2 == "github.com/seaweedfs/seaweedfs" {print $3; exit}
 weed_bin=$cache/seaweedfs-$seaweedfs_version/weed
 kafka_port=9092
 controller_port=9093
+# The Kafka 3.x broker beside it (PLAINTEXT only).
+kafka3_version=3.9.1
+kafka3_libs=$cache/kafka-$kafka3_version/libs
+kafka3_port=9192
+kafka3_controller_port=9193
 ssl_port=9094
 scram_port=9096
 oauth_port=9097
@@ -77,6 +85,60 @@ install_kafka() {
   mvn -B -q -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
     -Dkafka.version="$kafka_version" -DincludeScope=runtime -DoutputDirectory="$kafka_libs" >&2
   touch "$kafka_libs/.complete"
+}
+
+install_kafka3() {
+  [ -f "$kafka3_libs/.complete" ] && return 0
+  command -v mvn >/dev/null || die "mvn is needed to fetch Apache Kafka from Maven Central (apt-get install maven)"
+  log "Fetching Apache Kafka $kafka3_version from Maven Central into $kafka3_libs"
+  rm -rf "$kafka3_libs" && mkdir -p "$kafka3_libs"
+  mvn -B -q -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -Dkafka.version="$kafka3_version" -DincludeScope=runtime -DoutputDirectory="$kafka3_libs" >&2
+  touch "$kafka3_libs/.complete"
+}
+
+kafka3_ready() { port_open $kafka3_port && grep -q "Kafka Server started" "$state/kafka-3/kafka.out"; }
+
+start_kafka3() {
+  if port_open $kafka3_port; then
+    log "Kafka $kafka3_version already answers on 127.0.0.1:$kafka3_port"
+    return 0
+  fi
+  install_kafka3
+  mkdir -p "$state/kafka-3"
+  cat >"$state/kafka-3/server.properties" <<PROPERTIES
+# Written by scripts/stack.sh: Apache Kafka $kafka3_version, one combined node, KRaft, loopback only.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$kafka3_controller_port
+listeners=PLAINTEXT://127.0.0.1:$kafka3_port,CONTROLLER://127.0.0.1:$kafka3_controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka3_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$state/kafka-3/data
+num.partitions=2
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPERTIES
+  local java_opts=(-Xms128m "-Xmx${KAFKA_HEAP:-512m}" -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.properties"
+    -Dkafka.logs.dir="$state/kafka-3" -cp "$kafka3_libs/*")
+  if [ ! -f "$state/kafka-3/data/meta.properties" ]; then
+    log "Formatting Kafka $kafka3_version storage in $state/kafka-3/data"
+    java "${java_opts[@]}" kafka.tools.StorageTool format --ignore-formatted \
+      -t "$(java "${java_opts[@]}" kafka.tools.StorageTool random-uuid)" \
+      -c "$state/kafka-3/server.properties" >"$state/kafka-3/format.out" 2>&1 ||
+      { tail -n 20 "$state/kafka-3/format.out" >&2; die "formatting Kafka $kafka3_version storage failed"; }
+  fi
+  log "Starting Apache Kafka $kafka3_version on 127.0.0.1:$kafka3_port"
+  : >"$state/kafka-3/kafka.out"
+  nohup java "${java_opts[@]}" kafka.Kafka "$state/kafka-3/server.properties" >"$state/kafka-3/kafka.out" 2>&1 &
+  echo $! >"$state/kafka-3/pid"
+  wait_for "Kafka $kafka3_version" 90 "$state/kafka-3/kafka.out" kafka3_ready
+  log "Kafka $kafka3_version is ready"
 }
 
 install_s3() {
@@ -264,6 +326,7 @@ stop_part() {
 
 stop_kafka() { stop_part Kafka "$state/kafka/pid" $kafka_port; }
 stop_s3() { stop_part "The S3 server" "$state/s3/pid" $s3_port; }
+stop_kafka3() { stop_part "Kafka $kafka3_version" "$state/kafka-3/pid" $kafka3_port; }
 
 status() {
   local part port
@@ -276,16 +339,17 @@ status() {
 mkdir -p "$state/kafka" "$state/s3"
 case "${1:-}" in
   up) install_kcat; start_kafka; start_s3 ;;
-  down) stop_kafka; stop_s3 ;;
+  down) stop_kafka; stop_s3; stop_kafka3 ;;
   install) install_kafka; install_s3; install_kcat ;;
   start | stop)
     case "${2:-}" in
       kafka | s3) "$1_$2" ;;
-      *) die "usage: $0 $1 kafka|s3" ;;
+      kafka-3.9) "$1_kafka3" ;;
+      *) die "usage: $0 $1 kafka|s3|kafka-3.9" ;;
     esac
     ;;
   status) status ;;
-  reset) stop_kafka; stop_s3; rm -rf "$state/kafka" "$state/s3"; log "Local data deleted" ;;
+  reset) stop_kafka; stop_s3; stop_kafka3; rm -rf "$state/kafka" "$state/s3" "$state/kafka-3"; log "Local data deleted" ;;
   damage) damage "${2:-}" ;;
   kafka-tool) shift; install_kafka; kafka_java "$@" ;;
   *) die "usage: $0 up|down|start|stop|status|reset|install|kafka-tool|damage" ;;

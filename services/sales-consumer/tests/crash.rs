@@ -9,19 +9,18 @@
 
 #[path = "../../../shared/consumer/tests/common/mod.rs"]
 mod common;
+mod process;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
-use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rskafka::client::partition::Compression;
-use store_event::{EventType, Generator};
+use store_event::EventType;
+
+use process::{LogOnFailure, Producing};
 
 const CYCLES: usize = 20;
 /// The consumer's debug line between a ledger entry and its objects.
@@ -60,36 +59,6 @@ fn wait_for_line(log: &Path, from: u64, needle: &str, limit: Duration) -> bool {
     false
 }
 
-/// Every run's log goes to one file, printed when the test fails.
-fn spawn(env: &[(&str, String)], log: &Path) -> Child {
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
-    let stderr = log.try_clone().expect("cannot share the log file");
-    Command::new(env!("CARGO_BIN_EXE_sales-consumer"))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(log)
-        .stderr(stderr)
-        .spawn()
-        .expect("the sales-consumer binary did not start")
-}
-
-/// Prints the consumers' log when the test panics, so a CI failure shows why.
-struct LogOnFailure(PathBuf);
-
-impl Drop for LogOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(200)..];
-            eprintln!("--- last {} lines of {} ---\n{}", tail.len(), self.0.display(), tail.join("\n"));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     testkit::require_kafka();
@@ -97,59 +66,38 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     let topic = testkit::unique_topic("crash");
     testkit::create_topic(&topic, 2).await;
     let prefix = testkit::unique_name("c");
-    let log = LogOnFailure(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{topic}.log")));
+    let (_logs, log) = LogOnFailure::new(&topic);
     let config = common::config(EventType::Sale, &topic, &prefix, &[]);
-    let mut env: Vec<(&str, String)> =
-        testkit::local_s3_env(&prefix).into_iter().map(|(k, v)| (k, v.to_owned())).collect();
-    env.extend([
-        ("STORE_EVENTS_TOPIC", topic.clone()),
-        ("KAFKA_BOOTSTRAP_SERVERS", testkit::KAFKA.to_owned()),
-        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("BATCH_MAX_AGE", "150ms".to_owned()),
-        ("BATCH_MAX_EVENTS", "25".to_owned()),
-        ("CHECKPOINT_INTERVAL", "500ms".to_owned()),
-        ("PARTITION_REFRESH", "1s".to_owned()),
-        ("RUST_LOG", "info,store_consumer=debug".to_owned()),
-        ("LOG_FORMAT", "text".to_owned()),
-    ]);
+    let group = format!("test-{topic}");
+    let env = process::env(
+        &topic,
+        &prefix,
+        &[
+            ("BATCH_MAX_AGE", "150ms"),
+            ("BATCH_MAX_EVENTS", "25"),
+            ("CHECKPOINT_INTERVAL", "500ms"),
+            ("PARTITION_REFRESH", "1s"),
+            ("RUST_LOG", "info,store_consumer=debug"),
+            // A static member of a group of its own: each restart takes the killed
+            // instance's place at once, without waiting for its session to expire (KIP-345).
+            ("CONSUMER_GROUP_ID", &group),
+            ("CONSUMER_GROUP_INSTANCE_ID", "crash-test-0"),
+        ],
+    );
 
     // Events keep arriving on both partitions, 10% of them bad, while the consumer dies.
-    let produced = Arc::new(Mutex::new(Vec::new()));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let producer = {
-        let (topic, produced, stop) = (topic.clone(), Arc::clone(&produced), stop.clone());
-        tokio::spawn(async move {
-            let mut generator = Generator::new(Some(4242), 0.1);
-            let mut round = 0;
-            while !stop.is_cancelled() && round < 2_000 {
-                let batch: Vec<_> = (0..20).map(|_| generator.next_event(Utc::now())).collect();
-                let records = batch
-                    .iter()
-                    .map(|g| match &g.event {
-                        Some(event) => event.to_record(),
-                        None => testkit::record(Some(g.value.to_string().as_bytes()), &[]),
-                    })
-                    .collect();
-                testkit::produce(&topic, round % 2, records, Compression::NoCompression).await;
-                if let Ok(mut produced) = produced.lock() {
-                    produced.extend(batch);
-                }
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-        })
-    };
+    let producing = Producing::start(&topic, 2, 2_000, Duration::from_millis(40), 4242);
 
     let mut rng = StdRng::seed_from_u64(20261124);
     let mut targeted = 0;
     for cycle in 0..CYCLES {
-        mark(&log.0, &format!("{RUN_MARK}{cycle}"));
-        let from = std::fs::metadata(&log.0).map(|m| m.len()).unwrap_or(0);
-        let mut child = spawn(&env, &log.0);
+        mark(&log, &format!("{RUN_MARK}{cycle}"));
+        let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let mut child = process::spawn(&env, &log);
         if cycle % 2 == 1 {
             // Right after an entry, before its objects (or at a random moment if no entry
             // comes within 5 s).
-            let path = log.0.clone();
+            let path = log.clone();
             let hit = tokio::task::spawn_blocking(move || {
                 let hit = wait_for_line(&path, from, ENTRY_WRITTEN, Duration::from_secs(5));
                 let _ = child.kill();
@@ -165,25 +113,18 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
             let _ = child.wait();
         }
     }
-    mark(&log.0, &format!("{RUN_MARK}{CYCLES} (the last, clean run)"));
-    stop.cancel();
-    producer.await.expect("producer task");
+    mark(&log, &format!("{RUN_MARK}{CYCLES} (the last, clean run)"));
+    let produced = producing.finish().await;
 
     // One last, clean run catches up and stops on SIGTERM.
-    let child = spawn(&env, &log.0);
+    let child = process::spawn(&env, &log);
     common::wait_until_caught_up(&config, 2, Duration::from_secs(120)).await;
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    assert!(status.is_ok_and(|s| s.success()), "SIGTERM could not be sent");
-    let exit = tokio::task::spawn_blocking(move || {
-        let mut child = child;
-        child.wait()
-    })
-    .await;
-    assert!(matches!(exit, Ok(Ok(s)) if s.success()), "the consumer did not exit cleanly on SIGTERM: {exit:?}");
+    let exit = process::terminate(child).await;
+    assert!(exit.success(), "the consumer did not exit cleanly on SIGTERM: {exit:?}");
 
     // Where the kills landed: a run that begins by writing the last batch's objects again
     // follows a kill between an entry and its objects.
-    let text = std::fs::read_to_string(&log.0).unwrap_or_default();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
     let runs: Vec<&str> = text.split(RUN_MARK).skip(1).collect();
     let repaired = runs.iter().skip(1).filter(|run| run.contains(REWRITING)).count();
     let phases = format!(
@@ -194,13 +135,5 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     println!("{phases}");
     assert!(repaired >= 1, "no kill landed between a ledger entry and its objects: {phases}");
 
-    let report = common::audit(&config).await;
-    assert!(report.clean(), "audit after {CYCLES} kill -9 cycles ({phases}):\n{}", report.render());
-    let produced = produced.lock().map(|p| p.clone()).unwrap_or_default();
-    let expected: Vec<serde_json::Value> =
-        produced.iter().filter(|g| g.event_type == EventType::Sale && !g.is_bad()).map(|g| g.value.clone()).collect();
-    let bad_sales = produced.iter().filter(|g| g.event_type == EventType::Sale && g.is_bad()).count();
-    assert!(expected.len() > 100, "too few events were produced to mean anything: {}", expected.len());
-    assert_eq!(common::request_ids(&common::stored(&config).await), common::request_ids(&expected));
-    assert_eq!(common::dead_letters(&config).await.len(), bad_sales);
+    process::assert_exactly_once(&config, &produced, &format!("after {CYCLES} kill -9 cycles ({phases})")).await;
 }

@@ -1,0 +1,200 @@
+//! Consumer groups (`CONSUMER_ASSIGNMENT=group`, the default) with the real binary, as
+//! Kubernetes or `docker compose up --scale` runs it, while events keep arriving: the
+//! instances share the topic's partitions through Kafka's group protocol, hand them over
+//! on every scale step and after a kill -9, and S3 ends with every event exactly once.
+//! Kafka's own `kafka-consumer-groups.sh` (from the broker's jars) checks the group.
+//!
+//! `STORE_EVENTS_TEST_KAFKA=127.0.0.1:9192` runs the same against Apache Kafka 3.9
+//! (`scripts/stack.sh start kafka-3.9`; `make test` does both).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
+
+#[path = "../../../shared/consumer/tests/common/mod.rs"]
+mod common;
+mod process;
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use store_event::EventType;
+use testkit::GroupMember;
+
+use process::{LogOnFailure, Producing};
+
+/// A consumer's log line written between a ledger entry and its objects.
+const ENTRY_WRITTEN: &str = "Ledger entry written; writing its objects.";
+/// The log line of a fenced-off batch.
+const FENCED: &str = "Another instance wrote the next ledger entry";
+
+fn group_env(topic: &str, prefix: &str, group: &str) -> Vec<(String, String)> {
+    process::env(
+        topic,
+        prefix,
+        &[
+            ("CONSUMER_GROUP_ID", group),
+            // The broker's smallest (group.min.session.timeout.ms), so that a kill -9 is
+            // noticed soon.
+            ("CONSUMER_SESSION_TIMEOUT", "6s"),
+            ("CONSUMER_HEARTBEAT_INTERVAL", "1s"),
+            ("BATCH_MAX_AGE", "300ms"),
+            ("PARTITION_REFRESH", "2s"),
+            ("RUST_LOG", "info,store_consumer=debug"),
+        ],
+    )
+}
+
+/// Asks Kafka's tool (every second, for at most `limit`) until the group's members hold
+/// `shares` partitions (in any order); returns them.
+async fn wait_for_members(group: &str, shares: &[usize], limit: Duration) -> Vec<GroupMember> {
+    let mut expected = shares.to_vec();
+    expected.sort_unstable();
+    let deadline = Instant::now() + limit;
+    loop {
+        let group_id = group.to_owned();
+        let members = tokio::task::spawn_blocking(move || testkit::describe_members(&group_id)).await.unwrap();
+        let mut held: Vec<usize> = members.iter().map(|m| m.partitions).collect();
+        held.sort_unstable();
+        if held == expected {
+            return members;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group's members hold {held:?} partitions, not {expected:?}: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Waits until Kafka's tool shows every partition of the group at lag 0.
+async fn wait_for_lag_zero(group: &str, partitions: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let group_id = group.to_owned();
+        let rows = tokio::task::spawn_blocking(move || testkit::describe_group(&group_id)).await.unwrap();
+        if rows.len() == partitions && rows.iter().all(|r| r.lag == Some(0) && r.committed.is_some()) {
+            println!("kafka-consumer-groups --describe at the end: {rows:?}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "the group's lag did not reach 0: {rows:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The time of the first line of `log` containing `needle` (text logs begin with it).
+fn first_line_time(log: &Path, needle: &str) -> Option<DateTime<Utc>> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|line| line.contains(needle))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+fn count_lines(logs: &[&Path], needle: &str) -> usize {
+    logs.iter().map(|log| std::fs::read_to_string(log).unwrap_or_default().matches(needle).count()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_1_3_2_1_while_events_arrive_stores_each_once() {
+    testkit::require_kafka();
+    testkit::require_s3();
+    const PARTITIONS: i32 = 6;
+    let topic = testkit::unique_topic("scale");
+    testkit::create_topic(&topic, PARTITIONS).await;
+    let prefix = testkit::unique_name("g");
+    let group = format!("test-{topic}");
+    let config = common::config(EventType::Sale, &topic, &prefix, &[("CONSUMER_GROUP_ID", &group)]);
+    let env = group_env(&topic, &prefix, &group);
+    let (mut logs, log_a) = LogOnFailure::new(&format!("{topic}-a"));
+    let (log_b, log_c) = (logs.add(&format!("{topic}-b")), logs.add(&format!("{topic}-c")));
+    let limit = Duration::from_secs(60);
+
+    let producing = Producing::start(&topic, PARTITIONS, 6_000, Duration::from_millis(25), 1103);
+    let a = process::spawn(&env, &log_a);
+    wait_for_members(&group, &[6], limit).await;
+
+    // 1 -> 3: the newcomers get their share; Kafka's tool shows the three members.
+    let b = process::spawn(&env, &log_b);
+    let started_c = Utc::now();
+    let c = process::spawn(&env, &log_c);
+    let members = wait_for_members(&group, &[2, 2, 2], limit).await;
+    println!("kafka-consumer-groups --describe --members with three instances: {members:?}");
+    assert!(members.iter().all(|m| m.client_id == "sales-consumer"), "{members:?}");
+    let deadline = Instant::now() + limit;
+    let first_batch = loop {
+        if let Some(at) = first_line_time(&log_c, ENTRY_WRITTEN) {
+            break at;
+        }
+        assert!(Instant::now() < deadline, "the third instance committed no batch within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "scale-out 2 -> 3 instances: {:.2} s from the new instance's start to its first committed batch",
+        (first_batch - started_c).num_milliseconds() as f64 / 1000.0
+    );
+
+    // 3 -> 2 -> 1, each on SIGTERM (a dynamic member leaves the group as it stops).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(process::terminate(c).await.success(), "the third instance did not stop cleanly");
+    wait_for_members(&group, &[3, 3], limit).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(process::terminate(b).await.success(), "the second instance did not stop cleanly");
+    wait_for_members(&group, &[6], limit).await;
+
+    let produced = producing.finish().await;
+    common::wait_until_caught_up(&config, PARTITIONS, Duration::from_secs(120)).await;
+    wait_for_lag_zero(&group, 6, limit).await;
+    assert!(process::terminate(a).await.success(), "the last instance did not stop cleanly");
+
+    let fenced = count_lines(&[&log_a, &log_b, &log_c], FENCED);
+    println!("{} events produced; fenced batches: {fenced}", produced.len());
+    assert_eq!(fenced, 0, "a graceful scale step let two instances write one partition");
+    process::assert_exactly_once(&config, &produced, "after scaling 1 -> 3 -> 2 -> 1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_members_partitions_are_taken_over_after_its_session_times_out() {
+    testkit::require_kafka();
+    testkit::require_s3();
+    const PARTITIONS: i32 = 4;
+    let topic = testkit::unique_topic("takeover");
+    testkit::create_topic(&topic, PARTITIONS).await;
+    let prefix = testkit::unique_name("g");
+    let group = format!("test-{topic}");
+    let config = common::config(EventType::Sale, &topic, &prefix, &[("CONSUMER_GROUP_ID", &group)]);
+    let env = group_env(&topic, &prefix, &group);
+    let (mut logs, log_a) = LogOnFailure::new(&format!("{topic}-a"));
+    let log_b = logs.add(&format!("{topic}-b"));
+    let limit = Duration::from_secs(60);
+
+    let producing = Producing::start(&topic, PARTITIONS, 6_000, Duration::from_millis(25), 1104);
+    let a = process::spawn(&env, &log_a);
+    wait_for_members(&group, &[4], limit).await;
+    let mut b: Child = process::spawn(&env, &log_b);
+    wait_for_members(&group, &[2, 2], limit).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let killed = Utc::now();
+    b.kill().expect("kill -9");
+    let _ = b.wait();
+    wait_for_members(&group, &[4], limit).await;
+    let text = std::fs::read_to_string(&log_a).unwrap_or_default();
+    let took_over = text
+        .lines()
+        .filter(|line| line.contains("Joined the consumer group.") && line.contains("partitions=[0, 1, 2, 3]"))
+        .filter_map(|line| line.split_whitespace().next()?.parse::<DateTime<Utc>>().ok())
+        .find(|at| *at > killed)
+        .expect("the survivor logged no join with every partition after the kill");
+    println!(
+        "kill -9: the survivor held every partition {:.2} s later (session timeout 6 s)",
+        (took_over - killed).num_milliseconds() as f64 / 1000.0
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let produced = producing.finish().await;
+    common::wait_until_caught_up(&config, PARTITIONS, Duration::from_secs(120)).await;
+    wait_for_lag_zero(&group, 4, limit).await;
+    assert!(process::terminate(a).await.success(), "the survivor did not stop cleanly");
+    let fenced = count_lines(&[&log_a, &log_b], FENCED);
+    println!("{} events produced; fenced batches: {fenced}", produced.len());
+    process::assert_exactly_once(&config, &produced, "after a member's kill -9").await;
+}
