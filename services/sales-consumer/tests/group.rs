@@ -198,3 +198,72 @@ async fn a_killed_members_partitions_are_taken_over_after_its_session_times_out(
     println!("{} events produced; fenced batches: {fenced}", produced.len());
     process::assert_exactly_once(&config, &produced, "after a member's kill -9").await;
 }
+
+/// The generation of the last "Joined the consumer group." line of `log`.
+fn last_generation(log: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|line| line.contains("Joined the consumer group."))?;
+    line.split("generation=").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+/// A rolling restart of a StatefulSet: each pod comes back under its name, its
+/// `CONSUMER_GROUP_INSTANCE_ID`, within the session timeout, and takes its partitions back
+/// without a rebalance: the generation does not change and the other member reads on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarted_in_time_takes_its_partitions_back_without_a_rebalance() {
+    testkit::require_kafka();
+    testkit::require_s3();
+    const PARTITIONS: i32 = 4;
+    let topic = testkit::unique_topic("static");
+    testkit::create_topic(&topic, PARTITIONS).await;
+    let prefix = testkit::unique_name("g");
+    let group = format!("test-{topic}");
+    let config = common::config(EventType::Sale, &topic, &prefix, &[("CONSUMER_GROUP_ID", &group)]);
+    let mut env = group_env(&topic, &prefix, &group);
+    env.retain(|(k, _)| k != "CONSUMER_SESSION_TIMEOUT");
+    env.push(("CONSUMER_SESSION_TIMEOUT".to_owned(), "30s".to_owned()));
+    let as_pod = |name: &str| {
+        let mut env = env.clone();
+        env.push(("CONSUMER_GROUP_INSTANCE_ID".to_owned(), name.to_owned()));
+        env
+    };
+    let (mut logs, log_a) = LogOnFailure::new(&format!("{topic}-a"));
+    let (log_b, log_b2) = (logs.add(&format!("{topic}-b")), logs.add(&format!("{topic}-b2")));
+    let limit = Duration::from_secs(60);
+
+    let producing = Producing::start(&topic, PARTITIONS, 6_000, Duration::from_millis(25), 1105);
+    let a = process::spawn(&as_pod("consumer-0"), &log_a);
+    wait_for_members(&group, &[4], limit).await;
+    let b = process::spawn(&as_pod("consumer-1"), &log_b);
+    wait_for_members(&group, &[2, 2], limit).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let generation = last_generation(&log_a).expect("the first instance logged no join");
+    assert_eq!(last_generation(&log_b), Some(generation));
+
+    assert!(process::terminate(b).await.success(), "the second instance did not stop cleanly");
+    let b = process::spawn(&as_pod("consumer-1"), &log_b2);
+    let deadline = Instant::now() + limit;
+    while last_generation(&log_b2).is_none() {
+        assert!(Instant::now() < deadline, "the restarted instance did not rejoin within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let members = wait_for_members(&group, &[2, 2], limit).await;
+    let mut names: Vec<Option<String>> = members.iter().map(|m| m.instance_id.clone()).collect();
+    names.sort();
+    assert_eq!(names, [Some("consumer-0".to_owned()), Some("consumer-1".to_owned())], "{members:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(last_generation(&log_b2), Some(generation), "the restarted instance joined a new generation");
+    assert_eq!(last_generation(&log_a), Some(generation), "the other instance rebalanced");
+    assert_eq!(
+        count_lines(&[&log_a], "The group is rebalancing"),
+        1,
+        "only the second instance's first join rebalanced"
+    );
+
+    let produced = producing.finish().await;
+    common::wait_until_caught_up(&config, PARTITIONS, Duration::from_secs(120)).await;
+    wait_for_lag_zero(&group, 4, limit).await;
+    assert!(process::terminate(b).await.success(), "the restarted instance did not stop cleanly");
+    assert!(process::terminate(a).await.success(), "the first instance did not stop cleanly");
+    process::assert_exactly_once(&config, &produced, "after a static member's restart").await;
+}

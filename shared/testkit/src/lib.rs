@@ -157,8 +157,9 @@ pub struct GroupPartition {
 
 /// Runs Kafka's own `kafka-consumer-groups.sh --describe --group GROUP ARGS`
 /// (`ConsumerGroupCommand`, from the broker's jars) and returns its table's rows for
-/// `group`, split into columns.
-fn consumer_groups_describe(group: &str, args: &[&str]) -> Vec<Vec<String>> {
+/// `group`, each by column name (the columns vary: `GROUP-INSTANCE-ID` appears with
+/// static members).
+fn consumer_groups_describe(group: &str, args: &[&str]) -> Vec<std::collections::HashMap<String, String>> {
     require_kafka();
     let output = Command::new("bash")
         .arg(repo_root().join("scripts/stack.sh"))
@@ -176,26 +177,34 @@ fn consumer_groups_describe(group: &str, args: &[&str]) -> Vec<Vec<String>> {
         .unwrap_or_else(|e| panic!("kafka-consumer-groups could not run: {e}"));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "kafka-consumer-groups failed: {text}{}", String::from_utf8_lossy(&output.stderr));
-    text.lines()
-        .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        .filter(|columns| columns.first().is_some_and(|g| g == group))
-        .collect()
+    let mut header: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let columns: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        match columns.first().map(String::as_str) {
+            Some("GROUP") => header = columns,
+            Some(first) if first == group && columns.len() == header.len() => {
+                rows.push(header.iter().cloned().zip(columns).collect());
+            }
+            _ => {}
+        }
+    }
+    rows
 }
 
 /// `group`'s committed offsets as Apache Kafka's own `kafka-consumer-groups.sh --describe`
 /// prints them, parsed from its table.
 pub fn describe_group(group: &str) -> Vec<GroupPartition> {
-    let number = |s: &str| s.parse::<i64>().ok();
+    let number = |row: &std::collections::HashMap<String, String>, column: &str| row.get(column)?.parse::<i64>().ok();
     consumer_groups_describe(group, &[])
         .into_iter()
-        .filter(|columns| columns.len() >= 6)
-        .filter_map(|c| {
+        .filter_map(|row| {
             Some(GroupPartition {
-                topic: c[1].clone(),
-                partition: c[2].parse().ok()?,
-                committed: number(&c[3]),
-                log_end: number(&c[4]),
-                lag: number(&c[5]),
+                topic: row.get("TOPIC")?.clone(),
+                partition: row.get("PARTITION")?.parse().ok()?,
+                committed: number(&row, "CURRENT-OFFSET"),
+                log_end: number(&row, "LOG-END-OFFSET"),
+                lag: number(&row, "LAG"),
             })
         })
         .collect()
@@ -206,6 +215,8 @@ pub fn describe_group(group: &str) -> Vec<GroupPartition> {
 pub struct GroupMember {
     /// CONSUMER-ID: the member id the coordinator gave.
     pub member_id: String,
+    /// GROUP-INSTANCE-ID: a static member's instance id (`None` for a dynamic member).
+    pub instance_id: Option<String>,
     /// CLIENT-ID.
     pub client_id: String,
     /// #PARTITIONS: how many partitions it was assigned.
@@ -217,9 +228,13 @@ pub struct GroupMember {
 pub fn describe_members(group: &str) -> Vec<GroupMember> {
     consumer_groups_describe(group, &["--members"])
         .into_iter()
-        .filter(|columns| columns.len() >= 5)
-        .filter_map(|c| {
-            Some(GroupMember { member_id: c[1].clone(), client_id: c[3].clone(), partitions: c[4].parse().ok()? })
+        .filter_map(|row| {
+            Some(GroupMember {
+                member_id: row.get("CONSUMER-ID")?.clone(),
+                instance_id: row.get("GROUP-INSTANCE-ID").filter(|id| *id != "-").cloned(),
+                client_id: row.get("CLIENT-ID")?.clone(),
+                partitions: row.get("#PARTITIONS")?.parse().ok()?,
+            })
         })
         .collect()
 }
