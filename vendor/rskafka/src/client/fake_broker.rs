@@ -1,6 +1,9 @@
 //! store-events patch 4 (tests only): Kafka brokers on loopback that answer `ApiVersions`
 //! and `Metadata` (v4) from a script, enough to drive the client's leader discovery
-//! without a real cluster; patch 7 adds `FindCoordinator` (v1) and `OffsetCommit` (v2).
+//! without a real cluster; patch 7 adds `FindCoordinator` (v1) and `OffsetCommit` (v2);
+//! patch 8 `JoinGroup` (v5: a first join without member id is answered
+//! `MEMBER_ID_REQUIRED`, the next completes with this member alone, as its leader) and
+//! `Heartbeat` (v3, answered with `GroupScript::heartbeat_error`).
 //! Other requests close the connection.
 
 use std::sync::{
@@ -30,6 +33,8 @@ pub(crate) struct GroupScript {
     pub(crate) coordinator: Arc<dyn Fn(i32, usize) -> i32 + Send + Sync>,
     /// The error code of every partition of an `OffsetCommit` (0: none).
     pub(crate) commit_error: Arc<dyn Fn(i32, usize) -> i16 + Send + Sync>,
+    /// store-events patch 8: the error code of a `Heartbeat` (0: none).
+    pub(crate) heartbeat_error: Arc<dyn Fn(i32, usize) -> i16 + Send + Sync>,
 }
 
 /// store-events patch 7: an `OffsetCommit` a broker accepted: broker, group, generation,
@@ -160,6 +165,15 @@ impl Broker {
                     }
                     body
                 }
+                ApiKey::JoinGroup if self.groups.is_some() => join_group_response(&request[8..]),
+                ApiKey::Heartbeat if self.groups.is_some() => {
+                    let nth = self.group_requests[self.id as usize * 2 + 1]
+                        .fetch_add(1, Ordering::SeqCst);
+                    let error = (self.groups.as_ref().unwrap().heartbeat_error)(self.id, nth);
+                    let mut out = 0i32.to_be_bytes().to_vec(); // throttle_time_ms
+                    out.extend_from_slice(&error.to_be_bytes());
+                    out
+                }
                 _ => return,
             };
             // Response header v0 (these responses are not flexible): the correlation id.
@@ -272,8 +286,69 @@ fn offset_commit_response(partitions: &[(String, i32, i64)], error: i16) -> Vec<
     out
 }
 
-/// What the brokers support: ApiVersions 0 to 3, Metadata 4, FindCoordinator 1 and
-/// OffsetCommit 2.
+/// store-events patch 8: the answer to a `JoinGroup` v5 (`request` after the header's
+/// correlation id): `MEMBER_ID_REQUIRED` with member id `m-1` when it has no member id;
+/// else generation 1 with this member as leader and only member, its metadata echoed.
+fn join_group_response(request: &[u8]) -> Vec<u8> {
+    struct Cursor<'a>(&'a [u8]);
+    impl<'a> Cursor<'a> {
+        fn take(&mut self, n: usize) -> &'a [u8] {
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            head
+        }
+        fn int16(&mut self) -> i16 {
+            i16::from_be_bytes(self.take(2).try_into().unwrap())
+        }
+        fn string(&mut self) -> Option<String> {
+            let len = self.int16();
+            (len >= 0).then(|| String::from_utf8(self.take(len as usize).to_vec()).unwrap())
+        }
+    }
+    let mut cursor = Cursor(request);
+    let _client_id = cursor.string();
+    let _group = cursor.string();
+    cursor.take(8); // session and rebalance timeouts
+    let member_id = cursor.string().unwrap();
+    let instance = cursor.string();
+    let _protocol_type = cursor.string();
+    cursor.take(4); // one protocol
+    let protocol = cursor.string().unwrap();
+    let metadata_len = i32::from_be_bytes(cursor.take(4).try_into().unwrap());
+    let metadata = cursor.take(metadata_len as usize).to_vec();
+
+    let put_string = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    let mut out = 0i32.to_be_bytes().to_vec(); // throttle_time_ms
+    if member_id.is_empty() && instance.is_none() {
+        out.extend_from_slice(&79i16.to_be_bytes()); // MEMBER_ID_REQUIRED
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        put_string(&mut out, "");
+        put_string(&mut out, "");
+        put_string(&mut out, "m-1");
+        out.extend_from_slice(&0i32.to_be_bytes());
+        return out;
+    }
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&1i32.to_be_bytes()); // generation
+    put_string(&mut out, &protocol);
+    put_string(&mut out, &member_id); // leader
+    put_string(&mut out, &member_id);
+    out.extend_from_slice(&1i32.to_be_bytes());
+    put_string(&mut out, &member_id);
+    match &instance {
+        Some(id) => put_string(&mut out, id),
+        None => out.extend_from_slice(&(-1i16).to_be_bytes()),
+    }
+    out.extend_from_slice(&(metadata.len() as i32).to_be_bytes());
+    out.extend_from_slice(&metadata);
+    out
+}
+
+/// What the brokers support: ApiVersions 0 to 3, Metadata 4, FindCoordinator 1,
+/// OffsetCommit 2, JoinGroup 5 and Heartbeat 3.
 fn api_versions(version: i16) -> Vec<u8> {
     let key = |api_key, min, max| ApiVersionsResponseApiKey {
         api_key,
@@ -288,6 +363,8 @@ fn api_versions(version: i16) -> Vec<u8> {
             key(ApiKey::Metadata, 4, 4),
             key(ApiKey::FindCoordinator, 1, 1),
             key(ApiKey::OffsetCommit, 2, 2),
+            key(ApiKey::JoinGroup, 5, 5),
+            key(ApiKey::Heartbeat, 3, 3),
         ],
         throttle_time_ms: None,
         tagged_fields: None,

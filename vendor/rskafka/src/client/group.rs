@@ -405,6 +405,7 @@ mod tests {
         let groups = fake_broker::GroupScript {
             coordinator: Arc::new(|_, nth| if nth == 0 { 1 } else { 2 }),
             commit_error: Arc::new(|broker, _| if broker == 1 { 16 } else { 0 }), // NOT_COORDINATOR
+            heartbeat_error: Arc::new(|_, _| 0),
         };
         let cluster =
             fake_broker::start_with_groups(3, "t", Arc::new(|_, _| 0), Some(groups)).await;
@@ -435,5 +436,69 @@ mod tests {
         let commits = cluster.commits.lock().unwrap().clone();
         let expected = vec![("t".to_owned(), 0, 6), ("t".to_owned(), 1, 7)];
         assert_eq!(commits, [(2, "g".to_owned(), -1, expected)]);
+    }
+
+    /// store-events patch 8: a dynamic member's first join is answered
+    /// `MEMBER_ID_REQUIRED` with a member id; the client joins again with it and gets the
+    /// generation, as its leader, with its own metadata back; a heartbeat's error comes
+    /// back as the coordinator sent it.
+    #[tokio::test]
+    async fn a_first_join_asks_for_a_member_id_and_joins_again_with_it() {
+        let groups = fake_broker::GroupScript {
+            coordinator: Arc::new(|_, _| 0),
+            commit_error: Arc::new(|_, _| 0),
+            heartbeat_error: Arc::new(|_, nth| if nth == 0 { 0 } else { 27 }), // REBALANCE_IN_PROGRESS
+        };
+        let cluster =
+            fake_broker::start_with_groups(1, "t", Arc::new(|_, _| 0), Some(groups)).await;
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        let group = client.group_client("g");
+        let settings = JoinSettings {
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            group_instance_id: None,
+            protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),
+            protocols: vec![("sticky".to_owned(), vec![1, 2, 3])],
+        };
+
+        let within = Duration::from_secs(10);
+        let joined = tokio::time::timeout(within, group.join("", &settings))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(joined.membership.member_id, "m-1");
+        assert_eq!(joined.membership.generation_id, 1);
+        assert_eq!(joined.protocol, "sticky");
+        assert!(joined.is_leader());
+        assert_eq!(
+            joined.members,
+            [JoinedMember {
+                member_id: "m-1".to_owned(),
+                group_instance_id: None,
+                metadata: vec![1, 2, 3],
+            }]
+        );
+
+        let membership = joined.membership;
+        tokio::time::timeout(within, group.heartbeat(&membership))
+            .await
+            .unwrap()
+            .unwrap();
+        let second = tokio::time::timeout(within, group.heartbeat(&membership))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                second,
+                Err(Error::ServerError {
+                    protocol_error: ProtocolError::RebalanceInProgress,
+                    ..
+                })
+            ),
+            "{second:?}"
+        );
     }
 }
