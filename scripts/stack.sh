@@ -76,26 +76,20 @@ wait_for() {
   done
 }
 
-install_kafka() {
-  [ -f "$kafka_libs/.complete" ] && return 0
+# fetch_kafka VERSION LIBS: Apache Kafka VERSION's runtime classpath from Maven Central.
+fetch_kafka() {
+  local version=$1 libs=$2
+  [ -f "$libs/.complete" ] && return 0
   command -v mvn >/dev/null || die "mvn is needed to fetch Apache Kafka from Maven Central (apt-get install maven)"
   command -v java >/dev/null || die "a Java 17+ JDK is needed to run Apache Kafka and the tests' Java producer (apt-get install openjdk-17-jdk-headless)"
-  log "Fetching Apache Kafka $kafka_version from Maven Central into $kafka_libs"
-  rm -rf "$kafka_libs" && mkdir -p "$kafka_libs"
+  log "Fetching Apache Kafka $version from Maven Central into $libs"
+  rm -rf "$libs" && mkdir -p "$libs"
   mvn -B -q -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
-    -Dkafka.version="$kafka_version" -DincludeScope=runtime -DoutputDirectory="$kafka_libs" >&2
-  touch "$kafka_libs/.complete"
+    -Dkafka.version="$version" -DincludeScope=runtime -DoutputDirectory="$libs" >&2
+  touch "$libs/.complete"
 }
 
-install_kafka3() {
-  [ -f "$kafka3_libs/.complete" ] && return 0
-  command -v mvn >/dev/null || die "mvn is needed to fetch Apache Kafka from Maven Central (apt-get install maven)"
-  log "Fetching Apache Kafka $kafka3_version from Maven Central into $kafka3_libs"
-  rm -rf "$kafka3_libs" && mkdir -p "$kafka3_libs"
-  mvn -B -q -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
-    -Dkafka.version="$kafka3_version" -DincludeScope=runtime -DoutputDirectory="$kafka3_libs" >&2
-  touch "$kafka3_libs/.complete"
-}
+install_kafka() { fetch_kafka "$kafka_version" "$kafka_libs"; }
 
 kafka3_ready() { port_open $kafka3_port && grep -q "Kafka Server started" "$state/kafka-3/kafka.out"; }
 
@@ -104,7 +98,7 @@ start_kafka3() {
     log "Kafka $kafka3_version already answers on 127.0.0.1:$kafka3_port"
     return 0
   fi
-  install_kafka3
+  fetch_kafka "$kafka3_version" "$kafka3_libs"
   mkdir -p "$state/kafka-3"
   cat >"$state/kafka-3/server.properties" <<PROPERTIES
 # Written by scripts/stack.sh: Apache Kafka $kafka3_version, one combined node, KRaft, loopback only.

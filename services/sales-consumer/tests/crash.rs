@@ -66,7 +66,8 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     let topic = testkit::unique_topic("crash");
     testkit::create_topic(&topic, 2).await;
     let prefix = testkit::unique_name("c");
-    let (_logs, log) = LogOnFailure::new(&topic);
+    let mut logs = LogOnFailure::default();
+    let log = logs.add(&topic);
     let config = common::config(EventType::Sale, &topic, &prefix, &[]);
     let group = format!("test-{topic}");
     let env = process::env(

@@ -13,11 +13,12 @@
 mod common;
 mod process;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use store_consumer::ConsumerConfig;
 use store_event::EventType;
 use testkit::GroupMember;
 
@@ -27,6 +28,48 @@ use process::{LogOnFailure, Producing};
 const ENTRY_WRITTEN: &str = "Ledger entry written; writing its objects.";
 /// The log line of a fenced-off batch.
 const FENCED: &str = "Another instance wrote the next ledger entry";
+
+/// A topic, a consumer group, the consumers' settings, and their logs.
+struct Scenario {
+    topic: String,
+    group: String,
+    config: ConsumerConfig,
+    env: Vec<(String, String)>,
+    logs: LogOnFailure,
+}
+
+impl Scenario {
+    /// A new topic of `partitions` partitions and a group of its own.
+    async fn new(name: &str, partitions: i32) -> Scenario {
+        testkit::require_kafka();
+        testkit::require_s3();
+        let topic = testkit::unique_topic(name);
+        testkit::create_topic(&topic, partitions).await;
+        let prefix = testkit::unique_name("g");
+        let group = format!("test-{topic}");
+        let config = common::config(EventType::Sale, &topic, &prefix, &[("CONSUMER_GROUP_ID", &group)]);
+        let env = group_env(&topic, &prefix, &group);
+        Scenario { topic, group, config, env, logs: LogOnFailure::default() }
+    }
+
+    /// The log file of instance `name`.
+    fn log(&mut self, name: &str) -> PathBuf {
+        self.logs.add(&format!("{}-{name}", self.topic))
+    }
+
+    /// Stops producing, waits until S3 and the group's committed offsets have every
+    /// event, stops the instances with SIGTERM, and checks that each event is stored once.
+    async fn finish(&self, producing: Producing, instances: Vec<Child>, partitions: i32, context: &str) {
+        let produced = producing.finish().await;
+        common::wait_until_caught_up(&self.config, partitions, Duration::from_secs(120)).await;
+        wait_for_lag_zero(&self.group, usize::try_from(partitions).unwrap(), Duration::from_secs(60)).await;
+        for instance in instances {
+            assert!(process::terminate(instance).await.success(), "an instance did not stop cleanly ({context})");
+        }
+        println!("{} events produced", produced.len());
+        process::assert_exactly_once(&self.config, &produced, context).await;
+    }
+}
 
 fn group_env(topic: &str, prefix: &str, group: &str) -> Vec<(String, String)> {
     process::env(
@@ -95,20 +138,13 @@ fn count_lines(logs: &[&Path], needle: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_1_3_2_1_while_events_arrive_stores_each_once() {
-    testkit::require_kafka();
-    testkit::require_s3();
     const PARTITIONS: i32 = 6;
-    let topic = testkit::unique_topic("scale");
-    testkit::create_topic(&topic, PARTITIONS).await;
-    let prefix = testkit::unique_name("g");
-    let group = format!("test-{topic}");
-    let config = common::config(EventType::Sale, &topic, &prefix, &[("CONSUMER_GROUP_ID", &group)]);
-    let env = group_env(&topic, &prefix, &group);
-    let (mut logs, log_a) = LogOnFailure::new(&format!("{topic}-a"));
-    let (log_b, log_c) = (logs.add(&format!("{topic}-b")), logs.add(&format!("{topic}-c")));
+    let mut scenario = Scenario::new("scale", PARTITIONS).await;
+    let (log_a, log_b, log_c) = (scenario.log("a"), scenario.log("b"), scenario.log("c"));
+    let (env, group) = (scenario.env.clone(), scenario.group.clone());
     let limit = Duration::from_secs(60);
 
-    let producing = Producing::start(&topic, PARTITIONS, 6_000, Duration::from_millis(25), 1103);
+    let producing = Producing::start(&scenario.topic, PARTITIONS, 6_000, Duration::from_millis(25), 1103);
     let a = process::spawn(&env, &log_a);
     wait_for_members(&group, &[6], limit).await;
 
@@ -140,33 +176,21 @@ async fn scaling_1_3_2_1_while_events_arrive_stores_each_once() {
     assert!(process::terminate(b).await.success(), "the second instance did not stop cleanly");
     wait_for_members(&group, &[6], limit).await;
 
-    let produced = producing.finish().await;
-    common::wait_until_caught_up(&config, PARTITIONS, Duration::from_secs(120)).await;
-    wait_for_lag_zero(&group, 6, limit).await;
-    assert!(process::terminate(a).await.success(), "the last instance did not stop cleanly");
-
+    scenario.finish(producing, vec![a], PARTITIONS, "after scaling 1 -> 3 -> 2 -> 1").await;
     let fenced = count_lines(&[&log_a, &log_b, &log_c], FENCED);
-    println!("{} events produced; fenced batches: {fenced}", produced.len());
+    println!("fenced batches: {fenced}");
     assert_eq!(fenced, 0, "a graceful scale step let two instances write one partition");
-    process::assert_exactly_once(&config, &produced, "after scaling 1 -> 3 -> 2 -> 1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_members_partitions_are_taken_over_after_its_session_times_out() {
-    testkit::require_kafka();
-    testkit::require_s3();
     const PARTITIONS: i32 = 4;
-    let topic = testkit::unique_topic("takeover");
-    testkit::create_topic(&topic, PARTITIONS).await;
-    let prefix = testkit::unique_name("g");
-    let group = format!("test-{topic}");
-    let config = common::config(EventType::Sale, &topic, &prefix, &[("CONSUMER_GROUP_ID", &group)]);
-    let env = group_env(&topic, &prefix, &group);
-    let (mut logs, log_a) = LogOnFailure::new(&format!("{topic}-a"));
-    let log_b = logs.add(&format!("{topic}-b"));
+    let mut scenario = Scenario::new("takeover", PARTITIONS).await;
+    let (log_a, log_b) = (scenario.log("a"), scenario.log("b"));
+    let (env, group) = (scenario.env.clone(), scenario.group.clone());
     let limit = Duration::from_secs(60);
 
-    let producing = Producing::start(&topic, PARTITIONS, 6_000, Duration::from_millis(25), 1104);
+    let producing = Producing::start(&scenario.topic, PARTITIONS, 6_000, Duration::from_millis(25), 1104);
     let a = process::spawn(&env, &log_a);
     wait_for_members(&group, &[4], limit).await;
     let mut b: Child = process::spawn(&env, &log_b);
@@ -190,13 +214,8 @@ async fn a_killed_members_partitions_are_taken_over_after_its_session_times_out(
     );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let produced = producing.finish().await;
-    common::wait_until_caught_up(&config, PARTITIONS, Duration::from_secs(120)).await;
-    wait_for_lag_zero(&group, 4, limit).await;
-    assert!(process::terminate(a).await.success(), "the survivor did not stop cleanly");
-    let fenced = count_lines(&[&log_a, &log_b], FENCED);
-    println!("{} events produced; fenced batches: {fenced}", produced.len());
-    process::assert_exactly_once(&config, &produced, "after a member's kill -9").await;
+    scenario.finish(producing, vec![a], PARTITIONS, "after a member's kill -9").await;
+    println!("fenced batches: {}", count_lines(&[&log_a, &log_b], FENCED));
 }
 
 /// The generation of the last "Joined the consumer group." line of `log`.
@@ -211,15 +230,10 @@ fn last_generation(log: &Path) -> Option<i32> {
 /// without a rebalance: the generation does not change and the other member reads on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_restarted_in_time_takes_its_partitions_back_without_a_rebalance() {
-    testkit::require_kafka();
-    testkit::require_s3();
     const PARTITIONS: i32 = 4;
-    let topic = testkit::unique_topic("static");
-    testkit::create_topic(&topic, PARTITIONS).await;
-    let prefix = testkit::unique_name("g");
-    let group = format!("test-{topic}");
-    let config = common::config(EventType::Sale, &topic, &prefix, &[("CONSUMER_GROUP_ID", &group)]);
-    let mut env = group_env(&topic, &prefix, &group);
+    let mut scenario = Scenario::new("static", PARTITIONS).await;
+    let (log_a, log_b, log_b2) = (scenario.log("a"), scenario.log("b"), scenario.log("b2"));
+    let (mut env, group) = (scenario.env.clone(), scenario.group.clone());
     env.retain(|(k, _)| k != "CONSUMER_SESSION_TIMEOUT");
     env.push(("CONSUMER_SESSION_TIMEOUT".to_owned(), "30s".to_owned()));
     let as_pod = |name: &str| {
@@ -227,11 +241,9 @@ async fn a_static_member_restarted_in_time_takes_its_partitions_back_without_a_r
         env.push(("CONSUMER_GROUP_INSTANCE_ID".to_owned(), name.to_owned()));
         env
     };
-    let (mut logs, log_a) = LogOnFailure::new(&format!("{topic}-a"));
-    let (log_b, log_b2) = (logs.add(&format!("{topic}-b")), logs.add(&format!("{topic}-b2")));
     let limit = Duration::from_secs(60);
 
-    let producing = Producing::start(&topic, PARTITIONS, 6_000, Duration::from_millis(25), 1105);
+    let producing = Producing::start(&scenario.topic, PARTITIONS, 6_000, Duration::from_millis(25), 1105);
     let a = process::spawn(&as_pod("consumer-0"), &log_a);
     wait_for_members(&group, &[4], limit).await;
     let b = process::spawn(&as_pod("consumer-1"), &log_b);
@@ -260,10 +272,5 @@ async fn a_static_member_restarted_in_time_takes_its_partitions_back_without_a_r
         "only the second instance's first join rebalanced"
     );
 
-    let produced = producing.finish().await;
-    common::wait_until_caught_up(&config, PARTITIONS, Duration::from_secs(120)).await;
-    wait_for_lag_zero(&group, 4, limit).await;
-    assert!(process::terminate(b).await.success(), "the restarted instance did not stop cleanly");
-    assert!(process::terminate(a).await.success(), "the first instance did not stop cleanly");
-    process::assert_exactly_once(&config, &produced, "after a static member's restart").await;
+    scenario.finish(producing, vec![b, a], PARTITIONS, "after a static member's restart").await;
 }

@@ -70,17 +70,11 @@ pub async fn terminate(child: Child) -> ExitStatus {
 }
 
 /// Prints the logs of the test's processes when it panics, so a CI failure shows why.
-pub struct LogOnFailure(pub Vec<PathBuf>);
+#[derive(Default)]
+pub struct LogOnFailure(Vec<PathBuf>);
 
 impl LogOnFailure {
-    /// A log file named after the test's topic, in Cargo's temporary folder.
-    pub fn new(name: &str) -> (LogOnFailure, PathBuf) {
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
-        let _ = std::fs::remove_file(&path);
-        (LogOnFailure(vec![path.clone()]), path)
-    }
-
-    /// Another log to print on failure.
+    /// A new, empty log file `<name>.log` in Cargo's temporary folder, printed on failure.
     pub fn add(&mut self, name: &str) -> PathBuf {
         let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
         let _ = std::fs::remove_file(&path);
