@@ -26,7 +26,7 @@ test: stack-up lint check-deploy vendor-test ## Install and start what the tests
 
 test-kafka-3: stack-up ## The consumer group tests again, against Apache Kafka 3.9 on 127.0.0.1:9192 (most MSK clusters run 3.x).
 	scripts/stack.sh start kafka-3.9
-	STORE_EVENTS_TEST_KAFKA=127.0.0.1:9192 cargo test -p sales-consumer --test group
+	STORE_EVENTS_TEST_KAFKA=127.0.0.1:9192 cargo test --workspace --test group
 	scripts/stack.sh stop kafka-3.9
 
 interop: stack-up ## Only the interoperability tests: what lands in S3, read with the AWS CLI, boto3 and DuckDB.
