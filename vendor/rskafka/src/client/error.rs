@@ -16,6 +16,10 @@ pub enum RequestContext {
     /// store-events patch 7: error is specific to a consumer group.
     Group(String),
 
+    /// store-events patch 9: error of `InitProducerId`, asking for an idempotent
+    /// producer's id.
+    ProducerId,
+
     /// Error is specific to a fetch request.
     #[non_exhaustive]
     Fetch {

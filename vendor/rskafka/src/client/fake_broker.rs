@@ -3,7 +3,10 @@
 //! without a real cluster; patch 7 adds `FindCoordinator` (v1) and `OffsetCommit` (v2);
 //! patch 8 `JoinGroup` (v5: a first join without member id is answered
 //! `MEMBER_ID_REQUIRED`, the next completes with this member alone, as its leader) and
-//! `Heartbeat` (v3, answered with `GroupScript::heartbeat_error`).
+//! `Heartbeat` (v3, answered with `GroupScript::heartbeat_error`); patch 9
+//! `InitProducerId` (v1) and `Produce` (v3) of one partition, keeping a log that, like a
+//! broker, stores a batch whose producer id and sequence it has seen once, and may drop
+//! the connection instead of answering (`ProduceScript`).
 //! Other requests close the connection.
 
 use std::sync::{
@@ -37,6 +40,32 @@ pub(crate) struct GroupScript {
     pub(crate) heartbeat_error: Arc<dyn Fn(i32, usize) -> i16 + Send + Sync>,
 }
 
+/// store-events patch 9: how the brokers answer `Produce`: for the `nth` request, drop
+/// the connection after storing the batch (a lost response), or refuse it with an error
+/// code (nothing stored).
+#[derive(Clone)]
+pub(crate) struct ProduceScript {
+    pub(crate) drop_response: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+    pub(crate) error: Arc<dyn Fn(usize) -> i16 + Send + Sync>,
+    /// The error code of the `nth` `InitProducerId` (0: none).
+    pub(crate) init_error: Arc<dyn Fn(i64) -> i16 + Send + Sync>,
+}
+
+/// store-events patch 9: a batch as the fake partition saw it: producer id, epoch, base
+/// sequence, record count; and the log's batches with their base offsets.
+pub(crate) type ProducedBatch = (i64, i16, i32, i32);
+
+/// store-events patch 9: the fake partition's state, shared by the brokers.
+#[derive(Default)]
+pub(crate) struct FakeLog {
+    /// Every produce request received, in order.
+    pub(crate) received: Vec<ProducedBatch>,
+    /// The batches stored, with their base offsets.
+    pub(crate) stored: Vec<(ProducedBatch, i64)>,
+    /// InitProducerId requests answered (the id handed out is 1000 + this count).
+    pub(crate) producer_ids: i64,
+}
+
 /// store-events patch 7: an `OffsetCommit` a broker accepted: broker, group, generation,
 /// and (topic, partition, offset) of each partition.
 pub(crate) type Commit = (i32, String, i32, Vec<(String, i32, i64)>);
@@ -49,11 +78,24 @@ pub(crate) struct FakeCluster {
     pub(crate) metadata_requests: Arc<Vec<AtomicUsize>>,
     /// store-events patch 7: `OffsetCommit` requests answered without error.
     pub(crate) commits: Arc<std::sync::Mutex<Vec<Commit>>>,
+    /// store-events patch 9: the partition's produce requests and log.
+    pub(crate) log: Arc<std::sync::Mutex<FakeLog>>,
 }
 
 /// Starts `brokers` brokers serving one topic with one partition, replicated on all.
 pub(crate) async fn start(brokers: usize, topic: &str, script: Script) -> FakeCluster {
     start_with_groups(brokers, topic, script, None).await
+}
+
+/// store-events patch 9: [`start`], with brokers that take produce requests as `produce`
+/// says.
+pub(crate) async fn start_with_produce(
+    brokers: usize,
+    topic: &str,
+    script: Script,
+    produce: ProduceScript,
+) -> FakeCluster {
+    start_full(brokers, topic, script, None, Some(produce)).await
 }
 
 /// store-events patch 7: [`start`], with brokers that also coordinate groups.
@@ -62,6 +104,16 @@ pub(crate) async fn start_with_groups(
     topic: &str,
     script: Script,
     groups: Option<GroupScript>,
+) -> FakeCluster {
+    start_full(brokers, topic, script, groups, None).await
+}
+
+async fn start_full(
+    brokers: usize,
+    topic: &str,
+    script: Script,
+    groups: Option<GroupScript>,
+    produce: Option<ProduceScript>,
 ) -> FakeCluster {
     let mut listeners = Vec::new();
     for _ in 0..brokers {
@@ -82,7 +134,9 @@ pub(crate) async fn start_with_groups(
             .collect::<Vec<_>>(),
     );
     let commits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::new(std::sync::Mutex::new(FakeLog::default()));
     for (id, listener) in listeners.into_iter().enumerate() {
+        let (produce, log) = (produce.clone(), Arc::clone(&log));
         let (addresses, counts) = (addresses.clone(), Arc::clone(&metadata_requests));
         let (topic, script) = (topic.to_owned(), Arc::clone(&script));
         let (groups, group_requests, commits) = (
@@ -101,6 +155,8 @@ pub(crate) async fn start_with_groups(
                     groups: groups.clone(),
                     group_requests: Arc::clone(&group_requests),
                     commits: Arc::clone(&commits),
+                    produce: produce.clone(),
+                    log: Arc::clone(&log),
                 };
                 tokio::spawn(broker.serve(stream));
             }
@@ -110,6 +166,7 @@ pub(crate) async fn start_with_groups(
         addresses,
         metadata_requests,
         commits,
+        log,
     }
 }
 
@@ -123,6 +180,8 @@ struct Broker {
     /// FindCoordinator then OffsetCommit requests, two counters per broker.
     group_requests: Arc<Vec<AtomicUsize>>,
     commits: Arc<std::sync::Mutex<Vec<Commit>>>,
+    produce: Option<ProduceScript>,
+    log: Arc<std::sync::Mutex<FakeLog>>,
 }
 
 impl Broker {
@@ -166,6 +225,47 @@ impl Broker {
                     body
                 }
                 ApiKey::JoinGroup if self.groups.is_some() => join_group_response(&request[8..]),
+                ApiKey::InitProducerId if self.produce.is_some() => {
+                    let mut log = self.log.lock().unwrap();
+                    let error = (self.produce.as_ref().unwrap().init_error)(log.producer_ids);
+                    log.producer_ids += 1;
+                    let mut out = 0i32.to_be_bytes().to_vec(); // throttle_time_ms
+                    out.extend_from_slice(&error.to_be_bytes());
+                    out.extend_from_slice(&(1000 + log.producer_ids).to_be_bytes());
+                    out.extend_from_slice(&0i16.to_be_bytes()); // epoch
+                    out
+                }
+                ApiKey::Produce if self.produce.is_some() => {
+                    let script = self.produce.as_ref().unwrap();
+                    let batch = parse_produce(&request[8..]);
+                    let (nth, answer) = {
+                        let mut log = self.log.lock().unwrap();
+                        let nth = log.received.len();
+                        log.received.push(batch);
+                        let error = (script.error)(nth);
+                        let key = (batch.0, batch.2);
+                        let seen = log
+                            .stored
+                            .iter()
+                            .find(|(b, _)| (b.0, b.2) == key)
+                            .map(|(_, o)| *o);
+                        let offset = match (error, seen) {
+                            (0, Some(offset)) => offset,
+                            (0, None) => {
+                                let offset =
+                                    log.stored.last().map_or(0, |(b, o)| o + i64::from(b.3));
+                                log.stored.push((batch, offset));
+                                offset
+                            }
+                            _ => -1,
+                        };
+                        (nth, produce_response(&self.topic, error, offset))
+                    };
+                    if (script.drop_response)(nth) {
+                        return;
+                    }
+                    answer
+                }
                 ApiKey::Heartbeat if self.groups.is_some() => {
                     let nth = self.group_requests[self.id as usize * 2 + 1]
                         .fetch_add(1, Ordering::SeqCst);
@@ -347,8 +447,44 @@ fn join_group_response(request: &[u8]) -> Vec<u8> {
     out
 }
 
+/// store-events patch 9: (producer id, epoch, base sequence, record count) of the one
+/// batch of a `Produce` v3 request (`request` after the header's correlation id).
+fn parse_produce(request: &[u8]) -> ProducedBatch {
+    let mut at = 0;
+    let skip_string = |at: &mut usize| {
+        let len = i16::from_be_bytes(request[*at..*at + 2].try_into().unwrap());
+        *at += 2 + len.max(0) as usize;
+    };
+    skip_string(&mut at); // client id
+    skip_string(&mut at); // transactional id
+    at += 2 + 4 + 4; // acks, timeout, one topic
+    skip_string(&mut at); // topic name
+    at += 4 + 4 + 4; // one partition, its index, the records' length
+    let batch = &request[at..];
+    (
+        i64::from_be_bytes(batch[43..51].try_into().unwrap()),
+        i16::from_be_bytes(batch[51..53].try_into().unwrap()),
+        i32::from_be_bytes(batch[53..57].try_into().unwrap()),
+        i32::from_be_bytes(batch[57..61].try_into().unwrap()),
+    )
+}
+
+/// store-events patch 9: a `Produce` v3 response for partition 0 of `topic`.
+fn produce_response(topic: &str, error: i16, base_offset: i64) -> Vec<u8> {
+    let mut out = 1i32.to_be_bytes().to_vec();
+    out.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    out.extend_from_slice(topic.as_bytes());
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes()); // partition
+    out.extend_from_slice(&error.to_be_bytes());
+    out.extend_from_slice(&base_offset.to_be_bytes());
+    out.extend_from_slice(&(-1i64).to_be_bytes()); // log_append_time
+    out.extend_from_slice(&0i32.to_be_bytes()); // throttle_time_ms
+    out
+}
+
 /// What the brokers support: ApiVersions 0 to 3, Metadata 4, FindCoordinator 1,
-/// OffsetCommit 2, JoinGroup 5 and Heartbeat 3.
+/// OffsetCommit 2, JoinGroup 5, Heartbeat 3, InitProducerId 1 and Produce 3.
 fn api_versions(version: i16) -> Vec<u8> {
     let key = |api_key, min, max| ApiVersionsResponseApiKey {
         api_key,
@@ -365,6 +501,8 @@ fn api_versions(version: i16) -> Vec<u8> {
             key(ApiKey::OffsetCommit, 2, 2),
             key(ApiKey::JoinGroup, 5, 5),
             key(ApiKey::Heartbeat, 3, 3),
+            key(ApiKey::InitProducerId, 1, 1),
+            key(ApiKey::Produce, 3, 3),
         ],
         throttle_time_ms: None,
         tagged_fields: None,

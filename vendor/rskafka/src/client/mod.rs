@@ -17,6 +17,8 @@ pub mod controller;
 pub mod error;
 // store-events patch 7: committed offsets of a consumer group.
 pub mod group;
+// store-events patch 9.
+pub mod idempotence;
 // store-events patch 4: brokers on loopback for the leader-discovery tests.
 #[cfg(test)]
 mod fake_broker;
@@ -172,6 +174,14 @@ impl Client {
             Arc::clone(&self.brokers),
             Arc::clone(&self.backoff_config),
         ))
+    }
+
+    /// store-events patch 9: the producer id an idempotent producer's partition clients
+    /// share (see [`partition::PartitionClient::with_idempotence`]).
+    pub fn idempotent_producer(&self) -> Arc<idempotence::IdempotentProducer> {
+        Arc::new(idempotence::IdempotentProducer::new(Arc::clone(
+            &self.brokers,
+        )))
     }
 
     /// store-events patch 7: a client for the committed offsets of consumer group `group`.

@@ -29,9 +29,14 @@ use std::{
     sync::Arc,
 };
 use tokio::sync::Mutex;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::{error::ServerErrorResponse, metadata_cache::MetadataCacheGeneration};
+// store-events patch 9.
+use super::idempotence::{
+    IdempotentProducer, PartitionIdempotence, ProducerIdentity, Sequence, next_sequence,
+    refused_for_its_sequence,
+};
 
 /// How strongly a [`PartitionClient`] is bound to a partition.
 ///
@@ -143,6 +148,10 @@ pub struct PartitionClient {
     current_broker: Mutex<CurrentBroker>,
 
     unknown_topic_handling: UnknownTopicHandling,
+
+    /// store-events patch 9: the producer id and this partition's sequence, when writes
+    /// are idempotent.
+    idempotence: Option<PartitionIdempotence>,
 }
 
 impl std::fmt::Debug for PartitionClient {
@@ -171,6 +180,7 @@ impl PartitionClient {
                 gen_leader_from_self: None,
             }),
             unknown_topic_handling,
+            idempotence: None,
         };
 
         // Force discover and establish a cached connection to the leader
@@ -203,6 +213,17 @@ impl PartitionClient {
         self.partition
     }
 
+    /// store-events patch 9: writes through this client are idempotent under
+    /// `producer`'s id (see [`crate::client::idempotence`]): one batch in flight, and a
+    /// retry carries the same sequence, so the broker never stores a batch twice.
+    pub fn with_idempotence(mut self, producer: Arc<IdempotentProducer>) -> Self {
+        self.idempotence = Some(PartitionIdempotence {
+            producer,
+            sequence: tokio::sync::Mutex::new(Sequence::default()),
+        });
+        self
+    }
+
     /// Produce a batch of records to the partition
     pub async fn produce(
         &self,
@@ -214,9 +235,70 @@ impl PartitionClient {
             return Ok(vec![]);
         }
 
+        if let Some(idempotence) = &self.idempotence {
+            return self
+                .produce_idempotently(idempotence, records, compression)
+                .await;
+        }
         let n = records.len() as i64;
-        let request = &build_produce_request(self.partition, &self.topic, records, compression);
+        let request =
+            &build_produce_request(self.partition, &self.topic, records, compression, None);
+        self.send_produce(request, n).await
+    }
 
+    /// store-events patch 9: a batch under the producer id, with this partition's next
+    /// sequence; sent once more under a new producer id if the broker refused it for its
+    /// sequence or producer id.
+    async fn produce_idempotently(
+        &self,
+        idempotence: &PartitionIdempotence,
+        records: Vec<Record>,
+        compression: Compression,
+    ) -> Result<Vec<i64>> {
+        let mut sequence = idempotence.sequence.lock().await;
+        let n = records.len();
+        let mut refused_once = false;
+        loop {
+            let identity = idempotence.producer.identity().await?;
+            if sequence.identity != Some(identity) {
+                *sequence = Sequence {
+                    identity: Some(identity),
+                    next: 0,
+                };
+            }
+            let request = &build_produce_request(
+                self.partition,
+                &self.topic,
+                records.clone(),
+                compression,
+                Some((identity, sequence.next)),
+            );
+            match self.send_produce(request, n as i64).await {
+                Ok(offsets) => {
+                    sequence.next = next_sequence(sequence.next, n);
+                    return Ok(offsets);
+                }
+                Err(error) => {
+                    // Whatever the error, the next batch must not guess the sequence.
+                    idempotence.producer.reset(identity).await;
+                    sequence.identity = None;
+                    if refused_once || !refused_for_its_sequence(&error) {
+                        return Err(error);
+                    }
+                    warn!(
+                        topic = self.topic,
+                        partition = self.partition,
+                        %error,
+                        "batch refused for its producer id or sequence; sending it again under a new producer id",
+                    );
+                    refused_once = true;
+                }
+            }
+        }
+    }
+
+    /// Sends a produce request, retried as rskafka retries (the same bytes each time).
+    async fn send_produce(&self, request: &ProduceRequest, n: i64) -> Result<Vec<i64>> {
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
@@ -695,6 +777,8 @@ fn build_produce_request(
     topic: &str,
     records: Vec<Record>,
     compression: Compression,
+    // store-events patch 9: the producer id and the batch's base sequence, when idempotent.
+    idempotent: Option<(ProducerIdentity, i32)>,
 ) -> ProduceRequest {
     let n = records.len() as i32;
 
@@ -730,7 +814,7 @@ fn build_produce_request(
             partition_leader_epoch: 0,
             last_offset_delta: n - 1,
             is_transactional: false,
-            base_sequence: -1,
+            base_sequence: idempotent.map_or(-1, |(_, sequence)| sequence),
             compression: match compression {
                 Compression::NoCompression => RecordBatchCompression::NoCompression,
                 #[cfg(feature = "compression-gzip")]
@@ -743,8 +827,8 @@ fn build_produce_request(
                 Compression::Zstd => RecordBatchCompression::Zstd,
             },
             timestamp_type: RecordBatchTimestampType::CreateTime,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: idempotent.map_or(-1, |(identity, _)| identity.id),
+            producer_epoch: idempotent.map_or(-1, |(identity, _)| identity.epoch),
             first_timestamp: first_timestamp.timestamp_millis(),
             max_timestamp: max_timestamp.timestamp_millis(),
             records: ControlBatchOrRecords::Records(records),

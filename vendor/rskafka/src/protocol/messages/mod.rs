@@ -38,6 +38,9 @@ mod consumer_protocol;
 pub use consumer_protocol::*;
 mod heartbeat;
 pub use heartbeat::*;
+// store-events patch 9: idempotent writes.
+mod init_producer_id;
+pub use init_producer_id::*;
 mod join_group;
 pub use join_group::*;
 mod leave_group;
