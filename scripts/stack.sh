@@ -8,6 +8,7 @@
 # certificates on 9094, SASL_SSL with SCRAM-SHA-512 on 9096, and SASL_PLAINTEXT with
 # OAUTHBEARER (Kafka's unsecured JWT validator) on 9097. The CA, the certificates and the
 # SCRAM user are made here; they live in .local/kafka/tls and are for loopback tests only.
+# A plain listener on 9095 advertises 9099, where the fault tests put a TCP proxy.
 #
 #   scripts/stack.sh up              install what is missing, start Kafka and S3, wait
 #   scripts/stack.sh down            stop both (data is kept)
@@ -46,6 +47,10 @@ kafka3_controller_port=9193
 ssl_port=9094
 scram_port=9096
 oauth_port=9097
+# A plain listener that advertises 127.0.0.1:9099, where the fault tests' TCP proxy listens
+# (shared/testkit/src/faults.rs): a client bootstrapped through the proxy stays behind it.
+proxied_port=9095
+proxy_port=9099
 tls=$state/kafka/tls
 s3_port=9000
 # SeaweedFS's own parts, on loopback only; each also listens for gRPC on its port + 10000.
@@ -200,11 +205,11 @@ write_kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port,SSL://127.0.0.1:$ssl_port,SASL_SSL://127.0.0.1:$scram_port,OAUTH://127.0.0.1:$oauth_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port,SSL://127.0.0.1:$ssl_port,SASL_SSL://127.0.0.1:$scram_port,OAUTH://127.0.0.1:$oauth_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port,SSL://127.0.0.1:$ssl_port,SASL_SSL://127.0.0.1:$scram_port,OAUTH://127.0.0.1:$oauth_port,PROXIED://127.0.0.1:$proxied_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port,SSL://127.0.0.1:$ssl_port,SASL_SSL://127.0.0.1:$scram_port,OAUTH://127.0.0.1:$oauth_port,PROXIED://127.0.0.1:$proxy_port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,OAUTH:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,OAUTH:SASL_PLAINTEXT,PROXIED:PLAINTEXT
 ssl.keystore.type=PEM
 ssl.keystore.location=$tls/broker.pem
 ssl.truststore.type=PEM

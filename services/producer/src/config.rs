@@ -18,6 +18,10 @@ pub struct SinkSettings {
     pub max_pending: usize,
     /// `PRODUCE_TIMEOUT`: the longest a request waits for Kafka's acknowledgement.
     pub timeout: Duration,
+    /// `PRODUCER_IDEMPOTENCE`: write with a producer id and per-partition sequence
+    /// numbers, so that a batch the client sends again (after a lost response, a timeout,
+    /// a broker restart) is stored once (rskafka patch 9).
+    pub idempotence: bool,
 }
 
 /// Everything the producer reads from its environment.
@@ -63,6 +67,7 @@ impl ProducerConfig {
                 compression,
                 max_pending: env.bounded("PRODUCER_MAX_PENDING", 50_000, 1, 10_000_000)?,
                 timeout,
+                idempotence: env.flag("PRODUCER_IDEMPOTENCE", true)?,
             },
         })
     }

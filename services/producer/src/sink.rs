@@ -1,6 +1,7 @@
 //! The way into Kafka for every path of the producer (HTTP, simulate, generator): one
 //! rskafka `BatchProducer` per partition, which batches records with a linger and sends
-//! them compressed with acks=all, and a bound on records waiting for an acknowledgement,
+//! them compressed with acks=all, idempotently unless `PRODUCER_IDEMPOTENCE=false` (a
+//! batch sent again is stored once), and a bound on records waiting for an acknowledgement,
 //! so that an overloaded producer answers 503 instead of queueing without limit.
 
 use std::sync::Arc;
@@ -97,6 +98,8 @@ impl Sink {
             .ok_or_else(|| unavailable(format!("topic {} does not exist", self.topic)))?;
         let client = self.cluster.client().await.map_err(|e| unavailable(e.to_string()))?;
         let timeout = self.cluster.settings().request_timeout;
+        // One producer id for every partition; a new one after each reset.
+        let idempotent = self.settings.idempotence.then(|| client.idempotent_producer());
         let mut opened = Vec::with_capacity(partitions.len());
         for partition in partitions {
             let partition_client = within(
@@ -106,6 +109,10 @@ impl Sink {
             )
             .await
             .map_err(|e| unavailable(e.to_string()))?;
+            let partition_client = match &idempotent {
+                Some(producer) => partition_client.with_idempotence(Arc::clone(producer)),
+                None => partition_client,
+            };
             let producer = BatchProducerBuilder::new(Arc::new(partition_client))
                 .with_linger(self.settings.linger)
                 .with_compression(self.settings.compression)

@@ -6,6 +6,8 @@
 //! A test that needs the stack and cannot reach it fails with a message that says how to
 //! start it; nothing here ever lets a test pass without talking to the real servers.
 
+pub mod faults;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
