@@ -241,8 +241,7 @@ impl PartitionClient {
                 .await;
         }
         let n = records.len() as i64;
-        let request =
-            &build_produce_request(self.partition, &self.topic, records, compression, None);
+        let request = &build_produce_request(self.partition, &self.topic, records, compression);
         self.send_produce(request, n).await
     }
 
@@ -257,6 +256,8 @@ impl PartitionClient {
     ) -> Result<Vec<i64>> {
         let mut sequence = idempotence.sequence.lock().await;
         let n = records.len();
+        // Built once; a resend under a new producer id only renumbers the batch.
+        let mut request = build_produce_request(self.partition, &self.topic, records, compression);
         let mut refused_once = false;
         loop {
             let identity = idempotence.producer.identity().await?;
@@ -266,14 +267,8 @@ impl PartitionClient {
                     next: 0,
                 };
             }
-            let request = &build_produce_request(
-                self.partition,
-                &self.topic,
-                records.clone(),
-                compression,
-                Some((identity, sequence.next)),
-            );
-            match self.send_produce(request, n as i64).await {
+            set_producer(&mut request, identity, sequence.next);
+            match self.send_produce(&request, n as i64).await {
                 Ok(offsets) => {
                     sequence.next = next_sequence(sequence.next, n);
                     return Ok(offsets);
@@ -772,13 +767,25 @@ where
         .map_err(Error::RetryFailed)?
 }
 
+/// store-events patch 9: the producer id and base sequence of the request's batches.
+fn set_producer(request: &mut ProduceRequest, identity: ProducerIdentity, sequence: i32) {
+    let batches = request
+        .topic_data
+        .iter_mut()
+        .flat_map(|topic| topic.partition_data.iter_mut())
+        .flat_map(|partition| partition.records.0.iter_mut());
+    for batch in batches {
+        batch.producer_id = identity.id;
+        batch.producer_epoch = identity.epoch;
+        batch.base_sequence = sequence;
+    }
+}
+
 fn build_produce_request(
     partition: i32,
     topic: &str,
     records: Vec<Record>,
     compression: Compression,
-    // store-events patch 9: the producer id and the batch's base sequence, when idempotent.
-    idempotent: Option<(ProducerIdentity, i32)>,
 ) -> ProduceRequest {
     let n = records.len() as i32;
 
@@ -814,7 +821,7 @@ fn build_produce_request(
             partition_leader_epoch: 0,
             last_offset_delta: n - 1,
             is_transactional: false,
-            base_sequence: idempotent.map_or(-1, |(_, sequence)| sequence),
+            base_sequence: -1,
             compression: match compression {
                 Compression::NoCompression => RecordBatchCompression::NoCompression,
                 #[cfg(feature = "compression-gzip")]
@@ -827,8 +834,8 @@ fn build_produce_request(
                 Compression::Zstd => RecordBatchCompression::Zstd,
             },
             timestamp_type: RecordBatchTimestampType::CreateTime,
-            producer_id: idempotent.map_or(-1, |(identity, _)| identity.id),
-            producer_epoch: idempotent.map_or(-1, |(identity, _)| identity.epoch),
+            producer_id: -1,
+            producer_epoch: -1,
             first_timestamp: first_timestamp.timestamp_millis(),
             max_timestamp: max_timestamp.timestamp_millis(),
             records: ControlBatchOrRecords::Records(records),
