@@ -125,9 +125,9 @@ async fn read_static(
             Ok(None) => tracing::warn!(topic, "The topic does not exist yet; waiting for it."),
             Err(error) => tracing::warn!(%error, "Partitions could not be listed; retrying."),
         }
-        shared.metrics.assigned_partitions.set(i64::try_from(partitions.owned().len()).unwrap_or(i64::MAX));
-        let refresh =
-            if partitions.owned().is_empty() { Duration::from_secs(2) } else { shared.config.partition_refresh };
+        let running = partitions.owned().len();
+        shared.metrics.assigned_partitions.set(i64::try_from(running).unwrap_or(i64::MAX));
+        let refresh = if running == 0 { Duration::from_secs(2) } else { shared.config.partition_refresh };
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(refresh) => {}

@@ -63,8 +63,7 @@ impl Partitions {
             if let Err(error) = &ended
                 && error.is_panic()
             {
-                let id = error.id();
-                let partition = self.running.iter().find(|(_, (task, _))| *task == id).map_or(-1, |(p, _)| *p);
+                let partition = self.partition_of(error.id()).unwrap_or(-1);
                 failure.get_or_insert(LoopEnded { partition, why: "panicked" });
             }
         }
@@ -85,14 +84,19 @@ impl Partitions {
                 Ok((id, ())) => (id, "stopped"),
                 Err(error) => (error.id(), if error.is_panic() { "panicked" } else { "stopped" }),
             };
-            let Some((&partition, (_, stop))) = self.running.iter().find(|(_, (task, _))| *task == id) else {
+            let Some(partition) = self.partition_of(id) else {
                 continue;
             };
-            if stop.is_cancelled() {
+            if self.running[&partition].1.is_cancelled() {
                 continue;
             }
             self.running.remove(&partition);
             return LoopEnded { partition, why };
         }
+    }
+
+    /// The partition whose loop is task `id`.
+    fn partition_of(&self, id: Id) -> Option<i32> {
+        self.running.iter().find(|(_, (task, _))| *task == id).map(|(partition, _)| *partition)
     }
 }

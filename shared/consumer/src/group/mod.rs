@@ -418,7 +418,6 @@ impl Member {
     /// a slow commit does not cost the membership, then commits their progress to the
     /// group as this generation, the last time this member may.
     async fn revoke(&mut self, membership: &Membership, partitions: &mut Partitions) -> Result<(), LoopEnded> {
-        let owned = partitions.owned();
         let stopped = {
             let stopping = partitions.stop_all();
             tokio::pin!(stopping);
@@ -430,9 +429,8 @@ impl Member {
                 }
             }
         };
-        let progress: std::collections::BTreeMap<i32, i64> =
-            self.shared.progress.snapshot().into_iter().filter(|(p, _)| owned.contains(p)).collect();
-        self.committer.commit(Some(membership), progress).await;
+        // Progress holds only this generation's partitions: it is cleared at each revoke.
+        self.committer.commit(Some(membership), self.shared.progress.snapshot()).await;
         self.shared.progress.clear();
         self.committer.forget();
         stopped
