@@ -14,7 +14,7 @@ use crate::connection::topology::{Broker, BrokerTopology};
 use crate::connection::transport::Transport;
 use crate::messenger::{Messenger, RequestError};
 use crate::protocol::messages::{MetadataRequest, MetadataRequestTopic, MetadataResponse};
-use crate::protocol::primitives::String_;
+use crate::protocol::primitives::{Boolean, String_};
 use crate::throttle::maybe_throttle;
 use crate::{
     backoff::{Backoff, BackoffConfig, BackoffError},
@@ -319,6 +319,32 @@ impl BrokerConnector {
         self.topology.update(&response.brokers);
 
         Ok((response, None))
+    }
+
+    /// store-events patch 10: metadata of exactly `topics`, never auto-creating them
+    /// (`allow_auto_topic_creation` false, as the Java admin client's `describeTopics`
+    /// asks), not cached. Needs Metadata v4 (Kafka 1.0+), which every broker that still
+    /// serves Metadata does.
+    pub async fn request_topic_metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
+        let backoff = Backoff::new(&self.backoff_config);
+        let request = MetadataRequest {
+            topics: Some(
+                topics
+                    .into_iter()
+                    .map(|x| MetadataRequestTopic { name: String_(x) })
+                    .collect(),
+            ),
+            allow_auto_topic_creation: Some(Boolean(false)),
+        };
+        let response = metadata_request_with_retry(
+            &MetadataLookupMode::ArbitraryBroker,
+            &request,
+            backoff,
+            self,
+        )
+        .await?;
+        self.topology.update(&response.brokers);
+        Ok(response)
     }
 
     pub(crate) fn invalidate_metadata_cache(

@@ -6,7 +6,11 @@
 //! `Heartbeat` (v3, answered with `GroupScript::heartbeat_error`); patch 9
 //! `InitProducerId` (v1) and `Produce` (v3) of one partition, keeping a log that, like a
 //! broker, stores a batch whose producer id and sequence it has seen once, and may drop
-//! the connection instead of answering (`ProduceScript`).
+//! the connection instead of answering (`ProduceScript`); patch 10 answers a Metadata
+//! request naming another topic as a broker with `auto.create.topics.enable` would: a
+//! topic named `forbidden…` with `TOPIC_AUTHORIZATION_FAILED`, any other with
+//! `LEADER_NOT_AVAILABLE` (being created) when the request allows auto-creation and
+//! `UNKNOWN_TOPIC_OR_PARTITION` when it does not.
 //! Other requests close the connection.
 
 use std::sync::{
@@ -202,7 +206,10 @@ impl Broker {
                 ApiKey::ApiVersions => api_versions(version),
                 ApiKey::Metadata => {
                     let nth = self.counts[self.id as usize].fetch_add(1, Ordering::SeqCst);
-                    self.metadata((self.script)(self.id, nth))
+                    match other_topic(&request[8..], &self.topic) {
+                        Some((name, auto_create)) => self.metadata_of_missing(&name, auto_create),
+                        None => self.metadata((self.script)(self.id, nth)),
+                    }
                 }
                 ApiKey::FindCoordinator if self.groups.is_some() => {
                     let nth =
@@ -301,13 +308,8 @@ impl Broker {
         out
     }
 
-    /// A Metadata v4 response naming every broker and `leader` for partition 0.
-    fn metadata(&self, leader: i32) -> Vec<u8> {
-        fn string(out: &mut Vec<u8>, s: &str) {
-            out.extend_from_slice(&(s.len() as i16).to_be_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }
-        let all: Vec<i32> = (0..self.addresses.len() as i32).collect();
+    /// The brokers part of a Metadata v4 response, up to and including the controller.
+    fn metadata_brokers(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&0i32.to_be_bytes()); // throttle_time_ms
         out.extend_from_slice(&(self.addresses.len() as i32).to_be_bytes());
@@ -320,6 +322,30 @@ impl Broker {
         }
         out.extend_from_slice(&(-1i16).to_be_bytes()); // cluster_id: null
         out.extend_from_slice(&0i32.to_be_bytes()); // controller_id
+        out
+    }
+
+    /// store-events patch 10: a Metadata v4 response for `name`, which this cluster does
+    /// not have, as a broker that creates topics when asked would answer.
+    fn metadata_of_missing(&self, name: &str, auto_create: bool) -> Vec<u8> {
+        let error: i16 = match (name.starts_with("forbidden"), auto_create) {
+            (true, _) => 29,     // TOPIC_AUTHORIZATION_FAILED
+            (false, true) => 5,  // LEADER_NOT_AVAILABLE: being created
+            (false, false) => 3, // UNKNOWN_TOPIC_OR_PARTITION
+        };
+        let mut out = self.metadata_brokers();
+        out.extend_from_slice(&1i32.to_be_bytes()); // one topic
+        out.extend_from_slice(&error.to_be_bytes());
+        string(&mut out, name);
+        out.push(0); // is_internal
+        out.extend_from_slice(&0i32.to_be_bytes()); // no partitions
+        out
+    }
+
+    /// A Metadata v4 response naming every broker and `leader` for partition 0.
+    fn metadata(&self, leader: i32) -> Vec<u8> {
+        let all: Vec<i32> = (0..self.addresses.len() as i32).collect();
+        let mut out = self.metadata_brokers();
         out.extend_from_slice(&1i32.to_be_bytes()); // one topic
         out.extend_from_slice(&0i16.to_be_bytes()); // no error
         string(&mut out, &self.topic);
@@ -337,6 +363,30 @@ impl Broker {
         }
         out
     }
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// store-events patch 10: the topic a Metadata v4 request (after the header's key,
+/// version and correlation id) names, when it names one other than `ours`, and whether
+/// it allows auto-creation.
+fn other_topic(bytes: &[u8], ours: &str) -> Option<(String, bool)> {
+    let mut at = 0;
+    let client_id_len = i16::from_be_bytes([bytes[0], bytes[1]]);
+    at += 2 + client_id_len.max(0) as usize;
+    let count = i32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    at += 4;
+    if count != 1 {
+        return None;
+    }
+    let len = i16::from_be_bytes([bytes[at], bytes[at + 1]]) as usize;
+    let name = String::from_utf8(bytes[at + 2..at + 2 + len].to_vec()).unwrap();
+    at += 2 + len;
+    let auto_create = bytes[at] != 0;
+    (name != ours).then_some((name, auto_create))
 }
 
 /// Reads an OffsetCommit v2 request (after the header's key, version and correlation id):

@@ -26,7 +26,7 @@ pub(crate) mod metadata_cache;
 pub mod partition;
 pub mod producer;
 
-use error::{Error, Result};
+use error::{Error, ProtocolError, RequestContext, Result};
 
 use self::{controller::ControllerClient, partition::UnknownTopicHandling};
 
@@ -234,5 +234,96 @@ impl Client {
                     .collect(),
             })
             .collect())
+    }
+
+    /// store-events patch 10: one topic's partitions, `None` when it does not exist.
+    ///
+    /// Unlike [`list_topics`](Self::list_topics), which asks for every topic and so is
+    /// answered without the topics the client may not describe, this names the topic: a
+    /// broker that refuses it answers `TOPIC_AUTHORIZATION_FAILED`, returned as
+    /// [`Error::ServerError`] with [`RequestContext::Topic`]. It never creates the topic,
+    /// whatever the broker's `auto.create.topics.enable`.
+    pub async fn describe_topic(&self, topic: &str) -> Result<Option<Topic>> {
+        let response = self
+            .brokers
+            .request_topic_metadata(vec![topic.to_owned()])
+            .await?;
+        let found = response
+            .topics
+            .into_iter()
+            .find(|t| t.name.0 == topic)
+            .ok_or_else(|| {
+                Error::InvalidResponse(format!("no metadata for topic \"{topic}\" in the answer"))
+            })?;
+        match found.error {
+            None => Ok(Some(Topic {
+                name: found.name.0,
+                partitions: found
+                    .partitions
+                    .into_iter()
+                    .map(|p| p.partition_index.0)
+                    .collect(),
+            })),
+            Some(ProtocolError::UnknownTopicOrPartition) => Ok(None),
+            Some(e) => Err(Error::ServerError {
+                protocol_error: e,
+                error_message: None,
+                request: RequestContext::Topic(topic.to_owned()),
+                response: None,
+                is_virtual: false,
+            }),
+        }
+    }
+}
+
+/// store-events patch 10.
+#[cfg(test)]
+mod describe_topic_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn client() -> (fake_broker::FakeCluster, Client) {
+        let cluster = fake_broker::start(1, "orders", Arc::new(|_, _| 0)).await;
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        (cluster, client)
+    }
+
+    #[tokio::test]
+    async fn a_topic_is_described_with_its_partitions() {
+        let (_cluster, client) = client().await;
+        let topic = client.describe_topic("orders").await.unwrap().unwrap();
+        assert_eq!(topic.name, "orders");
+        assert_eq!(topic.partitions.into_iter().collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_topic_is_none_and_never_created() {
+        // The fake broker answers "being created" to a request that allows auto-creation.
+        let (_cluster, client) = client().await;
+        assert!(client.describe_topic("returns").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_topic_the_client_may_not_describe_is_an_authorization_error() {
+        let (_cluster, client) = client().await;
+        let error = client.describe_topic("forbidden").await.unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::ServerError {
+                    protocol_error: ProtocolError::TopicAuthorizationFailed,
+                    request: RequestContext::Topic(topic),
+                    ..
+                } if topic == "forbidden"
+            ),
+            "{error:?}"
+        );
+        // Listing every topic hides it instead: the reason this call exists.
+        let listed = client.list_topics().await.unwrap();
+        assert!(listed.iter().all(|t| t.name != "forbidden"));
     }
 }
