@@ -17,6 +17,14 @@
 #   scripts/stack.sh start kafka-3.9 a second, plain single-node broker, Apache Kafka 3.9, on
 #                                    127.0.0.1:9192 (most MSK clusters run 3.x; the consumer
 #                                    group tests run against it too); stop kafka-3.9 stops it
+#   scripts/stack.sh cluster up      a three-node KRaft cluster of Apache Kafka (each node broker
+#                                    and controller) beside the single node, for the fault and
+#                                    authorization tests: replication factor 3,
+#                                    min.insync.replicas=2, StandardAuthorizer with ACLs
+#   scripts/stack.sh cluster stop|kill|start N   SIGTERM, kill -9 or start node N (1-3)
+#   scripts/stack.sh cluster down|status|reset   stop all nodes, say which run, delete their data
+#   scripts/stack.sh cluster elect   a preferred-leader election on every partition
+#   scripts/stack.sh cluster acl ARGS...  Kafka's kafka-acls.sh against the cluster, as super user
 #   scripts/stack.sh status          say what runs
 #   scripts/stack.sh reset           stop both and delete their data
 #   scripts/stack.sh damage KEY      append bytes to a stored object behind the S3 API, keeping
@@ -327,6 +335,142 @@ stop_kafka() { stop_part Kafka "$state/kafka/pid" $kafka_port; }
 stop_s3() { stop_part "The S3 server" "$state/s3/pid" $s3_port; }
 stop_kafka3() { stop_part "Kafka $kafka3_version" "$state/kafka-3/pid" $kafka3_port; }
 
+# The three-node cluster. Node N (1-3) listens on 127.0.0.1: PLAINTEXT 930N (the tests' and the
+# brokers' own listener; its principal, ANONYMOUS, is a super user), CONTROLLER 931N and
+# SASL_SSL with SCRAM-SHA-512 932N (where ACLs apply: the users below, password
+# $KAFKA_TEST_SCRAM_PASSWORD). Small heaps: three JVMs share the 2-core CI machine.
+cluster_nodes="1 2 3"
+cluster_users="producer sales-consumer inventory-consumer stranger"
+cluster_port() { echo $((9300 + $1)); }
+cluster_sasl_port() { echo $((9320 + $1)); }
+cluster_dir() { echo "$state/cluster/node-$1"; }
+
+write_cluster_config() {
+  local node=$1 dir voters="" n
+  dir=$(cluster_dir "$node")
+  for n in $cluster_nodes; do voters="$voters${voters:+,}$n@127.0.0.1:$((9310 + n))"; done
+  mkdir -p "$dir"
+  cat >"$dir/server.properties" <<EOF
+# Written by scripts/stack.sh: node $node of a three-node KRaft cluster (broker + controller), loopback only.
+process.roles=broker,controller
+node.id=$node
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(cluster_port "$node"),CONTROLLER://127.0.0.1:$((9310 + node)),SASL_SSL://127.0.0.1:$(cluster_sasl_port "$node")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(cluster_port "$node"),SASL_SSL://127.0.0.1:$(cluster_sasl_port "$node")
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.crt
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+log.dirs=$dir/data
+num.partitions=3
+default.replication.factor=3
+min.insync.replicas=2
+auto.create.topics.enable=false
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+group.initial.rebalance.delay.ms=0
+# Leaders move only when a test asks (cluster elect), not on a five-minute timer.
+auto.leader.rebalance.enable=false
+EOF
+}
+
+cluster_node_ready() { port_open "$(cluster_port "$1")" && grep -q "Kafka Server started" "$(cluster_dir "$1")/kafka.out"; }
+
+cluster_launch() {
+  local node=$1 dir
+  dir=$(cluster_dir "$node")
+  if port_open "$(cluster_port "$node")"; then
+    log "Cluster node $node already answers on 127.0.0.1:$(cluster_port "$node")"
+    return 0
+  fi
+  log "Starting cluster node $node on 127.0.0.1:$(cluster_port "$node")"
+  : >"$dir/kafka.out"
+  nohup "$(command -v java)" -Xms96m -Xmx${KAFKA_CLUSTER_HEAP:-320m} -XX:+UseSerialGC \
+    -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.yaml" \
+    -Dkafka.logs.dir="$dir" -cp "$kafka_libs/*" \
+    kafka.Kafka "$dir/server.properties" >"$dir/kafka.out" 2>&1 &
+  echo $! >"$dir/pid"
+}
+
+cluster_wait() {
+  local node
+  for node in "$@"; do
+    wait_for "Cluster node $node" 120 "$(cluster_dir "$node")/kafka.out" cluster_node_ready "$node"
+  done
+}
+
+cluster_up() {
+  install_kafka
+  make_tls
+  local node id scram=()
+  for node in $cluster_nodes; do write_cluster_config "$node"; done
+  if [ ! -f "$(cluster_dir 1)/data/meta.properties" ]; then
+    id=$(kafka_java kafka.tools.StorageTool random-uuid)
+    for user in $cluster_users; do
+      scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$KAFKA_TEST_SCRAM_PASSWORD]")
+    done
+    for node in $cluster_nodes; do
+      log "Formatting cluster node $node's storage"
+      kafka_java kafka.tools.StorageTool format --ignore-formatted -t "$id" "${scram[@]}" \
+        -c "$(cluster_dir "$node")/server.properties" >"$(cluster_dir "$node")/format.out" 2>&1 ||
+        { tail -n 20 "$(cluster_dir "$node")/format.out" >&2; die "formatting cluster node $node failed"; }
+    done
+  fi
+  for node in $cluster_nodes; do cluster_launch "$node"; done
+  # shellcheck disable=SC2086
+  cluster_wait $cluster_nodes
+  log "The three-node cluster is ready: 127.0.0.1:9301,127.0.0.1:9302,127.0.0.1:9303 (SASL_SSL 9321-9323)"
+}
+
+cluster_node_arg() {
+  case "${1:-}" in 1 | 2 | 3) ;; *) die "usage: $0 cluster start|stop|kill 1|2|3" ;; esac
+}
+
+cluster_stop() { stop_part "Cluster node $1" "$(cluster_dir "$1")/pid" "$(cluster_port "$1")"; }
+
+# kill -9: no controlled shutdown, no flush; the others notice when its session expires.
+cluster_kill() {
+  local pidfile
+  pidfile="$(cluster_dir "$1")/pid"
+  pid_alive "$pidfile" || die "cluster node $1 is not running"
+  log "Killing cluster node $1 (SIGKILL)"
+  kill -9 "$(cat "$pidfile")"
+  while pid_alive "$pidfile"; do sleep 0.1; done
+  rm -f "$pidfile"
+}
+
+cluster() {
+  local bootstrap=127.0.0.1:9301,127.0.0.1:9302,127.0.0.1:9303
+  case "${1:-}" in
+    up) cluster_up ;;
+    down) for node in $cluster_nodes; do cluster_stop "$node"; done ;;
+    start) cluster_node_arg "${2:-}"; install_kafka; cluster_launch "$2"; cluster_wait "$2" ;;
+    stop) cluster_node_arg "${2:-}"; cluster_stop "$2" ;;
+    kill) cluster_node_arg "${2:-}"; cluster_kill "$2" ;;
+    status)
+      for node in $cluster_nodes; do
+        if port_open "$(cluster_port "$node")"; then echo "node $node: up on 127.0.0.1:$(cluster_port "$node")"; else echo "node $node: down"; fi
+      done
+      ;;
+    reset) for node in $cluster_nodes; do cluster_stop "$node"; done; rm -rf "$state/cluster"; log "Cluster data deleted" ;;
+    elect) shift; kafka_java org.apache.kafka.tools.LeaderElectionCommand --bootstrap-server "$bootstrap" \
+      --election-type PREFERRED --all-topic-partitions "$@" ;;
+    acl) shift; kafka_java org.apache.kafka.tools.AclCommand --bootstrap-server "$bootstrap" "$@" ;;
+    *) die "usage: $0 cluster up|down|status|reset|elect|acl ARGS|start N|stop N|kill N" ;;
+  esac
+}
+
 status() {
   local part port
   for part in kafka:$kafka_port s3:$s3_port; do
@@ -338,7 +482,7 @@ status() {
 mkdir -p "$state/kafka" "$state/s3"
 case "${1:-}" in
   up) install_kcat; start_kafka; start_s3 ;;
-  down) stop_kafka; stop_s3; stop_kafka3 ;;
+  down) stop_kafka; stop_s3; stop_kafka3; cluster down ;;
   install) install_kafka; install_s3; install_kcat ;;
   start | stop)
     case "${2:-}" in
@@ -348,8 +492,9 @@ case "${1:-}" in
     esac
     ;;
   status) status ;;
-  reset) stop_kafka; stop_s3; stop_kafka3; rm -rf "$state/kafka" "$state/s3" "$state/kafka-3"; log "Local data deleted" ;;
+  reset) stop_kafka; stop_s3; stop_kafka3; cluster down; rm -rf "$state/kafka" "$state/s3" "$state/kafka-3" "$state/cluster"; log "Local data deleted" ;;
   damage) damage "${2:-}" ;;
   kafka-tool) shift; install_kafka; kafka_java "$@" ;;
-  *) die "usage: $0 up|down|start|stop|status|reset|install|kafka-tool|damage" ;;
+  cluster) shift; cluster "$@" ;;
+  *) die "usage: $0 up|down|start|stop|status|reset|install|kafka-tool|damage|cluster" ;;
 esac
