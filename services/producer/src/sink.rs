@@ -200,11 +200,19 @@ impl Sink {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NotAcknowledged {
     /// The broker refused the batch, or the connection failed.
-    #[error("not acknowledged by Kafka: {0}")]
+    #[error("not acknowledged by Kafka: {refused}{0}", refused = refused(.0))]
     Failed(rskafka::client::producer::Error),
     /// No answer within `PRODUCER_TIMEOUT`.
     #[error("not acknowledged by Kafka within {0:?}")]
     TimedOut(Duration),
+}
+
+/// A refused batch's failure in plain words (an ACL or IAM permission it lacks), or nothing.
+fn refused(error: &rskafka::client::producer::Error) -> String {
+    match error {
+        rskafka::client::producer::Error::Client(client) => service_runtime::kafka::plain_words("producing", client),
+        _ => String::new(),
+    }
 }
 
 /// Kafka's default partitioner (murmur2 of the key), so that a store's events land on

@@ -129,7 +129,7 @@ pub enum KafkaError {
     },
     /// The client or the broker reported an error; TLS, authentication and authorization
     /// failures are named in plain words before rskafka's own text.
-    #[error("{what}: {}{source}", explain(&source.to_string()).map(|p| format!("{p}. ")).unwrap_or_default())]
+    #[error("{what}: {}{source}", plain_words(what, source))]
     Client {
         /// What was being done.
         what: String,
@@ -191,6 +191,57 @@ pub fn explain(error: &str) -> Option<&'static str> {
     RULES.iter().find(|(markers, _)| markers.iter().any(|m| error.contains(m))).map(|(_, problem)| *problem)
 }
 
+/// What a failure means, in plain words, for the start of its message (empty when rskafka's
+/// text is all there is): the problem, and for a refused request the permission it needs.
+pub fn plain_words(what: &str, error: &rskafka::client::error::Error) -> String {
+    let text = error.to_string();
+    match (explain(&text), missing_permission(what, error)) {
+        (Some(problem), Some(needed)) => format!("{problem}: it needs {needed}. "),
+        (Some(problem), None) => format!("{problem}. "),
+        (None, _) => String::new(),
+    }
+}
+
+/// The permission a request refused by the broker's authorizer needs, named as Kafka's ACLs
+/// and MSK's IAM policies name it, e.g. `Write on topic "t" (kafka-cluster:WriteData on MSK
+/// IAM)`; `what` is what was being done, as the callers of [`within`] say it.
+pub fn missing_permission(what: &str, error: &rskafka::client::error::Error) -> Option<String> {
+    use rskafka::client::error::{Error, ProtocolError, RequestContext};
+    let Error::ServerError { protocol_error, request, .. } = error else {
+        return None;
+    };
+    let topic = match request {
+        RequestContext::Topic(topic) | RequestContext::Partition(topic, _) => Some(topic.as_str()),
+        RequestContext::Fetch { topic_name, .. } => Some(topic_name.as_str()),
+        _ => None,
+    };
+    let (operation, resource, iam) = match (protocol_error, request) {
+        (ProtocolError::TopicAuthorizationFailed, _) => {
+            let resource = format!("topic {:?}", topic.unwrap_or("?"));
+            if what.contains("fetching") {
+                ("Read", resource, "kafka-cluster:ReadData")
+            } else if what.contains("producing") {
+                ("Write", resource, "kafka-cluster:WriteData")
+            } else if what.contains("creating topic") {
+                ("Create", resource, "kafka-cluster:CreateTopic")
+            } else {
+                ("Describe", resource, "kafka-cluster:DescribeTopic")
+            }
+        }
+        (ProtocolError::GroupAuthorizationFailed, RequestContext::Group(group)) => {
+            ("Read", format!("group {group:?}"), "kafka-cluster:AlterGroup and kafka-cluster:DescribeGroup")
+        }
+        (ProtocolError::ClusterAuthorizationFailed, RequestContext::ProducerId) => {
+            ("IdempotentWrite", "the cluster (or Write on the topic)".to_owned(), "kafka-cluster:WriteDataIdempotently")
+        }
+        (ProtocolError::ClusterAuthorizationFailed, _) if what.contains("creating topic") => {
+            ("Create", "the cluster".to_owned(), "kafka-cluster:CreateTopic")
+        }
+        _ => return None,
+    };
+    Some(format!("{operation} on {resource} ({iam} on MSK IAM)"))
+}
+
 /// Runs a Kafka call with a deadline.
 pub async fn within<T>(
     after: Duration,
@@ -247,15 +298,13 @@ impl KafkaCluster {
     pub async fn partitions(&self, topic: &str) -> Result<Option<Vec<i32>>, KafkaError> {
         let outcome = async {
             let client = self.client().await?;
-            within(self.settings.request_timeout, "listing topics", client.list_topics()).await
+            within(self.settings.request_timeout, &format!("describing topic {topic}"), client.describe_topic(topic))
+                .await
         }
         .await;
         match outcome {
-            Ok(topics) => Ok(topics.into_iter().find(|t| t.name == topic).map(|t| {
-                let mut partitions = t.partitions.into_iter().collect::<Vec<_>>();
-                partitions.sort_unstable();
-                partitions
-            })),
+            // A BTreeSet: already in order.
+            Ok(found) => Ok(found.map(|t| t.partitions.into_iter().collect())),
             Err(e) => {
                 self.reset().await;
                 Err(e)
@@ -406,6 +455,74 @@ pub async fn check_kafka(settings: &KafkaSettings, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(
+        code: rskafka::client::error::ProtocolError,
+        request: rskafka::client::error::RequestContext,
+    ) -> KafkaError {
+        KafkaError::Client {
+            what: String::new(),
+            source: rskafka::client::error::Error::ServerError {
+                protocol_error: code,
+                error_message: None,
+                request,
+                response: None,
+                is_virtual: false,
+            },
+        }
+    }
+
+    fn needed(what: &str, error: &KafkaError) -> Option<String> {
+        let KafkaError::Client { source, .. } = error else { return None };
+        missing_permission(what, source)
+    }
+
+    #[test]
+    fn a_refused_request_names_the_acl_and_the_iam_action_it_needs() {
+        use rskafka::client::error::{ProtocolError as P, RequestContext as R};
+        let topic = || R::Topic("orders".to_owned());
+        let partition = || R::Partition("orders".to_owned(), 2);
+        let cases = [
+            ("describing topic orders", refused(P::TopicAuthorizationFailed, topic()), "Describe on topic \"orders\""),
+            ("producing", refused(P::TopicAuthorizationFailed, partition()), "Write on topic \"orders\""),
+            ("fetching records", refused(P::TopicAuthorizationFailed, partition()), "Read on topic \"orders\""),
+            ("creating topic orders", refused(P::TopicAuthorizationFailed, topic()), "Create on topic \"orders\""),
+            (
+                "creating topic orders",
+                refused(P::ClusterAuthorizationFailed, R::Topic("orders".to_owned())),
+                "Create on the cluster",
+            ),
+            ("heartbeat", refused(P::GroupAuthorizationFailed, R::Group("g".to_owned())), "Read on group \"g\""),
+            ("producing", refused(P::ClusterAuthorizationFailed, R::ProducerId), "IdempotentWrite on the cluster"),
+        ];
+        for (what, error, expected) in cases {
+            let needed = needed(what, &error).unwrap_or_default();
+            assert!(needed.starts_with(expected), "{what}: {needed}");
+            assert!(needed.contains("kafka-cluster:"), "{what}: {needed}");
+        }
+        // Not an authorization failure: nothing to name.
+        assert_eq!(needed("producing", &refused(P::NotLeaderOrFollower, partition())), None);
+    }
+
+    #[test]
+    fn an_authorization_error_reads_problem_then_permission_then_the_clients_text() {
+        let mut error = refused(
+            rskafka::client::error::ProtocolError::TopicAuthorizationFailed,
+            rskafka::client::error::RequestContext::Topic("orders".to_owned()),
+        );
+        if let KafkaError::Client { what, .. } = &mut error {
+            *what = "describing topic orders".to_owned();
+        }
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "describing topic orders: authorization: the broker authenticated this client but does not allow the \
+                 operation (Kafka ACLs, or the kafka-cluster:* actions of the IAM policy on MSK): it needs Describe on \
+                 topic \"orders\" (kafka-cluster:DescribeTopic on MSK IAM). Server error TopicAuthorizationFailed"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn bootstrap_lists_are_checked() {
