@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: audit check-deploy help up down test test-kafka-3 interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
+.PHONY: audit check-deploy help up down test test-kafka-3 test-cluster interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,11 +23,17 @@ test: stack-up lint check-deploy vendor-test ## Install and start what the tests
 	cargo test --workspace --all-targets
 	$(MAKE) test-kafka-3
 	scripts/py.sh pytest tests/interop
+	$(MAKE) test-cluster
 
 test-kafka-3: stack-up ## The consumer group tests again, against Apache Kafka 3.9 on 127.0.0.1:9192 (most MSK clusters run 3.x).
 	scripts/stack.sh start kafka-3.9
 	STORE_EVENTS_TEST_KAFKA=127.0.0.1:9192 cargo test --workspace --test group
 	scripts/stack.sh stop kafka-3.9
+
+test-cluster: stack-up ## Faults and ACLs against a three-broker cluster (scripts/stack.sh cluster up on 127.0.0.1:9301-9303); prints the fault table.
+	scripts/stack.sh cluster up
+	scripts/py.sh pytest -s tests/cluster
+	scripts/stack.sh cluster down
 
 interop: stack-up ## Only the interoperability tests: what lands in S3, read with the AWS CLI, boto3 and DuckDB.
 	scripts/py.sh pytest tests/interop

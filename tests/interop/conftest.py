@@ -13,142 +13,27 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "deploy" / "athena"))
+sys.path.insert(0, str(REPO / "tests"))
+
+from harness import BUCKET, LOCAL_ENV, S3_ENDPOINT, Service, aws, build_binaries, metric_values, post_json, require, s3_client  # noqa: E402
 
 KAFKA = "127.0.0.1:9092"
-S3_ENDPOINT = "http://127.0.0.1:9000"
-BUCKET = "store-events"
-LOCAL_ENV = {
-    "AWS_ACCESS_KEY_ID": "store-events-local",
-    "AWS_SECRET_ACCESS_KEY": "store-events-local-secret",
-    "AWS_REGION": "us-east-1",
-}
 HOW_TO_START = "start the local stack with `make stack-up` (scripts/stack.sh up), or run everything with `make test`"
 CATEGORIES = ["Books", "Games", "Mobiles", "Camera", "Cámaras", "Möbel", "家具"]
 DAYS = ["2026-11-20", "2026-11-21", "2026-11-22"]
-
-
-def require(addr: str, what: str) -> None:
-    host, port = addr.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-    except OSError:
-        pytest.fail(f"{what} is not reachable on {addr}: {HOW_TO_START}", pytrace=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def s3_client():
-    return boto3.client(
-        "s3",
-        endpoint_url=S3_ENDPOINT,
-        aws_access_key_id=LOCAL_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_ENV["AWS_SECRET_ACCESS_KEY"],
-        region_name=LOCAL_ENV["AWS_REGION"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
-    )
-
-
-def aws(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """The AWS CLI from PyPI (beside this Python), pointed at the local S3 server."""
-    cli = Path(sys.executable).parent / "aws"
-    env = {**os.environ, **LOCAL_ENV}
-    return subprocess.run(
-        [str(cli), "--endpoint-url", S3_ENDPOINT, *args], env=env, capture_output=True, text=True, check=check, timeout=300
-    )
-
-
-def metric_values(text: str, name: str) -> dict[str, float]:
-    """Samples of one Prometheus metric by their label text, e.g. {'partition="0"': 12.0}."""
-    values = {}
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)", line)
-        if match:
-            values[match.group(1) or ""] = float(match.group(2))
-    return values
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return 0, str(e)
-
-
-def post_json(url: str, body) -> dict:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200
-        return json.loads(response.read())
-
-
-class Service:
-    """One of our binaries, started natively with its own environment and log file."""
-
-    def __init__(self, name: str, env: dict[str, str], logs: Path, *args: str):
-        self.name = name
-        self.port = free_port()
-        self.log = logs / f"{name}.log"
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, **LOCAL_ENV, **env, "HTTP_ADDR": f"127.0.0.1:{self.port}", "LOG_FORMAT": "json"}
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [str(REPO / "target" / "debug" / name), *args], env=full_env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def wait_ready(self, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            status, body = get(f"{self.url}/readyz")
-            if status == 200:
-                return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"{self.name} is not ready ({status} {body}); its log:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.3)
-
-    def metrics(self) -> str:
-        status, body = get(f"{self.url}/metrics")
-        assert status == 200, f"{self.name} /metrics: {status} {body}"
-        return body
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 def make_event(rng: random.Random, event_type: str, day: str) -> dict:
@@ -212,9 +97,9 @@ def kafka_timestamps_of_keyless_records(topic: str, partition: int) -> list[str]
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory) -> Run:
-    require(KAFKA, "Apache Kafka")
-    require("127.0.0.1:9000", "The S3 server")
-    subprocess.run(["cargo", "build", "--quiet", "--bins"], cwd=REPO, check=True, timeout=1800)
+    require(KAFKA, "Apache Kafka", HOW_TO_START)
+    require("127.0.0.1:9000", "The S3 server", HOW_TO_START)
+    build_binaries()
     logs = tmp_path_factory.mktemp("logs")
     tag = uuid.uuid4().hex[:8]
     run = Run(topic=f"interop-{tag}", prefix=f"interop {tag}+é")

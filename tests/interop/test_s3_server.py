@@ -13,7 +13,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import BUCKET, aws, require, s3_client
+from conftest import BUCKET, HOW_TO_START, aws, require, s3_client
 
 KEYS = [
     "topic+0+00000000000000000000.jsonl.gz",
@@ -25,7 +25,7 @@ KEYS = [
 
 @pytest.fixture(scope="module")
 def s3():
-    require("127.0.0.1:9000", "The S3 server")
+    require("127.0.0.1:9000", "The S3 server", HOW_TO_START)
     return s3_client()
 
 

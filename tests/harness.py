@@ -1,0 +1,173 @@
+"""What the Python system tests share: the local stack's addresses and credentials, our
+binaries run as services with their own logs, and small HTTP and Prometheus helpers.
+
+`tests/interop` (what lands in S3, read with the AWS CLI, boto3 and DuckDB) and
+`tests/cluster` (a three-broker cluster: faults and authorization) both import it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+S3_ENDPOINT = "http://127.0.0.1:9000"
+BUCKET = "store-events"
+LOCAL_ENV = {
+    "AWS_ACCESS_KEY_ID": "store-events-local",
+    "AWS_SECRET_ACCESS_KEY": "store-events-local-secret",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def require(addr: str, what: str, how_to_start: str) -> None:
+    """Fails the test, saying how to start `what`, when nothing listens on `addr`."""
+    host, port = addr.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        pytest.fail(f"{what} is not reachable on {addr}: {how_to_start}", pytrace=False)
+
+
+def build_binaries() -> None:
+    subprocess.run(["cargo", "build", "--quiet", "--bins"], cwd=REPO, check=True, timeout=1800)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def s3_client():
+    return boto3.client(
+        "s3",
+        endpoint_url=S3_ENDPOINT,
+        aws_access_key_id=LOCAL_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=LOCAL_ENV["AWS_REGION"],
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+    )
+
+
+def stored_lines(prefix: str) -> list[dict]:
+    """Every JSON line of every gzip object under `prefix`, read with boto3."""
+    s3 = s3_client()
+    lines = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+            lines.extend(json.loads(line) for line in gzip.decompress(body).decode().splitlines())
+    return lines
+
+
+def aws(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The AWS CLI from PyPI (beside this Python), pointed at the local S3 server."""
+    cli = Path(sys.executable).parent / "aws"
+    env = {**os.environ, **LOCAL_ENV}
+    return subprocess.run(
+        [str(cli), "--endpoint-url", S3_ENDPOINT, *args], env=env, capture_output=True, text=True, check=check, timeout=300
+    )
+
+
+def metric_values(text: str, name: str) -> dict[str, float]:
+    """Samples of one Prometheus metric by their label text, e.g. {'partition="0"': 12.0}."""
+    values = {}
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)", line)
+        if match:
+            values[match.group(1) or ""] = float(match.group(2))
+    return values
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+def post(url: str, body, timeout: float = 30) -> tuple[int, str]:
+    """POSTs `body` as JSON; the status and body of the answer (0 and the error when none)."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+def post_json(url: str, body) -> dict:
+    status, text = post(url, body)
+    assert status == 200, f"POST {url}: {status} {text}"
+    return json.loads(text)
+
+
+def run_binary(name: str, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """One of our binaries as a command (`audit`, `check-kafka`, ...), with the local S3 credentials."""
+    full_env = {**os.environ, **LOCAL_ENV, "LOG_FORMAT": "text", "RUST_LOG": "warn", **env}
+    return subprocess.run(
+        [str(REPO / "target" / "debug" / name), *args], env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+class Service:
+    """One of our binaries, started natively with its own environment and log file."""
+
+    def __init__(self, name: str, env: dict[str, str], logs: Path, *args: str, label: str | None = None):
+        self.name = name
+        self.port = free_port()
+        self.log = logs / f"{label or name}.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, **LOCAL_ENV, **env, "HTTP_ADDR": f"127.0.0.1:{self.port}", "LOG_FORMAT": "json"}
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [str(REPO / "target" / "debug" / name), *args], env=full_env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def wait_ready(self, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            status, body = get(f"{self.url}/readyz")
+            if status == 200:
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"{self.name} is not ready ({status} {body}); its log:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.3)
+
+    def metrics(self) -> str:
+        status, body = get(f"{self.url}/metrics")
+        assert status == 200, f"{self.name} /metrics: {status} {body}"
+        return body
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
