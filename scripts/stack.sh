@@ -338,7 +338,9 @@ stop_kafka3() { stop_part "Kafka $kafka3_version" "$state/kafka-3/pid" $kafka3_p
 # The three-node cluster. Node N (1-3) listens on 127.0.0.1: PLAINTEXT 930N (the tests' and the
 # brokers' own listener; its principal, ANONYMOUS, is a super user), CONTROLLER 931N and
 # SASL_SSL with SCRAM-SHA-512 932N (where ACLs apply: the users below, password
-# $KAFKA_TEST_SCRAM_PASSWORD). Small heaps: three JVMs share the 2-core CI machine.
+# $KAFKA_TEST_SCRAM_PASSWORD), and a plain listener on 936N that advertises 937N, where
+# the fault tests put a TCP proxy in front of each node (tests/cluster/kafka_cluster.py).
+# Small heaps: three JVMs share the 2-core CI machine.
 cluster_nodes="1 2 3"
 cluster_users="producer sales-consumer inventory-consumer stranger"
 cluster_port() { echo $((9300 + $1)); }
@@ -355,11 +357,11 @@ write_cluster_config() {
 process.roles=broker,controller
 node.id=$node
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(cluster_port "$node"),CONTROLLER://127.0.0.1:$((9310 + node)),SASL_SSL://127.0.0.1:$(cluster_sasl_port "$node")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(cluster_port "$node"),SASL_SSL://127.0.0.1:$(cluster_sasl_port "$node")
+listeners=PLAINTEXT://127.0.0.1:$(cluster_port "$node"),CONTROLLER://127.0.0.1:$((9310 + node)),SASL_SSL://127.0.0.1:$(cluster_sasl_port "$node"),PROXIED://127.0.0.1:$((9360 + node))
+advertised.listeners=PLAINTEXT://127.0.0.1:$(cluster_port "$node"),SASL_SSL://127.0.0.1:$(cluster_sasl_port "$node"),PROXIED://127.0.0.1:$((9370 + node))
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,PROXIED:PLAINTEXT
 ssl.keystore.type=PEM
 ssl.keystore.location=$tls/broker.pem
 ssl.truststore.type=PEM

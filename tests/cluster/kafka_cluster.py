@@ -7,16 +7,19 @@ kafka-acls and kafka-leader-election through scripts/stack.sh.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import random
+import struct
 import subprocess
-import uuid
 import sys
+import threading
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
@@ -135,3 +138,102 @@ def wait_caught_up(consumers: list[Service], ends: dict[int, int], seconds: floa
             assert time.monotonic() - started < seconds, f"{consumer.name} committed {done}, not {ends}"
             time.sleep(0.25)
     return time.monotonic() - started
+
+
+class ResponseDropper:
+    """A TCP proxy in front of each node (127.0.0.1:937N -> the node's PROXIED listener on
+    936N, which advertises 937N, so a client bootstrapped through the proxies stays behind
+    them). It passes Kafka's frames both ways and, when armed, loses the broker's answer to
+    a `Produce` request: the broker wrote the batch, the client never hears so, and the
+    connection closes. The Rust tests' `testkit::faults` does the same before the single
+    node."""
+
+    PRODUCE = 0
+
+    def __init__(self):
+        self.armed = 0
+        self.dropped = 0
+        self.lock = threading.Lock()
+        self.loop = asyncio.new_event_loop()
+        self.servers = []
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self.thread.start()
+        assert started.wait(10), "the fault proxy did not start"
+        self.bootstrap = ",".join(f"127.0.0.1:{9370 + n}" for n in NODES)
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        for node in NODES:
+            relay = functools.partial(self._relay, 9360 + node)
+            self.servers.append(self.loop.run_until_complete(asyncio.start_server(relay, "127.0.0.1", 9370 + node)))
+        started.set()
+        self.loop.run_forever()
+
+    def arm(self, answers: int) -> None:
+        """Loses the next `answers` answers to `Produce` requests, one connection each."""
+        with self.lock:
+            self.armed += answers
+
+    def _take(self) -> bool:
+        with self.lock:
+            if self.armed == 0:
+                return False
+            self.armed -= 1
+            self.dropped += 1
+            return True
+
+    async def _relay(self, port: int, client_reader, client_writer) -> None:
+        try:
+            broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            client_writer.close()
+            return
+        produce_ids: set[int] = set()
+
+        async def frames(reader):
+            while True:
+                size = struct.unpack(">i", await reader.readexactly(4))[0]
+                yield await reader.readexactly(size)
+
+        async def requests():
+            async for frame in frames(client_reader):
+                # Request header: api key (2), version (2), correlation id (4).
+                if struct.unpack(">h", frame[:2])[0] == self.PRODUCE:
+                    produce_ids.add(struct.unpack(">i", frame[4:8])[0])
+                broker_writer.write(struct.pack(">i", len(frame)) + frame)
+                await broker_writer.drain()
+
+        async def responses():
+            async for frame in frames(broker_reader):
+                correlation_id = struct.unpack(">i", frame[:4])[0]
+                if correlation_id in produce_ids:
+                    produce_ids.discard(correlation_id)
+                    if self._take():
+                        return  # both sides close: the answer is lost with the connection
+                client_writer.write(struct.pack(">i", len(frame)) + frame)
+                await client_writer.drain()
+
+        tasks = [asyncio.ensure_future(requests()), asyncio.ensure_future(responses())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            client_writer.close()
+            broker_writer.close()
+
+    async def _shutdown(self) -> None:
+        for server in self.servers:
+            server.close()
+        relays = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in relays:
+            task.cancel()
+        await asyncio.gather(*relays, return_exceptions=True)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()

@@ -1,6 +1,7 @@
 """What a rolling restart, a broker killed with -9 and a preferred-leader election do to the
 whole system: the producer under steady HTTP load (unique `request_id`s) and both
-consumers, against the three-broker cluster.
+consumers, against the three-broker cluster; and lost answers to produce requests (a TCP
+proxy before each broker), which the idempotent producer retries without duplicates.
 
 After the faults, every event the producer acknowledged (a 200, or listed in a 503's
 `written`) is on the topic exactly once (read with kcat) and in S3 exactly once (read with
@@ -21,9 +22,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pytest
 from kafka_cluster import (
     NODES,
     OWNER,
+    ResponseDropper,
     end_offsets,
     event,
     partitions,
@@ -210,3 +213,54 @@ def test_rolling_restart_kill_and_election_lose_and_double_nothing(cluster, tmp_
         assert max(stored.values()) == 1, f"{event_type}: stored twice: {[i for i, n in stored.items() if n > 1][:3]}"
         audit = run_binary(consumer, {**consumer_env, "CONSUMER_GROUP_ID": f"{prefix}-{consumer}"}, "audit")
         assert audit.returncode == 0, f"{consumer} audit:\n{audit.stdout}\n{audit.stderr}"
+
+
+@pytest.mark.parametrize("idempotence", ["true", "false"])
+def test_lost_produce_answers_are_retried_and_stored_once_only_with_idempotence(cluster, tmp_path, idempotence):
+    """Without idempotence (the control) the same faults store the resent batches twice:
+    the proof that the proxy's fault reaches the client."""
+    wait_fully_replicated()
+    proxy = ResponseDropper()
+    topic = f"cluster-lost-{uuid.uuid4().hex[:8]}"
+    producer = Service(
+        "producer",
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": proxy.bootstrap,
+            "STORE_EVENTS_TOPIC": topic,
+            "TOPIC_PARTITIONS": str(PARTITIONS),
+            "TOPIC_REPLICATION_FACTOR": "3",
+            "PRODUCE_TIMEOUT": "30s",
+            "PRODUCER_IDEMPOTENCE": idempotence,
+        },
+        tmp_path,
+    )
+    rng, requests, drops = random.Random(3), 60, 6
+    sent, acknowledged = [], set()
+    try:
+        producer.wait_ready()
+        for request in range(requests):
+            if request % (requests // drops) == 5:
+                proxy.arm(1)
+            events = [event(rng) for _ in range(EVENTS_PER_REQUEST)]
+            sent.extend(e["request_id"] for e in events)
+            status, body = post(f"{producer.url}/v1/events", events, timeout=60)
+            if status == 200:
+                acknowledged.update(e["request_id"] for e in events)
+            else:
+                assert status == 503, body
+                acknowledged.update(w["request_id"] for w in json.loads(body).get("written", []))
+    finally:
+        proxy.stop()
+        assert producer.stop() == 0, producer.log.read_text()[-3000:]
+    assert proxy.dropped == drops, f"the proxy lost {proxy.dropped} answers, not {drops}"
+    on_topic = request_ids_on_topic(topic)
+    doubled = [i for i, n in on_topic.items() if n > 1]
+    print(f"idempotence={idempotence}: {len(acknowledged)} of {len(sent)} events answered 200 with {drops} "
+          f"produce answers lost; {len(doubled)} stored twice")
+    assert len(acknowledged) >= len(sent) // 2, "too few events were acknowledged to mean anything"
+    assert all(on_topic[i] >= 1 for i in acknowledged), "an acknowledged event is missing"
+    assert set(on_topic) <= set(sent)
+    if idempotence == "true":
+        assert not doubled, f"stored twice: {doubled[:3]}"
+    else:
+        assert doubled, "no batch was stored twice: the proxy's fault did not reach the client"
