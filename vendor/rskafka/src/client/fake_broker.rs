@@ -84,6 +84,9 @@ pub(crate) struct FakeCluster {
     pub(crate) commits: Arc<std::sync::Mutex<Vec<Commit>>>,
     /// store-events patch 9: the partition's produce requests and log.
     pub(crate) log: Arc<std::sync::Mutex<FakeLog>>,
+    /// store-events patch 10: how many partitions the topic has (1 at start); raise it to
+    /// add partitions, led by the same broker as partition 0.
+    pub(crate) partitions: Arc<AtomicUsize>,
 }
 
 /// Starts `brokers` brokers serving one topic with one partition, replicated on all.
@@ -139,8 +142,10 @@ async fn start_full(
     );
     let commits = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = Arc::new(std::sync::Mutex::new(FakeLog::default()));
+    let partitions = Arc::new(AtomicUsize::new(1));
     for (id, listener) in listeners.into_iter().enumerate() {
-        let (produce, log) = (produce.clone(), Arc::clone(&log));
+        let (produce, log, partitions) =
+            (produce.clone(), Arc::clone(&log), Arc::clone(&partitions));
         let (addresses, counts) = (addresses.clone(), Arc::clone(&metadata_requests));
         let (topic, script) = (topic.to_owned(), Arc::clone(&script));
         let (groups, group_requests, commits) = (
@@ -161,6 +166,7 @@ async fn start_full(
                     commits: Arc::clone(&commits),
                     produce: produce.clone(),
                     log: Arc::clone(&log),
+                    partitions: Arc::clone(&partitions),
                 };
                 tokio::spawn(broker.serve(stream));
             }
@@ -171,6 +177,7 @@ async fn start_full(
         metadata_requests,
         commits,
         log,
+        partitions,
     }
 }
 
@@ -186,6 +193,7 @@ struct Broker {
     commits: Arc<std::sync::Mutex<Vec<Commit>>>,
     produce: Option<ProduceScript>,
     log: Arc<std::sync::Mutex<FakeLog>>,
+    partitions: Arc<AtomicUsize>,
 }
 
 impl Broker {
@@ -342,7 +350,7 @@ impl Broker {
         out
     }
 
-    /// A Metadata v4 response naming every broker and `leader` for partition 0.
+    /// A Metadata v4 response naming every broker and `leader` for each partition.
     fn metadata(&self, leader: i32) -> Vec<u8> {
         let all: Vec<i32> = (0..self.addresses.len() as i32).collect();
         let mut out = self.metadata_brokers();
@@ -350,15 +358,18 @@ impl Broker {
         out.extend_from_slice(&0i16.to_be_bytes()); // no error
         string(&mut out, &self.topic);
         out.push(0); // is_internal
-        out.extend_from_slice(&1i32.to_be_bytes()); // one partition
-        out.extend_from_slice(&0i16.to_be_bytes()); // no error
-        out.extend_from_slice(&0i32.to_be_bytes()); // partition_index
-        out.extend_from_slice(&leader.to_be_bytes());
-        for _ in 0..2 {
-            // replica_nodes, isr_nodes
-            out.extend_from_slice(&(all.len() as i32).to_be_bytes());
-            for id in &all {
-                out.extend_from_slice(&id.to_be_bytes());
+        let partitions = self.partitions.load(Ordering::SeqCst) as i32;
+        out.extend_from_slice(&partitions.to_be_bytes());
+        for partition in 0..partitions {
+            out.extend_from_slice(&0i16.to_be_bytes()); // no error
+            out.extend_from_slice(&partition.to_be_bytes()); // partition_index
+            out.extend_from_slice(&leader.to_be_bytes());
+            for _ in 0..2 {
+                // replica_nodes, isr_nodes
+                out.extend_from_slice(&(all.len() as i32).to_be_bytes());
+                for id in &all {
+                    out.extend_from_slice(&id.to_be_bytes());
+                }
             }
         }
         out

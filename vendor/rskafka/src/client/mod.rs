@@ -326,4 +326,28 @@ mod describe_topic_tests {
         let listed = client.list_topics().await.unwrap();
         assert!(listed.iter().all(|t| t.name != "forbidden"));
     }
+
+    #[tokio::test]
+    async fn a_partition_added_after_the_metadata_was_cached_is_found() {
+        // describe_topic does not refresh the cached metadata (list_topics did), so a
+        // partition missing from the cache must drop it.
+        let (cluster, client) = client().await;
+        cluster
+            .partitions
+            .store(2, std::sync::atomic::Ordering::SeqCst);
+        let topic = client.describe_topic("orders").await.unwrap().unwrap();
+        assert_eq!(topic.partitions.len(), 2);
+        let first = client
+            .partition_client("orders", 1, partition::UnknownTopicHandling::Error)
+            .await;
+        let partition = match first {
+            Ok(partition) => partition,
+            // The stale cache answers first; the lookup after it asks a broker.
+            Err(_) => client
+                .partition_client("orders", 1, partition::UnknownTopicHandling::Error)
+                .await
+                .unwrap(),
+        };
+        assert_eq!(partition.partition(), 1);
+    }
 }

@@ -491,6 +491,15 @@ impl PartitionClient {
             .iter()
             .find(|p| p.partition_index.0 == self.partition)
             .ok_or_else(|| {
+                // store-events patch 10: a partition added since the cached metadata was
+                // fetched is missing from it; drop the cache so that the next lookup asks
+                // a broker (before, only a `list_topics` call refreshed it).
+                if let Some(r#gen) = r#gen {
+                    self.brokers.invalidate_metadata_cache(
+                        "partition client: partition not in the cached metadata",
+                        r#gen,
+                    );
+                }
                 Error::InvalidResponse(format!(
                     "Could not find metadata for partition {} in topic \"{}\"",
                     self.partition, self.topic
