@@ -34,9 +34,19 @@ pub struct ResponseDropper {
 impl ResponseDropper {
     /// Listens on [`PROXY`], forwarding to [`PROXIED_LISTENER`].
     pub async fn start() -> ResponseDropper {
-        let listener = TcpListener::bind(PROXY)
-            .await
-            .unwrap_or_else(|e| panic!("the fault proxy cannot listen on {PROXY}: {e} (another test uses it?)"));
+        // A proxy dropped just before may still hold the port: its task is aborted, and
+        // the runtime drops the listener a moment later.
+        let mut attempts = 0;
+        let listener = loop {
+            match TcpListener::bind(PROXY).await {
+                Ok(listener) => break listener,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 50 => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the fault proxy cannot listen on {PROXY}: {e} (another test uses it?)"),
+            }
+        };
         let (armed, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let task = {
             let (armed, dropped) = (Arc::clone(&armed), Arc::clone(&dropped));
