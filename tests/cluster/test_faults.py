@@ -3,9 +3,10 @@ whole system: the producer under steady HTTP load (unique `request_id`s) and bot
 consumers, against the three-broker cluster; and lost answers to produce requests (a TCP
 proxy before each broker), which the idempotent producer retries without duplicates.
 
-After the faults, every event the producer acknowledged (a 200, or listed in a 503's
-`written`) is on the topic exactly once (read with kcat) and in S3 exactly once (read with
-boto3), both consumers' audits are clean, and an event answered 503 that landed anyway is
+After each fault (the load paused for the checks) and at the end, every event the
+producer acknowledged (a 200, or listed in a 503's `written`) is on the topic exactly
+once (read with kcat) and in S3 exactly once (read with boto3), both consumers' audits
+are clean, and an event answered 503 that landed anyway is
 counted, never doubled. The figures an operator wants are printed as a table (run with
 `-s` to see it): per fault, the longest time without a 200 answer, the 503s, the slowest
 answer, and how long the consumers took to have everything written before the broker was
@@ -61,6 +62,11 @@ class Load:
     event_types: dict[str, str] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Paused between faults, while the checks read the topic and S3 (kcat finds no end
+    # under a steady load); `busy` counts the requests in flight.
+    paused: bool = False
+    busy: int = 0
+    turn: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self) -> None:
         self.threads = [threading.Thread(target=self.send, args=(seed,), daemon=True) for seed in range(SENDERS)]
@@ -70,9 +76,17 @@ class Load:
     def send(self, seed: int) -> None:
         rng = random.Random(seed)
         while not self.stopping.is_set():
+            with self.turn:
+                self.turn.wait_for(lambda: not self.paused or self.stopping.is_set())
+                self.busy += 1
             events = [event(rng) for _ in range(EVENTS_PER_REQUEST)]
             sent = time.monotonic()
-            status, body = post(f"{self.url}/v1/events", events, timeout=60)
+            try:
+                status, body = post(f"{self.url}/v1/events", events, timeout=60)
+            finally:
+                with self.turn:
+                    self.busy -= 1
+                    self.turn.notify_all()
             written = []
             if status == 503:
                 written = [w["request_id"] for w in json.loads(body).get("written", [])]
@@ -83,8 +97,20 @@ class Load:
                 self.answers.append(Answer(sent, time.monotonic(), status, [e["request_id"] for e in events], written))
             time.sleep(0.02)
 
+    def pause(self) -> None:
+        """Returns once no request is in flight and none will start until `resume`."""
+        with self.turn:
+            self.paused = True
+            assert self.turn.wait_for(lambda: self.busy == 0, timeout=90), "requests still in flight after 90 s"
+
+    def resume(self) -> None:
+        with self.turn:
+            self.paused = False
+            self.turn.notify_all()
+
     def stop(self) -> None:
         self.stopping.set()
+        self.resume()
         for thread in self.threads:
             thread.join(timeout=90)
 
@@ -106,6 +132,33 @@ class Load:
             "longest without a 200 (s)": round(max(gaps), 2),
             "slowest answer (s)": round(max((a.answered - a.sent for a in answers), default=0), 2),
         }
+
+
+def assert_exactly_once(load: Load, topic: str, prefix: str, consumer_env: dict[str, str], after: str) -> None:
+    """With the load paused and the consumers caught up: each acknowledged event on the
+    topic exactly once (kcat) and in S3 exactly once under its type (boto3), nothing on
+    the topic that nobody sent, an unacknowledged event at most once, the audits clean."""
+    on_topic = request_ids_on_topic(topic)
+    acknowledged, unacknowledged = load.acknowledged(), load.unacknowledged()
+    missing = [i for i in acknowledged if on_topic[i] == 0]
+    assert not missing, f"after {after}: {len(missing)} acknowledged events are not on the topic, e.g. {missing[:3]}"
+    doubled = {i: n for i, n in on_topic.items() if n > 1}
+    assert not doubled, f"after {after}: {len(doubled)} events on the topic more than once: {list(doubled.items())[:3]}"
+    unknown = set(on_topic) - acknowledged - unacknowledged
+    assert not unknown, f"after {after}: events on the topic that nobody sent: {list(unknown)[:3]}"
+    for event_type, consumer in OWNER.items():
+        stored = Counter(e["request_id"] for e in stored_lines(f"{prefix}/event_type={event_type}/"))
+        expected = {i for i in on_topic if load.event_types[i] == event_type}
+        assert set(stored) == expected, (
+            f"after {after}, {event_type}: {len(expected - set(stored))} missing from S3, "
+            f"{len(set(stored) - expected)} unexpected"
+        )
+        assert max(stored.values(), default=1) == 1, f"after {after}, {event_type} stored twice"
+        audit = run_binary(consumer, {**consumer_env, "CONSUMER_GROUP_ID": f"{prefix}-{consumer}"}, "audit")
+        assert audit.returncode == 0, f"after {after}, {consumer} audit:\n{audit.stdout}\n{audit.stderr}"
+    landed = sum(on_topic[i] for i in unacknowledged)
+    print(f"after {after}: {len(acknowledged)} events acknowledged, each once on the topic and in S3; "
+          f"{len(unacknowledged)} not ({landed} of those landed anyway, once)", flush=True)
 
 
 def leader_of_most(topic: str) -> int:
@@ -160,6 +213,10 @@ def test_rolling_restart_kill_and_election_lose_and_double_nothing(cluster, tmp_
             row["consumers caught up after (s)"] = round(caught_up, 1)
             report.append(row)
             print(f"{row} (ISR complete {replicated:.1f}s after the node was up)", flush=True)
+            load.pause()
+            wait_caught_up(consumers, end_offsets(topic))
+            assert_exactly_once(load, topic, prefix, consumer_env, name)
+            load.resume()
 
         for node in NODES:
             fault(
@@ -190,29 +247,8 @@ def test_rolling_restart_kill_and_election_lose_and_double_nothing(cluster, tmp_
     for row in report:
         print("| " + " | ".join(str(v) for v in row.values()) + " |")
 
-    # On the topic: each acknowledged event exactly once; an unacknowledged one at most once.
-    on_topic = request_ids_on_topic(topic)
-    acknowledged, unacknowledged = load.acknowledged(), load.unacknowledged()
-    assert len(acknowledged) > 1000, f"too few events were acknowledged to mean anything: {len(acknowledged)}"
-    missing = [i for i in acknowledged if on_topic[i] == 0]
-    assert not missing, f"{len(missing)} acknowledged events are not on the topic, e.g. {missing[:3]}"
-    doubled = {i: n for i, n in on_topic.items() if n > 1}
-    assert not doubled, f"{len(doubled)} events are on the topic more than once, e.g. {list(doubled.items())[:3]}"
-    landed_anyway = [i for i in unacknowledged if on_topic[i] == 1]
-    print(f"{len(acknowledged)} events acknowledged, {len(unacknowledged)} not ({len(landed_anyway)} of those landed anyway)")
-    unknown = set(on_topic) - acknowledged - unacknowledged
-    assert not unknown, f"events on the topic that nobody sent: {list(unknown)[:3]}"
-
-    # In S3: each event on the topic exactly once, under its type; audits clean.
-    for event_type, consumer in OWNER.items():
-        stored = Counter(e["request_id"] for e in stored_lines(f"{prefix}/event_type={event_type}/"))
-        expected = {i for i in on_topic if load.event_types[i] == event_type}
-        assert set(stored) == expected, (
-            f"{event_type}: {len(expected - set(stored))} missing from S3, {len(set(stored) - expected)} unexpected"
-        )
-        assert max(stored.values()) == 1, f"{event_type}: stored twice: {[i for i, n in stored.items() if n > 1][:3]}"
-        audit = run_binary(consumer, {**consumer_env, "CONSUMER_GROUP_ID": f"{prefix}-{consumer}"}, "audit")
-        assert audit.returncode == 0, f"{consumer} audit:\n{audit.stdout}\n{audit.stderr}"
+    assert len(load.acknowledged()) > 1000, f"too few events were acknowledged to mean anything: {len(load.acknowledged())}"
+    assert_exactly_once(load, topic, prefix, consumer_env, "the consumers stopped")
 
 
 @pytest.mark.parametrize("idempotence", ["true", "false"])
