@@ -1,0 +1,109 @@
+//! The CPU a consumer spends on its own work, without Kafka or S3: generated records (10 %
+//! bad) judged into batches of 10,000 and sealed (gzip), as the sales-consumer does with
+//! what it fetches. Bare JSON by default, as the original Lambda and `make bench`'s backlog
+//! write it; `--headers` gives the records our producer's `event_type` header. Prints
+//! events/s and CPU-seconds per million events; `--flamegraph FILE` also samples the
+//! stacks in process (pprof at 999 Hz: perf events do not work in these VMs), writes a
+//! flamegraph and prints the functions most samples were in.
+//!
+//! ```sh
+//! cargo run --release -p store-consumer --example profile_batches -- --events 500000 --flamegraph /tmp/consumer.svg
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a measuring tool: a panic is its error report")]
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::Utc;
+use rskafka::record::{Record, RecordAndOffset};
+use store_consumer::batch::Batch;
+use store_consumer::config::BatchLimits;
+use store_event::{EventType, Generator};
+
+/// CPU-seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which may hold spaces): utime is the 14th field.
+    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn records(count: usize, headers: bool) -> Vec<RecordAndOffset> {
+    let mut generator = Generator::new(Some(7), 0.1);
+    let now = Utc::now();
+    (0..count)
+        .map(|offset| {
+            let generated = generator.next_event(now);
+            let record = match (&generated.event, headers) {
+                (Some(event), true) => event.to_record(),
+                _ => Record {
+                    key: None,
+                    value: Some(generated.value.to_string().into_bytes()),
+                    headers: Default::default(),
+                    timestamp: now,
+                },
+            };
+            RecordAndOffset { record, offset: offset as i64 }
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value_of = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let events: usize = value_of("--events").map_or(500_000, |v| v.parse().expect("--events N"));
+    let headers = args.iter().any(|a| a == "--headers");
+    let flamegraph = value_of("--flamegraph");
+    let limits = BatchLimits { max_events: 10_000, max_bytes: 4 * 1024 * 1024, max_age: std::time::Duration::MAX };
+
+    let input = records(events, headers);
+    let raw: usize = input.iter().map(|r| r.record.value.as_ref().map_or(0, Vec::len)).sum();
+    let profiler = flamegraph.as_ref().map(|_| pprof::ProfilerGuardBuilder::default().frequency(999).build().unwrap());
+    let (cpu, started) = (cpu_seconds(), Instant::now());
+    let (mut batch, mut sealed_bytes, mut stored) = (Batch::new(0), 0usize, 0u64);
+    for record in &input {
+        if !batch.fits(record) || batch.is_full(&limits) {
+            let sealed = std::mem::replace(&mut batch, Batch::new(record.offset)).seal();
+            sealed_bytes += sealed.data.as_ref().map_or(0, Vec::len) + sealed.dead_letters.as_ref().map_or(0, Vec::len);
+            stored += sealed.stored;
+        }
+        batch.push(EventType::Sale, "profile", 0, record);
+    }
+    let sealed = batch.seal();
+    sealed_bytes += sealed.data.as_ref().map_or(0, Vec::len) + sealed.dead_letters.as_ref().map_or(0, Vec::len);
+    stored += sealed.stored;
+    let (cpu, elapsed) = (cpu_seconds() - cpu, started.elapsed().as_secs_f64());
+
+    println!(
+        "{events} records ({}, {:.0} bytes each), {stored} stored; {:.0} events/s; {:.2} CPU-s per million events; \
+         {:.1} MB raw -> {:.1} MB gzip",
+        if headers { "with headers" } else { "bare JSON" },
+        raw as f64 / events as f64,
+        events as f64 / elapsed,
+        cpu * 1e6 / events as f64,
+        raw as f64 / 1e6,
+        sealed_bytes as f64 / 1e6,
+    );
+    if let (Some(guard), Some(path)) = (profiler, flamegraph) {
+        let report = guard.report().build().unwrap();
+        let file = std::fs::File::create(&path).expect("the flamegraph file");
+        report.flamegraph(file).unwrap();
+        // Self time: the innermost frame of each sample, by function name.
+        let mut by_function: HashMap<String, isize> = HashMap::new();
+        let mut total = 0;
+        for (frames, count) in &report.data {
+            total += count;
+            let leaf = frames.frames.first().and_then(|f| f.first()).map_or("?".to_owned(), |s| s.name());
+            *by_function.entry(leaf).or_default() += count;
+        }
+        let mut top: Vec<_> = by_function.into_iter().collect();
+        top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+        println!("flamegraph: {path} ({total} samples); self time:");
+        for (name, count) in top.into_iter().take(15) {
+            println!("{:6.1} %  {name}", 100.0 * count as f64 / total as f64);
+        }
+    }
+}
