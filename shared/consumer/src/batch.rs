@@ -16,7 +16,7 @@ use flate2::write::GzEncoder;
 use rskafka::record::RecordAndOffset;
 use serde::Serialize;
 use serde_json::Value;
-use store_event::{EventType, Route, StoreEvent, classify_keeping_body};
+use store_event::{EventType, Route, StoreEvent, classify_for};
 
 use crate::config::BatchLimits;
 
@@ -175,7 +175,7 @@ impl Batch {
         self.records += 1;
         self.next_offset = record.offset + 1;
         let value = record.record.value.as_deref();
-        let (route, body) = classify_keeping_body(&record.record.headers, value);
+        let (route, body) = classify_for(keep, &record.record.headers, value);
         let dead = match route {
             Route::Type(other) if other != keep => {
                 self.skipped += 1;

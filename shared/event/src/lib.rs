@@ -12,7 +12,7 @@ mod model;
 mod validate;
 
 pub use generator::{CATEGORIES, GeneratedEvent, Generator, VARIANTS};
-pub use kafka::{CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, Route, classify, classify_keeping_body};
+pub use kafka::{CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, Route, classify, classify_for, classify_keeping_body};
 pub use model::{EventType, StoreEvent, UnknownEventType};
 pub use validate::{FieldError, Invalid, KNOWN_FIELDS, parse_timestamp};
 
