@@ -205,6 +205,19 @@ make_tls() {
   touch "$tls/.complete"
 }
 
+# internal_topics RF MIN_ISR: the broker settings of Kafka's own topics (group offsets,
+# transactions, share groups), and no wait before a new group's first rebalance.
+internal_topics() {
+  cat <<EOF
+offsets.topic.replication.factor=$1
+transaction.state.log.replication.factor=$1
+transaction.state.log.min.isr=$2
+share.coordinator.state.topic.replication.factor=$1
+share.coordinator.state.topic.min.isr=$2
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
 write_kafka_config() {
   mkdir -p "$state/kafka/logs"
   make_tls
@@ -230,12 +243,7 @@ listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.securit
 log.dirs=$state/kafka/data
 num.partitions=2
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
+$(internal_topics 1 1)
 EOF
 }
 
@@ -376,12 +384,7 @@ num.partitions=3
 default.replication.factor=3
 min.insync.replicas=2
 auto.create.topics.enable=false
-offsets.topic.replication.factor=3
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-group.initial.rebalance.delay.ms=0
+$(internal_topics 3 2)
 # Leaders move only when a test asks (cluster elect), not on a five-minute timer.
 auto.leader.rebalance.enable=false
 EOF
