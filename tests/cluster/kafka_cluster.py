@@ -46,8 +46,12 @@ def stack(*args: str, timeout: float = 180) -> str:
     return done.stdout
 
 
-def kcat(*args: str, input: bytes | None = None, timeout: float = 60) -> str:
-    done = subprocess.run(["kcat", "-b", CLUSTER, *args], input=input, capture_output=True, timeout=timeout)
+def run_kcat(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["kcat", "-b", CLUSTER, *args], capture_output=True, timeout=timeout)
+
+
+def kcat(*args: str, timeout: float = 60) -> str:
+    done = run_kcat(*args, timeout=timeout)
     assert done.returncode == 0, f"kcat {' '.join(args)}: {done.stderr.decode()}"
     return done.stdout.decode()
 
@@ -86,7 +90,7 @@ def end_offsets(topic: str) -> dict[int, int]:
     queries = [arg for p in partitions(topic) for arg in ("-t", f"{topic}:{p['partition']}:-1")]
     deadline = time.monotonic() + 30
     while True:  # a leader that just moved answers "not available" for a moment
-        done = subprocess.run(["kcat", "-b", CLUSTER, "-Q", "-J", *queries], capture_output=True, timeout=60)
+        done = run_kcat("-Q", "-J", *queries)
         if done.returncode == 0:
             found = json.loads(done.stdout)[topic]
             return {int(p): v["offset"] for p, v in found.items() if p != "topic"}

@@ -92,9 +92,8 @@ def test_each_service_works_with_only_the_acls_the_readme_lists(topic, tmp_path)
     consumer = None
     try:
         producer.wait_ready()
-        events = [event(random.Random(7)) for _ in range(40)]
-        for e in events:
-            e["event_type"] = "sale_event"
+        rng = random.Random(7)
+        events = [{**event(rng), "event_type": "sale_event"} for _ in range(40)]
         status, body = post(f"{producer.url}/v1/events", events)
         assert status == 200, body
         consumer = Service("sales-consumer", {**as_user("sales-consumer", topic), **s3_env(topic, group)}, tmp_path)

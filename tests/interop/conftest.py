@@ -11,7 +11,6 @@ project did not write: the AWS CLI, boto3 and DuckDB.
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -28,7 +27,18 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "deploy" / "athena"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from harness import BUCKET, LOCAL_ENV, S3_ENDPOINT, Service, aws, build_binaries, metric_values, post_json, require, s3_client  # noqa: E402
+from harness import (  # noqa: E402
+    BUCKET,
+    S3_ENDPOINT,
+    Service,
+    aws,
+    build_binaries,
+    metric_values,
+    post_json,
+    require,
+    run_binary,
+    s3_client,
+)
 
 KAFKA = "127.0.0.1:9092"
 HOW_TO_START = "start the local stack with `make stack-up` (scripts/stack.sh up), or run everything with `make test`"
@@ -173,10 +183,7 @@ def run(tmp_path_factory) -> Run:
             assert consumer.stop() == 0, consumer.log.read_text()[-3000:]
 
     for name in owner.values():
-        env = {**os.environ, **LOCAL_ENV, **consumer_env, "LOG_FORMAT": "text", "RUST_LOG": "warn"}
-        run.audits[name] = subprocess.run(
-            [str(REPO / "target" / "debug" / name), "audit", "--deep"], env=env, capture_output=True, text=True, timeout=120
-        )
+        run.audits[name] = run_binary(name, consumer_env, "audit", "--deep")
     return run
 
 
