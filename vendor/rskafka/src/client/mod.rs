@@ -350,4 +350,63 @@ mod describe_topic_tests {
         };
         assert_eq!(partition.partition(), 1);
     }
+
+    fn answered(counts: &[std::sync::atomic::AtomicUsize]) -> usize {
+        counts
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            .sum()
+    }
+
+    /// store-events patch 11.
+    #[tokio::test]
+    async fn a_partition_missing_from_the_answer_is_unknown_not_an_invalid_response() {
+        let (_cluster, client) = client().await;
+        let error = client
+            .partition_client("orders", 5, partition::UnknownTopicHandling::Error)
+            .await
+            .err()
+            .expect("partition 5 does not exist");
+        assert!(
+            matches!(
+                &error,
+                Error::ServerError {
+                    protocol_error: ProtocolError::UnknownTopicOrPartition,
+                    request: RequestContext::Partition(topic, 5),
+                    is_virtual: true,
+                    ..
+                } if topic == "orders"
+            ),
+            "{error:?}"
+        );
+    }
+
+    /// store-events patch 11: a broker may answer before it has learned of a new partition
+    /// (Kafka propagates metadata asynchronously); `Retry` waits until it knows it.
+    #[tokio::test]
+    async fn a_partition_the_broker_learns_of_later_is_waited_for_with_retry() {
+        let (cluster, client) = client().await;
+        let before = answered(&cluster.metadata_requests);
+        let (partitions, counts) = (
+            Arc::clone(&cluster.partitions),
+            Arc::clone(&cluster.metadata_requests),
+        );
+        // The partition appears only once two more metadata requests were answered
+        // without it, so the client must have asked again after an answer lacked it.
+        tokio::spawn(async move {
+            while answered(&counts) < before + 2 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            partitions.store(2, std::sync::atomic::Ordering::SeqCst);
+        });
+        let partition = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            client.partition_client("orders", 1, partition::UnknownTopicHandling::Retry),
+        )
+        .await
+        .expect("the partition client waited for the partition")
+        .unwrap();
+        assert_eq!(partition.partition(), 1);
+        assert!(answered(&cluster.metadata_requests) >= before + 3);
+    }
 }

@@ -500,10 +500,21 @@ impl PartitionClient {
                         r#gen,
                     );
                 }
-                Error::InvalidResponse(format!(
-                    "Could not find metadata for partition {} in topic \"{}\"",
-                    self.partition, self.topic
-                ))
+                // store-events patch 11: a partition the answer leaves out is unknown to
+                // that broker, as `UNKNOWN_TOPIC_OR_PARTITION` would say (Kafka's brokers
+                // learn of new partitions asynchronously, so one may answer before it
+                // knows): [`UnknownTopicHandling::Retry`] waits for it instead of failing
+                // with an `InvalidResponse`, as the Java client waits for metadata.
+                Error::ServerError {
+                    protocol_error: ProtocolError::UnknownTopicOrPartition,
+                    error_message: Some(format!(
+                        "no metadata for partition {} in topic \"{}\"",
+                        self.partition, self.topic
+                    )),
+                    request: RequestContext::Partition(self.topic.clone(), self.partition),
+                    response: None,
+                    is_virtual: true,
+                }
             })?;
 
         if let Some(e) = partition.error {
