@@ -16,6 +16,10 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// `consumer_committed_offset{partition}`: the next offset to read, durable in S3.
     pub committed_offset: IntGaugeVec,
+    /// `consumer_position{partition}`: the next offset to fetch. Every record before it
+    /// has been read: committed to S3 or held in the open batch (`position -
+    /// committed_offset`), as the Java client's position is ahead of its commits.
+    pub position: IntGaugeVec,
     /// `consumer_high_watermark{partition}`: Kafka's high watermark at the last fetch.
     pub high_watermark: IntGaugeVec,
     /// `consumer_lag_records{partition}`: high watermark minus committed offset.
@@ -109,6 +113,11 @@ impl Metrics {
             records: counter(registry, "consumer_records_total", "Records accounted for, by outcome.", &["outcome"]),
             dead_letters: counter(registry, "consumer_dead_letters_total", "Dead letters by reason.", &["reason"]),
             committed_offset: gauge(registry, "consumer_committed_offset", "Next offset to read, durable in S3."),
+            position: gauge(
+                registry,
+                "consumer_position",
+                "Next offset to fetch: records before it are committed or in the open batch.",
+            ),
             high_watermark: gauge(registry, "consumer_high_watermark", "Kafka high watermark at the last fetch."),
             lag: gauge(registry, "consumer_lag_records", "High watermark minus committed offset."),
             batch_records: histogram(

@@ -280,6 +280,8 @@ async fn a_transactional_producers_aborted_records_are_dropped_and_its_markers_p
     // Offsets 0..12 hold 5 committed records; 3 markers and 4 aborted records make up the rest.
     assert_eq!(testkit::metric(&metrics, "consumer_offsets_without_record_total", &[("partition", "0")]), Some(7.0));
     assert_eq!(testkit::metric(&metrics, "consumer_lag_records", &[("partition", "0")]), Some(0.0));
+    // Read to the end of the partition, markers included, as committed.
+    assert_eq!(testkit::metric(&metrics, "consumer_position", &[("partition", "0")]), Some(12.0));
 
     // After a restart from the ledger, with more transactions and a plain record after them.
     testkit::produce_in_transactions(&topic, &format!("{}abort\n{}commit\n", send(&aborted[..1]), send(&later)));

@@ -126,6 +126,7 @@ impl PartitionLoop {
         shutdown: CancellationToken,
     ) -> PartitionLoop {
         shared.metrics.committed_offset.with_label_values(&[&partition.to_string()]).set(next);
+        shared.metrics.position.with_label_values(&[&partition.to_string()]).set(next);
         shared.health.set(partition, Ok(format!("resumed at offset {next}")));
         shared.progress.set(partition, next);
         PartitionLoop {
@@ -219,6 +220,7 @@ impl PartitionLoop {
                         self.next = fetched.next_offset;
                         self.batch.cover_to(self.next);
                     }
+                    self.shared.metrics.position.with_label_values(&[&self.label]).set(self.next);
                 }
                 Err(KafkaError::Client {
                     source: ClientError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. },
