@@ -140,45 +140,135 @@ producer_rss=$(peak_rss_mib "$producer_pid")
 kill -TERM "$producer_pid"
 wait "$producer_pid" || true
 
-# 3. Consumers: drain a backlog of mixed events (bare JSON, as the original Lambda wrote).
+# 3. Consumers: drain a backlog of mixed events (bare JSON, as the original Lambda wrote),
+# each alone, then both together; then the peers alone on the same backlog.
 backlog_topic=bench-backlog-$run_id
 create_topic "$backlog_topic"
 log "Filling a backlog of $backlog_events events"
 perf_produce "$backlog_topic" "$backlog_events" >/dev/null
-declare -A consumer_pid consumer_port
-consumer_port[sales-consumer]=18081
-consumer_port[inventory-consumer]=18082
-start=$(now)
-for name in sales-consumer inventory-consumer; do
-  STORE_EVENTS_TOPIC=$backlog_topic S3_PREFIX=b$run_id HTTP_ADDR=127.0.0.1:${consumer_port[$name]} \
-    LOG_FORMAT=json RUST_LOG=warn "$bin/$name" >"$work/$name.log" 2>&1 &
-  consumer_pid[$name]=$!
-  pids+=("${consumer_pid[$name]}")
-done
-declare -A consumer_seconds
-remaining=2
-deadline=$((SECONDS + 1800))
-while [ $remaining -gt 0 ]; do
-  [ $SECONDS -lt $deadline ] || { log "the consumers did not drain the backlog in 30 minutes"; exit 1; }
-  for name in sales-consumer inventory-consumer; do
-    [ -n "${consumer_seconds[$name]:-}" ] && continue
-    committed=$(metric_sum "http://127.0.0.1:${consumer_port[$name]}" consumer_committed_offset || echo 0)
-    if [ "${committed:-0}" -ge "$backlog_events" ]; then
-      consumer_seconds[$name]=$(calc "$(now) - $start")
-      remaining=$((remaining - 1))
-    fi
+# What each tool must store, counted by a reader that is none of ours (scripts/bench/delivery.py).
+kcat -C -b 127.0.0.1:9092 -t "$backlog_topic" -o beginning -e -q -f '%s\n' |
+  scripts/py.sh python scripts/bench/delivery.py expect "$work/expected.json"
+expected_of() { python3 -c 'import json, sys; print(sum(json.load(open(sys.argv[1]))[sys.argv[2]].values()))' "$work/expected.json" "$1"; }
+declare -A keeps=([sales-consumer]=sale_event [inventory-consumer]=inventory_event)
+# Per run (`alone`, `together`, a peer's name): seconds until every record was read and
+# until every one was stored, CPU seconds, peak RSS, and the delivery check's answer.
+declare -A read_s stored_s cpu_s rss_mib delivery
+# delivered RUN PREFIX KIND: the delivery check of what RUN stored under PREFIX.
+delivered() { delivery[$1]=$(scripts/py.sh python scripts/bench/delivery.py check "$work/expected.json" "$2" "$3"); }
+
+# drain_ours RUN NAME...: the consumers NAME... drain the backlog at the same time, each
+# under a prefix of its own. "Read" is when its consumer_position reached the end of the
+# backlog, "stored" when its committed offsets did: the gap is mostly the last batch's
+# BATCH_MAX_AGE.
+drain_ours() {
+  local run=$1 name port
+  shift
+  declare -A pid
+  local start
+  start=$(now)
+  for name in "$@"; do
+    port=${consumer_port[$name]}
+    STORE_EVENTS_TOPIC=$backlog_topic S3_PREFIX=b$run_id-$run-$name HTTP_ADDR=127.0.0.1:$port \
+      LOG_FORMAT=json RUST_LOG=warn "$bin/$name" >"$work/$name-$run.log" 2>&1 &
+    pid[$name]=$!
+    pids+=("${pid[$name]}")
   done
-  sleep 0.2
-done
-declare -A consumer_rate consumer_cpu consumer_rss
-for name in sales-consumer inventory-consumer; do
-  consumer_rate[$name]=$(calc "$backlog_events / ${consumer_seconds[$name]}")
-  consumer_cpu[$name]=$(cpu_seconds "${consumer_pid[$name]}")
-  consumer_rss[$name]=$(peak_rss_mib "${consumer_pid[$name]}")
-  kill -TERM "${consumer_pid[$name]}"
-  wait "${consumer_pid[$name]}" || true
-done
-audit=$(S3_PREFIX=b$run_id STORE_EVENTS_TOPIC=$backlog_topic "$bin/sales-consumer" audit | tail -n +2 | awk '{print $NF}' | sort -u | tr '\n' ' ')
+  local remaining=$# deadline=$((SECONDS + 1800)) url
+  while [ $remaining -gt 0 ]; do
+    [ $SECONDS -lt $deadline ] || { log "the consumers did not drain the backlog in 30 minutes"; exit 1; }
+    for name in "$@"; do
+      [ -n "${stored_s[$run:$name]:-}" ] && continue
+      url=http://127.0.0.1:${consumer_port[$name]}
+      if [ -z "${read_s[$run:$name]:-}" ] && [ "$(metric_sum "$url" consumer_position || echo 0)" -ge "$backlog_events" ]; then
+        read_s[$run:$name]=$(calc "$(now) - $start")
+      fi
+      if [ -n "${read_s[$run:$name]:-}" ] && [ "$(metric_sum "$url" consumer_committed_offset || echo 0)" -ge "$backlog_events" ]; then
+        stored_s[$run:$name]=$(calc "$(now) - $start")
+        remaining=$((remaining - 1))
+      fi
+    done
+    sleep 0.2
+  done
+  for name in "$@"; do
+    cpu_s[$run:$name]=$(cpu_seconds "${pid[$name]}")
+    rss_mib[$run:$name]=$(peak_rss_mib "${pid[$name]}")
+    kill -TERM "${pid[$name]}"
+    wait "${pid[$name]}" || true
+    delivered "$run:$name" "b$run_id-$run-$name" "${keeps[$name]}"
+  done
+}
+declare -A consumer_port=([sales-consumer]=18081 [inventory-consumer]=18082)
+log "sales-consumer alone"
+drain_ours alone sales-consumer
+log "inventory-consumer alone"
+drain_ours alone inventory-consumer
+log "both consumers together"
+drain_ours together sales-consumer inventory-consumer
+audit=$(S3_PREFIX=b$run_id-together-sales-consumer STORE_EVENTS_TOPIC=$backlog_topic "$bin/sales-consumer" audit | tail -n +2 | awk '{print $NF}' | sort -u | tr '\n' ' ')
+
+# Benthos v4.27.0 (MIT): kafka_franz -> aws_s3, batches of 10,000 events / 8 MB / 5 s,
+# archived as lines and gzipped like ours; built once from Go modules.
+benthos=$cache/bin/benthos-v4.27.0
+if [ ! -x "$benthos" ]; then
+  log "Building Benthos v4.27.0 from Go modules (once)"
+  (cd scripts/bench/benthos && go build -trimpath -o "$benthos.tmp" . && mv "$benthos.tmp" "$benthos")
+fi
+# drain_benthos RUN KIND: Benthos keeping KIND (`all`: every record). "Read" is its
+# input_received, "stored" its output_sent (counted after the S3 write returned).
+drain_benthos() {
+  local run=$1 kind=$2 want start pid deadline=$((SECONDS + 1800)) url=http://127.0.0.1:4195
+  want=$(expected_of "$kind")
+  ! curl -s -o /dev/null "$url" || { log "127.0.0.1:4195, Benthos's HTTP address, is taken by another process"; exit 1; }
+  BENCH_TOPIC=$backlog_topic BENCH_GROUP=benthos-$run-$run_id BENCH_PREFIX=n$run_id-$run BENCH_KEEP=$kind \
+    "$benthos" -c scripts/bench/benthos/config.yaml >"$work/$run.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  start=$(now)
+  while [ -z "${stored_s[$run]:-}" ]; do
+    [ $SECONDS -lt $deadline ] || { log "Benthos did not drain the backlog in 30 minutes"; exit 1; }
+    kill -0 "$pid" 2>/dev/null || { log "Benthos stopped: $(tail -n 5 "$work/$run.log")"; exit 1; }
+    if [ -z "${read_s[$run]:-}" ] && [ "$(metric_sum "$url" input_received || echo 0)" -ge "$backlog_events" ]; then
+      read_s[$run]=$(calc "$(now) - $start")
+    fi
+    if [ -n "${read_s[$run]:-}" ] && [ "$(metric_sum "$url" output_sent || echo 0)" -ge "$want" ]; then
+      stored_s[$run]=$(calc "$(now) - $start")
+    fi
+    sleep 0.2
+  done
+  cpu_s[$run]=$(cpu_seconds "$pid")
+  rss_mib[$run]=$(peak_rss_mib "$pid")
+  kill -TERM "$pid"
+  wait "$pid" || true
+  delivered "$run" "n$run_id-$run" "$kind"
+}
+log "Benthos keeping sale_event"
+drain_benthos benthos-filter sale_event
+log "Benthos passing every record through"
+drain_benthos benthos-all all
+
+# Apache Flink 2.2: KafkaSource (bounded at the offsets of its start) -> FileSink on s3://,
+# committed by checkpoints every 5 s; a local mini cluster in one JVM (1 GiB heap),
+# parallelism 2. Built once with Maven.
+flink_job=$cache/flink-job-$(cat scripts/bench/flink/pom.xml scripts/bench/flink/src/main/java/storeevents/bench/*.java | sha256sum | cut -c1-12)
+if [ ! -f "$flink_job/.complete" ]; then
+  log "Building the Flink 2.2 job with Maven (once)"
+  rm -rf "$flink_job"
+  cp -r scripts/bench/flink "$flink_job"
+  (cd "$flink_job" && mvn -B -q -Dmaven.repo.local="$cache/m2" package dependency:copy-dependencies -DincludeScope=runtime >&2)
+  touch "$flink_job/.complete"
+fi
+log "Flink keeping sale_event"
+start=$(now)
+/usr/bin/time -f '%U %S %M' -o "$work/flink.time" java -Xmx1g -cp "$flink_job/target/classes:$flink_job/target/dependency/*" \
+  storeevents.bench.KafkaToS3 127.0.0.1:9092 "$backlog_topic" "s3://$S3_BUCKET/f$run_id-flink" 5000 sale_event \
+  >"$work/flink.log" 2>&1 || { log "the Flink job failed: $(tail -n 20 "$work/flink.log")"; exit 1; }
+stored_s[flink]=$(calc "$(now) - $start")
+read -r flink_user flink_sys flink_rss_kib <"$work/flink.time"
+cpu_s[flink]=$(calc "$flink_user + $flink_sys")
+rss_mib[flink]=$(calc "$flink_rss_kib / 1024")
+flink_net_s=$(awk '/^net_runtime_ms/ {printf "%.2f", $2 / 1000}' "$work/flink.log")
+delivered flink "f$run_id-flink" sale_event
 
 # The original design as the baseline: the same backlog, one S3 PUT per event.
 log "one-PUT-per-event baseline: $baseline_events records"
@@ -217,7 +307,23 @@ read -r latency_events latency_p50 latency_p99 <"$work/visibility.txt"
 # Results.
 r() { printf '%.0f' "$1"; }
 ratio() { printf '%.2f' "$(calc "$1 / $2")"; }
-mb_per_s() { printf '%.1f' "$(calc "$1 * $record_bytes / 1048576")"; }
+stored_rate() { calc "$backlog_events / ${stored_s[$1]}"; }
+cpu_per_m() { calc "${cpu_s[$1]} * 1000000 / $backlog_events"; }
+field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "${delivery[$1]}" "$2"; }
+# drain_row RUN LABEL: one row of the drain table.
+drain_row() {
+  local run=$1 read_rate="—" read_secs="—" dead lines
+  if [ -n "${read_s[$run]:-}" ]; then
+    read_rate=$(r "$(calc "$backlog_events / ${read_s[$run]}")")
+    read_secs=$(printf '%.1f' "${read_s[$run]}")
+  fi
+  lines=$(field "$run" lines)
+  dead=$(field "$run" dead_letters)
+  [ "$dead" = 0 ] || lines="$lines (+ $dead)"
+  printf '| %s | %s | %s | %s | %.1f | %s | %.2f | %.1f | %s | %s / %s | %s | %s |' "$2" "$(r "$(stored_rate "$run")")" \
+    "$(ratio "$(stored_rate "$run")" "$ceiling_consume")" "$read_rate" "${stored_s[$run]}" "$read_secs" "$(cpu_per_m "$run")" \
+    "${rss_mib[$run]}" "$(field "$run" objects)" "$lines" "$(field "$run" expected)" "$(field "$run" missing)" "$(field "$run" duplicates)"
+}
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 cat >"$out/latest.md" <<EOF
 ### Benchmark results ($(date -u +%Y-%m-%dT%H:%MZ))
@@ -235,13 +341,36 @@ Producer events: $produce_events; consumer backlog: $backlog_events (bare JSON, 
 | producer, HTTP path at a fixed rate (vegeta, batches of 100) | $(r "$(calc "$half_rps * 100")") | | p50 ${half_p50} ms, p99 ${half_p99} ms per request of 100; success ratio $half_success |
 | producer process | | | CPU $producer_cpu s, peak RSS $producer_rss MiB |
 | kafka-consumer-perf-test (ceiling, fetch rate) | $(r "$ceiling_consume") | 1.00 | |
-| sales-consumer from backlog | $(r "${consumer_rate[sales-consumer]}") | $(ratio "${consumer_rate[sales-consumer]}" "$ceiling_consume") × ceiling | $(mb_per_s "${consumer_rate[sales-consumer]}") MB/s read, CPU ${consumer_cpu[sales-consumer]} s, peak RSS ${consumer_rss[sales-consumer]} MiB |
-| inventory-consumer from backlog | $(r "${consumer_rate[inventory-consumer]}") | $(ratio "${consumer_rate[inventory-consumer]}" "$ceiling_consume") × ceiling | $(mb_per_s "${consumer_rate[inventory-consumer]}") MB/s read, CPU ${consumer_cpu[inventory-consumer]} s, peak RSS ${consumer_rss[inventory-consumer]} MiB |
-| baseline: the original consumer's design, one S3 PUT per event (Python, boto3) | $(r "$baseline_rate") | sales-consumer = $(ratio "${consumer_rate[sales-consumer]}" "$baseline_rate") × baseline | $baseline_stored of $baseline_records records stored (the rest were not JSON: lost, as in the original) |
+| baseline: the original consumer's design, one S3 PUT per event (Python, boto3) | $(r "$baseline_rate") | sales-consumer = $(ratio "$(stored_rate alone:sales-consumer)" "$baseline_rate") × baseline | $baseline_stored of $baseline_records records stored (the rest were not JSON: lost, as in the original) |
 | produce-to-S3 latency, sales-consumer, BATCH_MAX_AGE=5s, 1,000 events/s | | | p50 ${latency_p50} s, p99 ${latency_p99} s over $latency_events stored events |
 
-Both consumers drained the backlog at the same time, sharing the 2 cores with the broker
-and the S3 server. Audit of the sales consumer's output after the run: $audit
+
+#### Draining the backlog: the consumers, alone and together, and their peers
+
+Each run reads the whole backlog ($backlog_events records) from the first offset and stores what it keeps in S3
+under a prefix of its own, on the same topic and S3 server, one run after another. *Stored* is when every kept
+record was in S3 (the consumers' committed offsets, Benthos's \`output_sent\`, the Flink job's end); it includes
+each tool's last partial batch waiting out its age (BATCH_MAX_AGE, Benthos's \`period\`, Flink's checkpoint
+interval, 5 s each). *Read* is when every record had been read (the consumers' \`consumer_position\`,
+Benthos's \`input_received\`). CPU is the process's user + system time over the run. The delivery check reads S3
+with boto3 (\`scripts/bench/delivery.py\`): lines stored, dead letters, records of the kept type missing from
+both, copies beyond those on the topic.
+
+| run | events/s, stored | × perf-test | events/s, read | stored (s) | read (s) | CPU-s per M events | peak RSS (MiB) | objects | lines (+ dead letters) / expected | missing | duplicates |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+$(drain_row alone:sales-consumer "sales-consumer alone")
+$(drain_row alone:inventory-consumer "inventory-consumer alone")
+$(drain_row together:sales-consumer "sales-consumer, both running")
+$(drain_row together:inventory-consumer "inventory-consumer, both running")
+$(drain_row benthos-filter "Benthos v4.27.0 keeping sale_event (parses each record)")
+$(drain_row benthos-all "Benthos v4.27.0 passing every record")
+$(drain_row flink "Flink 2.2 keeping sale_event (mini cluster, 1 GiB heap; job alone ${flink_net_s} s)")
+
+sales-consumer alone against Benthos keeping sale_event: $(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate benthos-filter)") × its events/s,
+$(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m benthos-filter)") × its CPU per event, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[benthos-filter]}") × its peak RSS; against Flink:
+$(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate flink)") × its events/s, $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m flink)") × its CPU per event, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[flink]}") × its peak RSS.
+Flink writes plain JSON lines (its row format has no gzip), the others gzip. Audit of the sales consumer's
+output after the run of both: $audit
 EOF
 cat >"$out/latest.json" <<EOF
 {
@@ -254,18 +383,25 @@ cat >"$out/latest.json" <<EOF
   "producer_http_half_rate_p99_ms": $half_p99, "producer_http_half_rate_success": $half_success,
   "baseline_one_put_per_event_eps": $(r "$baseline_rate"), "baseline_records": $baseline_records,
   "producer_cpu_seconds": $producer_cpu, "producer_peak_rss_mib": $producer_rss,
-  "sales_consumer_eps": $(r "${consumer_rate[sales-consumer]}"), "inventory_consumer_eps": $(r "${consumer_rate[inventory-consumer]}"),
-  "sales_consumer_peak_rss_mib": ${consumer_rss[sales-consumer]}, "inventory_consumer_peak_rss_mib": ${consumer_rss[inventory-consumer]},
-  "sales_consumer_cpu_seconds": ${consumer_cpu[sales-consumer]}, "inventory_consumer_cpu_seconds": ${consumer_cpu[inventory-consumer]},
+  "drain": {$(for run in alone:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
+    printf '\n    "%s": {"stored_seconds": %s, "read_seconds": %s, "cpu_seconds": %s, "peak_rss_mib": %s, "delivery": %s},' \
+      "$run" "${stored_s[$run]}" "${read_s[$run]:-null}" "${cpu_s[$run]}" "${rss_mib[$run]}" "${delivery[$run]}"
+  done | sed '$ s/,$//')
+  },
   "produce_to_s3_p50_seconds": $latency_p50, "produce_to_s3_p99_seconds": $latency_p99, "latency_events": $latency_events
 }
 EOF
 cat "$out/latest.md"
 # Every part must have produced a number (the smoke run in CI checks only this).
-for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate" "${consumer_rate[sales-consumer]}" \
-  "${consumer_rate[inventory-consumer]}" "$producer_rss" "${consumer_rss[sales-consumer]}" "$latency_p99" "$latency_events" \
-  "$half_p99" "$baseline_rate"; do
+for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate" "$producer_rss" "$latency_p99" \
+  "$latency_events" "$half_p99" "$baseline_rate" "${stored_s[@]}" "${cpu_s[@]}" "${rss_mib[@]}"; do
   [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk "BEGIN {exit !($value > 0)}" || { log "a measure is missing: '$value'"; exit 1; }
+done
+[ ${#stored_s[@]} -eq 7 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }
+# Every tool stored every record it keeps, and nothing twice.
+for run in "${!delivery[@]}"; do
+  [ "$(field "$run" missing)" = 0 ] && [ "$(field "$run" duplicates)" = 0 ] ||
+    { log "$run did not deliver exactly once: ${delivery[$run]}"; exit 1; }
 done
 [ "$audit" = "ok " ] || { log "the audit after the run is not clean: $audit"; exit 1; }
 log "benchmark complete: $out/latest.md"

@@ -1,0 +1,123 @@
+"""Delivery check for `make bench`: what a tool stored in S3 against what the topic holds.
+
+    delivery.py expect OUT.json < values      # kcat -f '%s\\n' of the whole backlog
+    delivery.py check EXPECT.json PREFIX KIND # KIND: sale_event, inventory_event or all
+
+`expect` reads the backlog's record values, one per line, and writes three multisets: every
+record, and for each type the records a filter on `event_type` keeps (a JSON object with
+that field, whatever else it holds). Records are compared by their JSON, keys sorted (a
+tool may write the same object with other spacing or key order); a value that is not JSON
+is compared as text. The backlog repeats its payloads, so these are counts, not sets.
+
+`check` reads every object under PREFIX (gzip or not; `_ledger/` skipped), takes each
+line, and for a dead-letter object of the consumers (`dead_letter/` in its key) the
+record's `value`, and prints one JSON object:
+
+- `objects`, `lines` (records stored as kept, dead letters apart in `dead_letters`);
+- `missing`: records of KIND that are in the topic and in neither the kept lines nor the
+  dead letters; `duplicates`: copies of a record beyond the number the topic holds.
+
+It is deliberately none of the project's code: Python and boto3 reading what S3 holds.
+S3 settings come from the services' variables (S3_ENDPOINT, S3_BUCKET, AWS_*).
+"""
+
+import gzip
+import hashlib
+import json
+import os
+import sys
+from collections import Counter
+
+import boto3
+from botocore.config import Config
+
+
+def canonical(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return text
+
+
+def key(text: str) -> str:
+    return hashlib.blake2b(canonical(text).encode(), digest_size=10).hexdigest()
+
+
+TYPES = ("sale_event", "inventory_event")
+
+
+def event_type(text: str):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value.get("event_type") if isinstance(value, dict) else None
+
+
+def expect(out: str) -> None:
+    every, typed, seen = Counter(), {t: Counter() for t in TYPES}, {}
+    for raw in sys.stdin.buffer:
+        line = raw.rstrip(b"\n").decode("utf-8", errors="replace")
+        if line not in seen:  # the backlog repeats its payloads: judge each once
+            seen[line] = (key(line), event_type(line))
+        k, kind = seen[line]
+        every[k] += 1
+        if kind in typed:
+            typed[kind][k] += 1
+    with open(out, "w") as f:
+        json.dump({"all": every, **typed}, f)
+    counts = ", ".join(f"{sum(c.values())} {t}" for t, c in typed.items())
+    print(f"{sum(every.values())} records: {counts}", file=sys.stderr)
+
+
+def check(expected_file: str, prefix: str, kind: str) -> None:
+    with open(expected_file) as f:
+        expected = json.load(f)
+    every, wanted = Counter(expected["all"]), Counter(expected[kind])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=os.environ.get("S3_ENDPOINT"),
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5}),
+    )
+    bucket = os.environ.get("S3_BUCKET", "store-events")
+    kept, dead = Counter(), Counter()
+    objects = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/"):
+        for item in page.get("Contents", []):
+            name = item["Key"]
+            if "/_ledger/" in f"/{name}":
+                continue
+            objects += 1
+            body = s3.get_object(Bucket=bucket, Key=name)["Body"].read()
+            if body[:2] == b"\x1f\x8b":
+                body = gzip.decompress(body)
+            letters = "dead_letter/" in name
+            for line in body.decode("utf-8", errors="replace").splitlines():
+                if letters:
+                    value = json.loads(line).get("value")
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    dead[key(text)] += 1
+                else:
+                    kept[key(line)] += 1
+    stored = kept + dead
+    print(
+        json.dumps(
+            {
+                "objects": objects,
+                "lines": sum(kept.values()),
+                "dead_letters": sum(dead.values()),
+                "expected": sum(wanted.values()),
+                "missing": sum(max(0, n - stored[k]) for k, n in wanted.items()),
+                "duplicates": sum(max(0, n - every[k]) for k, n in stored.items()),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "expect":
+        expect(sys.argv[2])
+    elif len(sys.argv) == 5 and sys.argv[1] == "check":
+        check(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit(__doc__)
