@@ -65,6 +65,8 @@ create_topic() {
 
 scripts/stack.sh up
 command -v wrk >/dev/null || { log "Installing wrk from Debian's packages"; apt-get install -y -qq wrk >&2; }
+# GNU time gives the Flink JVM's CPU and peak RSS once it has exited.
+[ -x /usr/bin/time ] || { log "Installing GNU time from Debian's packages"; apt-get install -y -qq time >&2; }
 # vegeta sends at a fixed rate (wrk cannot), for acknowledgement latency without queueing.
 vegeta=$cache/bin/vegeta
 [ -x "$vegeta" ] || { log "Installing vegeta from Go modules"; GOBIN=$cache/bin go install github.com/tsenart/vegeta/v12@v12.13.0; }
