@@ -159,6 +159,27 @@ declare -A read_s stored_s cpu_s rss_mib delivery
 # delivered RUN PREFIX KIND: the delivery check of what RUN stored under PREFIX.
 delivered() { delivery[$1]=$(scripts/py.sh python scripts/bench/delivery.py check "$work/expected.json" "$2" "$3"); }
 
+# progress RUN URL START READ_METRIC READ_TARGET STORED_METRIC STORED_TARGET: one look at
+# a run's metrics, noting when it had read everything and when it had stored everything.
+progress() {
+  local run=$1 url=$2 start=$3
+  if [ -z "${read_s[$run]:-}" ] && [ "$(metric_sum "$url" "$4" || echo 0)" -ge "$5" ]; then
+    read_s[$run]=$(calc "$(now) - $start")
+  fi
+  if [ -n "${read_s[$run]:-}" ] && [ "$(metric_sum "$url" "$6" || echo 0)" -ge "$7" ]; then
+    stored_s[$run]=$(calc "$(now) - $start")
+  fi
+}
+# finish RUN PID PREFIX KIND: the run's CPU and peak RSS, its process stopped, and the
+# delivery check of what it stored under PREFIX.
+finish() {
+  cpu_s[$1]=$(cpu_seconds "$2")
+  rss_mib[$1]=$(peak_rss_mib "$2")
+  kill -TERM "$2"
+  wait "$2" || true
+  delivered "$1" "$3" "$4"
+}
+
 # drain_ours RUN NAME...: the consumers NAME... drain the backlog at the same time, each
 # under a prefix of its own. "Read" is when its consumer_position reached the end of the
 # backlog, "stored" when its committed offsets did: the gap is mostly the last batch's
@@ -176,28 +197,20 @@ drain_ours() {
     pid[$name]=$!
     pids+=("${pid[$name]}")
   done
-  local remaining=$# deadline=$((SECONDS + 1800)) url
+  local remaining=$# deadline=$((SECONDS + 1800))
   while [ $remaining -gt 0 ]; do
     [ $SECONDS -lt $deadline ] || { log "the consumers did not drain the backlog in 30 minutes"; exit 1; }
+    remaining=0
     for name in "$@"; do
       [ -n "${stored_s[$run:$name]:-}" ] && continue
-      url=http://127.0.0.1:${consumer_port[$name]}
-      if [ -z "${read_s[$run:$name]:-}" ] && [ "$(metric_sum "$url" consumer_position || echo 0)" -ge "$backlog_events" ]; then
-        read_s[$run:$name]=$(calc "$(now) - $start")
-      fi
-      if [ -n "${read_s[$run:$name]:-}" ] && [ "$(metric_sum "$url" consumer_committed_offset || echo 0)" -ge "$backlog_events" ]; then
-        stored_s[$run:$name]=$(calc "$(now) - $start")
-        remaining=$((remaining - 1))
-      fi
+      progress "$run:$name" "http://127.0.0.1:${consumer_port[$name]}" "$start" \
+        consumer_position "$backlog_events" consumer_committed_offset "$backlog_events"
+      [ -n "${stored_s[$run:$name]:-}" ] || remaining=$((remaining + 1))
     done
     sleep 0.2
   done
   for name in "$@"; do
-    cpu_s[$run:$name]=$(cpu_seconds "${pid[$name]}")
-    rss_mib[$run:$name]=$(peak_rss_mib "${pid[$name]}")
-    kill -TERM "${pid[$name]}"
-    wait "${pid[$name]}" || true
-    delivered "$run:$name" "b$run_id-$run-$name" "${keeps[$name]}"
+    finish "$run:$name" "${pid[$name]}" "b$run_id-$run-$name" "${keeps[$name]}"
   done
 }
 declare -A consumer_port=([sales-consumer]=18081 [inventory-consumer]=18082)
@@ -230,19 +243,10 @@ drain_benthos() {
   while [ -z "${stored_s[$run]:-}" ]; do
     [ $SECONDS -lt $deadline ] || { log "Benthos did not drain the backlog in 30 minutes"; exit 1; }
     kill -0 "$pid" 2>/dev/null || { log "Benthos stopped: $(tail -n 5 "$work/$run.log")"; exit 1; }
-    if [ -z "${read_s[$run]:-}" ] && [ "$(metric_sum "$url" input_received || echo 0)" -ge "$backlog_events" ]; then
-      read_s[$run]=$(calc "$(now) - $start")
-    fi
-    if [ -n "${read_s[$run]:-}" ] && [ "$(metric_sum "$url" output_sent || echo 0)" -ge "$want" ]; then
-      stored_s[$run]=$(calc "$(now) - $start")
-    fi
+    progress "$run" "$url" "$start" input_received "$backlog_events" output_sent "$want"
     sleep 0.2
   done
-  cpu_s[$run]=$(cpu_seconds "$pid")
-  rss_mib[$run]=$(peak_rss_mib "$pid")
-  kill -TERM "$pid"
-  wait "$pid" || true
-  delivered "$run" "n$run_id-$run" "$kind"
+  finish "$run" "$pid" "n$run_id-$run" "$kind"
 }
 log "Benthos keeping sale_event"
 drain_benthos benthos-filter sale_event
@@ -250,8 +254,8 @@ log "Benthos passing every record through"
 drain_benthos benthos-all all
 
 # Apache Flink 2.2: KafkaSource (bounded at the offsets of its start) -> FileSink on s3://,
-# committed by checkpoints every 5 s; a local mini cluster in one JVM (1 GiB heap),
-# parallelism 2. Built once with Maven.
+# committed by checkpoints every 5 s; a local mini cluster in one JVM (1 GiB heap), with
+# the default parallelism (one per core). Built once with Maven.
 flink_job=$cache/flink-job-$(cat scripts/bench/flink/pom.xml scripts/bench/flink/src/main/java/storeevents/bench/*.java | sha256sum | cut -c1-12)
 if [ ! -f "$flink_job/.complete" ]; then
   log "Building the Flink 2.2 job with Maven (once)"
