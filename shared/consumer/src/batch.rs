@@ -15,8 +15,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use rskafka::record::RecordAndOffset;
 use serde::Serialize;
-use serde_json::Value;
-use store_event::{EventType, Route, StoreEvent, classify_for};
+use store_event::{Document, EventType, Route, StoreEvent, check_document, classify_keeping_body};
 
 use crate::config::BatchLimits;
 
@@ -175,15 +174,17 @@ impl Batch {
         self.records += 1;
         self.next_offset = record.offset + 1;
         let value = record.record.value.as_deref();
-        let (route, body) = classify_for(keep, &record.record.headers, value);
+        let (route, body) = classify_keeping_body(&record.record.headers, value);
         let dead = match route {
             Route::Type(other) if other != keep => {
                 self.skipped += 1;
                 return Outcome::Skipped;
             }
             Route::Type(_) => match check(keep, value, body) {
-                Ok(line) => {
-                    self.stored.extend_from_slice(&line);
+                Ok(document) => {
+                    if serde_json::to_writer(&mut self.stored, &document).is_err() {
+                        unreachable!("a document always serialises to a Vec");
+                    }
                     self.stored.push(b'\n');
                     self.stored_count += 1;
                     return Outcome::Stored;
@@ -232,10 +233,14 @@ impl Batch {
     }
 }
 
-/// Validates a record routed to this consumer's type; the line to store, or why not.
+/// Validates a record routed to this consumer's type; its document to store, or why not.
 /// `body` is the value already parsed to route it, if it was (a record without a header):
 /// a record is parsed once.
-fn check(keep: EventType, value: Option<&[u8]>, body: Option<Value>) -> Result<Vec<u8>, (&'static str, String)> {
+fn check<'a>(
+    keep: EventType,
+    value: Option<&'a [u8]>,
+    body: Option<Document<'a>>,
+) -> Result<Document<'a>, (&'static str, String)> {
     let parsed = match body {
         Some(parsed) => parsed,
         None => {
@@ -245,7 +250,7 @@ fn check(keep: EventType, value: Option<&[u8]>, body: Option<Value>) -> Result<V
             if std::str::from_utf8(bytes).is_err() {
                 return Err(("not_utf8", "not UTF-8 text".to_owned()));
             }
-            match serde_json::from_slice(bytes) {
+            match Document::parse(bytes) {
                 Ok(parsed) => parsed,
                 Err(_) => {
                     let reason = StoreEvent::from_json(bytes).err().map(|e| e.to_string()).unwrap_or_default();
@@ -254,13 +259,13 @@ fn check(keep: EventType, value: Option<&[u8]>, body: Option<Value>) -> Result<V
             }
         }
     };
-    match StoreEvent::from_value(&parsed) {
+    match check_document(&parsed) {
         Err(invalid) => Err((invalid.kind(), invalid.to_string())),
-        Ok(event) if event.event_type != keep => {
-            Err(("type_mismatch", format!("the event_type header says {keep} but the body says {}", event.event_type)))
+        Ok(event_type) if event_type != keep => {
+            Err(("type_mismatch", format!("the event_type header says {keep} but the body says {event_type}")))
         }
         // Stored as received (compacted), so nothing a newer producer added is lost.
-        Ok(_) => serde_json::to_vec(&parsed).map_err(|e| ("not_json", e.to_string())),
+        Ok(_) => Ok(parsed),
     }
 }
 
@@ -281,7 +286,7 @@ mod tests {
     use chrono::TimeZone;
     use flate2::read::GzDecoder;
     use rskafka::record::Record;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use store_event::{EVENT_TYPE_HEADER, Generator};
 
     use super::*;
@@ -365,6 +370,29 @@ mod tests {
         assert_eq!((sealed.records, sealed.stored, sealed.dead_lettered, sealed.skipped), (5, 1, 3, 1));
         let stored = gunzip_lines(sealed.data.as_deref().unwrap_or_default());
         assert_eq!(stored, [serde_json::from_slice::<Value>(&sale).unwrap_or_default()]);
+    }
+
+    #[test]
+    fn a_stored_event_is_its_json_compacted_in_order_with_a_repeated_key_once_and_last_value_wins() {
+        let sale: Value = serde_json::from_slice(&event(EventType::Sale)).unwrap_or_default();
+        let Value::Object(members) = &sale else { unreachable!("an event is an object") };
+        // Spaced out, an unknown field first, `store_id` given twice (0 is invalid: the
+        // value validated and stored must be the last one, 42), an escaped string.
+        let mut text = String::from(r#"{ "added_later" : {"k": [1, 2.50]}, "store_id": 0"#);
+        for (key, value) in members {
+            let value = if key == "store_id" { json!(42) } else { value.clone() };
+            text.push_str(&format!(", {key:?} : {value}"));
+        }
+        text.push_str(r#", "note": "caf\u00e9 \/ ok" }"#);
+        let mut batch = Batch::new(0);
+        assert_eq!(batch.push(EventType::Sale, "t", 0, &record(0, &[], Some(text.as_bytes()))), Outcome::Stored);
+        let mut stored = String::new();
+        let data = batch.seal().data.unwrap_or_default();
+        let _ = GzDecoder::new(data.as_slice()).read_to_string(&mut stored);
+        let as_value: Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(stored, format!("{}\n", serde_json::to_string(&as_value).unwrap_or_default()));
+        assert!(stored.starts_with(r#"{"added_later":{"k":[1,2.5]},"store_id":42,"#), "{stored}");
+        assert!(stored.ends_with(",\"note\":\"café / ok\"}\n"), "{stored}");
     }
 
     #[test]

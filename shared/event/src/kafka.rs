@@ -14,11 +14,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::document::Document;
+use crate::model::{EventType, StoreEvent};
 use chrono::Utc;
 use rskafka::record::Record;
-use serde_json::Value;
-
-use crate::model::{EventType, StoreEvent};
 
 /// Header naming the event type.
 pub const EVENT_TYPE_HEADER: &str = "event_type";
@@ -77,7 +76,13 @@ pub fn classify(headers: &BTreeMap<String, Vec<u8>>, value: Option<&[u8]>) -> Ro
 
 /// [`classify`], and the parsed body when the body had to be read to decide (a record
 /// without a usable header), so that a consumer validating it does not parse it again.
-pub fn classify_keeping_body(headers: &BTreeMap<String, Vec<u8>>, value: Option<&[u8]>) -> (Route, Option<Value>) {
+/// The body is a [`Document`], cheap enough to build for every bare record: an earlier
+/// quick read of `event_type` alone, to skip the other type's records unbuilt, cost more
+/// than building them this way.
+pub fn classify_keeping_body<'a>(
+    headers: &BTreeMap<String, Vec<u8>>,
+    value: Option<&'a [u8]>,
+) -> (Route, Option<Document<'a>>) {
     if let Some(event_type) = header_type(headers) {
         return (Route::Type(event_type), None);
     }
@@ -86,7 +91,7 @@ pub fn classify_keeping_body(headers: &BTreeMap<String, Vec<u8>>, value: Option<
         Some([]) => return (unattributable("empty_value", "empty value"), None),
         Some(bytes) => bytes,
     };
-    let body: Value = match serde_json::from_slice(bytes) {
+    let body = match Document::parse(bytes) {
         Ok(body) => body,
         Err(e) if e.is_data() || e.is_syntax() || e.is_eof() => {
             let reason = crate::validate::Invalid::from_syntax(e).to_string();
@@ -104,63 +109,25 @@ pub fn classify_keeping_body(headers: &BTreeMap<String, Vec<u8>>, value: Option<
     (route, Some(body))
 }
 
-/// [`classify_keeping_body`] for a consumer that keeps only `keep`: a record without a
-/// usable header whose body names another type is told apart by reading `event_type`
-/// alone, without building the document (half of a consumer's records on a mixed topic;
-/// building it was most of their cost). Anything the quick read cannot settle (not an
-/// object, no or a non-string `event_type`, an unknown type, a repeated key) goes the
-/// full way, so every dead letter is the one [`classify_keeping_body`] gives.
-///
-/// One difference, on purpose: a body that names the other type and is valid UTF-8 JSON
-/// but holds a number no `f64` can carry (`1e400`) is skipped here, where the full
-/// parse dead-letters it in both consumers; the consumer of its type still does.
-pub fn classify_for(
-    keep: EventType,
-    headers: &BTreeMap<String, Vec<u8>>,
-    value: Option<&[u8]>,
-) -> (Route, Option<Value>) {
-    if header_type(headers).is_none()
-        && let Some(other) = value.and_then(peek_event_type).filter(|t| *t != keep)
-    {
-        return (Route::Type(other), None);
-    }
-    classify_keeping_body(headers, value)
-}
-
 /// The type the `event_type` header names, when it names a known one.
 fn header_type(headers: &BTreeMap<String, Vec<u8>>) -> Option<EventType> {
     headers.get(EVENT_TYPE_HEADER).and_then(|h| std::str::from_utf8(h).ok()).and_then(|name| name.parse().ok())
 }
 
-/// The known type a JSON object's `event_type` string names, read without building the
-/// object: the other fields are checked as JSON and skipped.
-fn peek_event_type(bytes: &[u8]) -> Option<EventType> {
-    #[derive(serde::Deserialize)]
-    struct Peek<'a> {
-        #[serde(borrow)]
-        event_type: std::borrow::Cow<'a, str>,
-    }
-    // serde_json skips the strings of ignored fields without checking their UTF-8.
-    std::str::from_utf8(bytes).ok()?;
-    serde_json::from_slice::<Peek>(bytes).ok()?.event_type.parse().ok()
-}
-
 /// The route the `event_type` field of a parsed body gives.
-fn route_by_body(body: &Value) -> Route {
+fn route_by_body(body: &Document<'_>) -> Route {
     match body.get("event_type") {
-        _ if !body.is_object() => unattributable(
-            "not_an_object",
-            format!("the value must be a JSON object, found {}", crate::validate::json_type(body)),
-        ),
+        _ if !body.is_object() => {
+            unattributable("not_an_object", format!("the value must be a JSON object, found {}", body.type_name()))
+        }
         None => unattributable("missing_event_type", "event_type: missing"),
-        Some(Value::String(name)) => match name.parse::<EventType>() {
+        Some(Document::String(name)) => match name.parse::<EventType>() {
             Ok(event_type) => Route::Type(event_type),
             Err(_) => unattributable("unknown_event_type", format!("event_type: unknown event type {name:?}")),
         },
-        Some(other) => unattributable(
-            "unknown_event_type",
-            format!("event_type: must be a string, found {}", crate::validate::json_type(other)),
-        ),
+        Some(other) => {
+            unattributable("unknown_event_type", format!("event_type: must be a string, found {}", other.type_name()))
+        }
     }
 }
 
@@ -191,44 +158,12 @@ mod tests {
         let body = json!({"event_type": "sale_event", "store_id": 3});
         let text = body.to_string();
         let (route, parsed) = classify_keeping_body(&no_headers(), Some(text.as_bytes()));
-        assert_eq!((route, parsed), (Route::Type(EventType::Sale), Some(body)));
+        assert_eq!((route, parsed), (Route::Type(EventType::Sale), Some(Document::from(&body))));
         let headers = BTreeMap::from([(EVENT_TYPE_HEADER.to_owned(), b"sale_event".to_vec())]);
         assert_eq!(classify_keeping_body(&headers, Some(text.as_bytes())), (Route::Type(EventType::Sale), None));
         let (route, parsed) = classify_keeping_body(&no_headers(), Some(b"[1]"));
         assert!(matches!(route, Route::Unattributable { kind: "not_an_object", .. }), "{route:?}");
-        assert_eq!(parsed, Some(json!([1])));
-    }
-
-    #[test]
-    fn a_consumer_routes_every_record_as_the_full_parse_does_and_skips_the_other_type_unbuilt() {
-        let bodies: [&[u8]; 12] = [
-            br#"{"event_type":"sale_event","store_id":1}"#,
-            br#"{"event_type":"inventory_event","store_id":1}"#,
-            br#"{"event_type":"sales_event"}"#,
-            br#"{"store_id":1,"event_type":"inventory_event","nested":{"a":[1,2,{"b":"\u00e9"}]}}"#,
-            br#"{"event_type":"inventory_event","event_type":"sale_event"}"#, // the last one counts
-            br#"{"event_type":7}"#,
-            br#"{"event_type":"refund"}"#,
-            br#"["event_type"]"#,
-            b"{\"event_type\":\"inventory_event\",\"x\":\"\xff\"}",
-            br#"{"event_type":"inventory_event""#,
-            br#"{"event_type":"inventory_event"} trailing"#,
-            b"",
-        ];
-        for keep in [EventType::Sale, EventType::Inventory] {
-            for body in bodies {
-                let text = String::from_utf8_lossy(body);
-                let (full_route, full_body) = classify_keeping_body(&no_headers(), Some(body));
-                let (route, parsed) = classify_for(keep, &no_headers(), Some(body));
-                assert_eq!(route, full_route, "{keep}: {text}");
-                // The body is built only when it is needed: the other type's is left unbuilt
-                // unless the quick read could not settle it (the repeated key).
-                let other_type = matches!(route, Route::Type(t) if t != keep);
-                assert!(parsed == full_body || (other_type && parsed.is_none()), "{keep}: {text}");
-            }
-        }
-        let (route, parsed) = classify_for(EventType::Sale, &no_headers(), Some(bodies[3]));
-        assert_eq!((route, parsed), (Route::Type(EventType::Inventory), None));
+        assert_eq!(parsed, Some(Document::from(json!([1]))));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::document::Document;
+
 use crate::model::{EventType, StoreEvent};
 
 /// Longest accepted `request_id`, `category`, `variant` (characters).
@@ -89,18 +91,6 @@ impl Invalid {
     }
 }
 
-/// The JSON type name of a value, for messages.
-pub(crate) fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Reads a timestamp as the event's `ts`: RFC 3339, or ISO 8601 without a zone (the
 /// original demo's local time, which on Lambda is UTC), read as UTC.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
@@ -117,18 +107,18 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
 }
 
 /// Collects the problems of one object while the fields are read.
-struct Checker<'a> {
-    object: &'a Map<String, Value>,
+struct Checker<'d, 'a> {
+    object: &'d Document<'a>,
     errors: Vec<FieldError>,
 }
 
-impl<'a> Checker<'a> {
+impl<'d, 'a> Checker<'d, 'a> {
     fn fail(&mut self, field: &str, reason: impl Into<String>) {
         self.errors.push(FieldError { field: field.to_owned(), reason: reason.into() });
     }
 
     /// The field's value; records `missing` when it is absent and required.
-    fn get(&mut self, field: &str, required: bool) -> Option<&'a Value> {
+    fn get(&mut self, field: &str, required: bool) -> Option<&'d Document<'a>> {
         let value = self.object.get(field);
         if value.is_none() && required {
             self.fail(field, "missing");
@@ -136,23 +126,23 @@ impl<'a> Checker<'a> {
         value
     }
 
-    fn string(&mut self, field: &str, max_len: usize, required: bool) -> Option<String> {
+    fn string(&mut self, field: &str, max_len: usize, required: bool) -> Option<&'d str> {
         match self.get(field, required)? {
-            Value::String(s) if s.is_empty() => self.fail(field, "must not be empty"),
-            Value::String(s) if s.chars().count() > max_len => {
+            Document::String(s) if s.is_empty() => self.fail(field, "must not be empty"),
+            Document::String(s) if s.chars().count() > max_len => {
                 self.fail(field, format!("must be at most {max_len} characters"))
             }
-            Value::String(s) => return Some(s.clone()),
-            other => self.fail(field, format!("must be a string, found {}", json_type(other))),
+            Document::String(s) => return Some(s),
+            other => self.fail(field, format!("must be a string, found {}", other.type_name())),
         }
         None
     }
 
     fn boolean(&mut self, field: &str, required: bool) -> Option<bool> {
         match self.get(field, required)? {
-            Value::Bool(b) => Some(*b),
+            Document::Bool(b) => Some(*b),
             other => {
-                self.fail(field, format!("must be a boolean, found {}", json_type(other)));
+                self.fail(field, format!("must be a boolean, found {}", other.type_name()));
                 None
             }
         }
@@ -161,8 +151,8 @@ impl<'a> Checker<'a> {
     /// An integer in `min..=max`. Like JSON Schema, `5.0` counts as the integer 5.
     fn integer(&mut self, field: &str, min: u64, max: u64) -> Option<u64> {
         let value = self.get(field, true)?;
-        let Value::Number(number) = value else {
-            self.fail(field, format!("must be an integer, found {}", json_type(value)));
+        let Document::Number(number) = value else {
+            self.fail(field, format!("must be an integer, found {}", value.type_name()));
             return None;
         };
         let as_float = number.as_f64().unwrap_or(f64::NAN);
@@ -185,7 +175,7 @@ impl<'a> Checker<'a> {
     fn number(&mut self, field: &str, min: f64, max: f64) -> Option<f64> {
         let value = self.get(field, true)?;
         match value.as_f64() {
-            None => self.fail(field, format!("must be a number, found {}", json_type(value))),
+            None => self.fail(field, format!("must be a number, found {}", value.type_name())),
             Some(n) if n < min || n > max => self.fail(field, format!("must be between {min} and {max}")),
             Some(n) => return Some(n),
         }
@@ -193,16 +183,35 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// Checks every field of `value`; see the crate's README section for the rules.
-pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
-    let Value::Object(object) = value else {
-        return Err(Invalid::NotAnObject(json_type(value)));
-    };
-    let mut c = Checker { object, errors: Vec::new() };
+/// The modelled fields of a valid event, borrowed from its document.
+pub(crate) struct Fields<'d> {
+    pub request_id: &'d str,
+    pub event_type: EventType,
+    pub store_id: u64,
+    pub cust_id: u64,
+    pub category: &'d str,
+    pub sku: u64,
+    pub price: f64,
+    pub qty: u64,
+    pub discount: f64,
+    pub gift_wrap: bool,
+    pub variant: &'d str,
+    pub priority_shipping: bool,
+    pub ts: DateTime<FixedOffset>,
+    pub contact_me: Option<&'d str>,
+    pub is_return: Option<bool>,
+}
+
+/// Checks every field of `document`; see the crate's README section for the rules.
+pub(crate) fn fields<'d>(document: &'d Document<'_>) -> Result<Fields<'d>, Invalid> {
+    if !document.is_object() {
+        return Err(Invalid::NotAnObject(document.type_name()));
+    }
+    let mut c = Checker { object: document, errors: Vec::new() };
 
     let request_id = c.string("request_id", MAX_ID_LEN, true);
     let event_type = match c.get("event_type", true) {
-        Some(Value::String(name)) => match name.parse::<EventType>() {
+        Some(Document::String(name)) => match name.parse::<EventType>() {
             Ok(event_type) => Some(event_type),
             Err(_) => {
                 c.fail("event_type", format!("must be sale_event or inventory_event, found {name:?}"));
@@ -210,7 +219,7 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
             }
         },
         Some(other) => {
-            c.fail("event_type", format!("must be a string, found {}", json_type(other)));
+            c.fail("event_type", format!("must be a string, found {}", other.type_name()));
             None
         }
         None => None,
@@ -226,7 +235,7 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
     let variant = c.string("variant", MAX_NAME_LEN, true);
     let priority_shipping = c.boolean("priority_shipping", true);
     let ts = match c.get("ts", true) {
-        Some(Value::String(text)) => {
+        Some(Document::String(text)) => {
             let parsed = parse_timestamp(text);
             if parsed.is_none() {
                 c.fail("ts", "must be an ISO 8601 date-time such as 2026-11-24T12:52:40.938937Z");
@@ -234,7 +243,7 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
             parsed
         }
         Some(other) => {
-            c.fail("ts", format!("must be a string, found {}", json_type(other)));
+            c.fail("ts", format!("must be a string, found {}", other.type_name()));
             None
         }
         None => None,
@@ -243,20 +252,15 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
     let is_return = c.boolean("is_return", false);
     if let Some(flag) = c.get("bad_msg", false) {
         match flag {
-            Value::Bool(false) => {}
-            Value::Bool(true) => c.fail("bad_msg", "the producer flagged this event as bad"),
-            other => c.fail("bad_msg", format!("must be a boolean, found {}", json_type(other))),
+            Document::Bool(false) => {}
+            Document::Bool(true) => c.fail("bad_msg", "the producer flagged this event as bad"),
+            other => c.fail("bad_msg", format!("must be a boolean, found {}", other.type_name())),
         }
     }
 
     if !c.errors.is_empty() {
         return Err(Invalid::Fields(c.errors));
     }
-    let extra: Map<String, Value> = object
-        .iter()
-        .filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     match (
         request_id,
         event_type,
@@ -286,7 +290,7 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
             Some(variant),
             Some(priority_shipping),
             Some(ts),
-        ) => Ok(StoreEvent {
+        ) => Ok(Fields {
             request_id,
             event_type,
             store_id,
@@ -302,10 +306,45 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
             ts,
             contact_me,
             is_return,
-            extra,
         }),
         _ => unreachable!("every required field either parsed or recorded an error"),
     }
+}
+
+/// Checks every field of `value` and builds the event, unknown fields kept in `extra`.
+pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
+    let document = Document::from(value);
+    let f = fields(&document)?;
+    let extra: Map<String, Value> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(StoreEvent {
+        request_id: f.request_id.to_owned(),
+        event_type: f.event_type,
+        store_id: f.store_id,
+        cust_id: f.cust_id,
+        category: f.category.to_owned(),
+        sku: f.sku,
+        price: f.price,
+        qty: f.qty,
+        discount: f.discount,
+        gift_wrap: f.gift_wrap,
+        variant: f.variant.to_owned(),
+        priority_shipping: f.priority_shipping,
+        ts: f.ts,
+        contact_me: f.contact_me.map(str::to_owned),
+        is_return: f.is_return,
+        extra,
+    })
+}
+
+/// Checks a document a consumer read: the event type it validly carries, or every problem.
+pub fn check_document(document: &Document<'_>) -> Result<EventType, Invalid> {
+    fields(document).map(|f| f.event_type)
 }
 
 /// Fields the typed model holds; everything else goes to `extra`. `bad_msg: false` is
