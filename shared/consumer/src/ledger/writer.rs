@@ -3,7 +3,8 @@
 //! or shutdown is asked for; a checkpoint now and then. The same writes, unconditional,
 //! put a crashed batch's objects back during recovery.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,7 +41,9 @@ pub struct WriterSettings {
     pub checkpoint_interval: Duration,
 }
 
-/// Writes the ledger of one partition.
+/// Writes the ledger of one partition. Clones share their state: the partition loop hands
+/// one to the task that commits a batch while the next one fills.
+#[derive(Clone)]
 pub struct LedgerWriter {
     store: Arc<dyn Store>,
     layout: Layout,
@@ -51,6 +54,11 @@ pub struct LedgerWriter {
     metrics: Metrics,
     health: Arc<Health>,
     shutdown: CancellationToken,
+    progress: Arc<Mutex<Progress>>,
+}
+
+/// What the checkpoint needs to know.
+struct Progress {
     /// The first and next offsets of the last entry this writer committed.
     last_entry: Option<(i64, i64)>,
     last_checkpoint: Instant,
@@ -81,9 +89,13 @@ impl LedgerWriter {
             metrics,
             health,
             shutdown,
-            last_entry: None,
-            last_checkpoint: Instant::now(),
+            progress: Arc::new(Mutex::new(Progress { last_entry: None, last_checkpoint: Instant::now() })),
         }
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        // Nothing panics while holding it; a poisoned lock still holds plain offsets.
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The ledger entry of a sealed batch.
@@ -127,17 +139,12 @@ impl LedgerWriter {
 
     /// Writes `entry` (conditionally), then its objects. `Ok` means the batch is durable:
     /// from the entry on, a crash leaves work that recovery completes.
-    pub async fn commit(&mut self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), CommitError> {
+    pub async fn commit(&self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), CommitError> {
         let span = batch_span(entry);
         self.commit_in_span(entry, data, dead).instrument(span).await
     }
 
-    async fn commit_in_span(
-        &mut self,
-        entry: &Entry,
-        data: Option<Bytes>,
-        dead: Option<Bytes>,
-    ) -> Result<(), CommitError> {
+    async fn commit_in_span(&self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), CommitError> {
         let key = self.layout.entry_key(self.partition, entry.first_offset);
         let body = serde_json::to_vec_pretty(entry).unwrap_or_default();
         let object = Object { body: body.into(), content_type: "application/json", metadata: Default::default() };
@@ -153,8 +160,12 @@ impl LedgerWriter {
         tracing::debug!("Ledger entry written; writing its objects.");
         self.write_objects(entry, data, dead).await?;
         tracing::debug!("Batch committed.");
-        self.last_entry = Some((entry.first_offset, entry.next_offset));
-        if self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval {
+        let due = {
+            let mut progress = self.progress();
+            progress.last_entry = Some((entry.first_offset, entry.next_offset));
+            progress.last_checkpoint.elapsed() >= self.settings.checkpoint_interval
+        };
+        if due {
             self.checkpoint().await;
         }
         Ok(())
@@ -162,7 +173,7 @@ impl LedgerWriter {
 
     /// Writes the objects of an entry recovery found incomplete, from its batch rebuilt
     /// from Kafka: the same records give the same bytes under the same keys.
-    pub async fn write_again(&mut self, entry: &Entry, rebuilt: Sealed) -> Result<(), CommitError> {
+    pub async fn write_again(&self, entry: &Entry, rebuilt: Sealed) -> Result<(), CommitError> {
         let span = batch_span(entry);
         if (rebuilt.stored, rebuilt.dead_lettered) != (entry.stored, entry.dead_lettered) {
             span.in_scope(|| {
@@ -177,25 +188,38 @@ impl LedgerWriter {
         }
         let (data, dead) = (rebuilt.data.map(Bytes::from), rebuilt.dead_letters.map(Bytes::from));
         self.write_objects(entry, data, dead).instrument(span).await?;
-        self.last_entry = Some((entry.first_offset, entry.next_offset));
+        self.progress().last_entry = Some((entry.first_offset, entry.next_offset));
         Ok(())
     }
 
     /// The data and dead-letter objects `entry` names, each with the metadata the audit
-    /// and recovery check.
+    /// and recovery check, written at the same time.
     async fn write_objects(&self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), CommitError> {
-        for (operation, key, body, count) in [
-            ("data", &entry.data_key, data, entry.stored),
-            ("dead_letter", &entry.dead_letter_key, dead, entry.dead_lettered),
-        ] {
-            let (Some(key), Some(body)) = (key, body) else { continue };
-            let object = Object { body, content_type: GZIP_JSONL, metadata: object_metadata(entry, count) };
-            match self.write(operation, key, &object, false).await {
-                Ok(()) | Err(WriteError::Exists) => {}
-                Err(WriteError::Stopped) => return Err(CommitError::Stopped),
-            }
+        let (data, dead) = tokio::join!(
+            self.write_object("data", entry.data_key.as_deref(), data, object_metadata(entry, entry.stored)),
+            self.write_object(
+                "dead_letter",
+                entry.dead_letter_key.as_deref(),
+                dead,
+                object_metadata(entry, entry.dead_lettered)
+            ),
+        );
+        data.and(dead)
+    }
+
+    async fn write_object(
+        &self,
+        operation: &str,
+        key: Option<&str>,
+        body: Option<Bytes>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), CommitError> {
+        let (Some(key), Some(body)) = (key, body) else { return Ok(()) };
+        let object = Object { body, content_type: GZIP_JSONL, metadata };
+        match self.write(operation, key, &object, false).await {
+            Ok(()) | Err(WriteError::Exists) => Ok(()),
+            Err(WriteError::Stopped) => Err(CommitError::Stopped),
         }
-        Ok(())
     }
 
     /// After a write whose answer was lost, the retry finds the entry: is it this one?
@@ -243,8 +267,8 @@ impl LedgerWriter {
 
     /// Writes the recovery hint naming the last committed entry; a failure only makes the
     /// next recovery list more.
-    pub async fn checkpoint(&mut self) {
-        let Some((entry_first_offset, next_offset)) = self.last_entry else { return };
+    pub async fn checkpoint(&self) {
+        let Some((entry_first_offset, next_offset)) = self.progress().last_entry else { return };
         let checkpoint = Checkpoint { entry_first_offset, next_offset, written_at: Utc::now() };
         let key = self.layout.checkpoint_key(self.partition);
         let body = serde_json::to_vec(&checkpoint).unwrap_or_default();
@@ -253,7 +277,7 @@ impl LedgerWriter {
         match self.store.put(&key, &object, false).await {
             Ok(()) => {
                 timer.observe_duration();
-                self.last_checkpoint = Instant::now();
+                self.progress().last_checkpoint = Instant::now();
             }
             Err(error) => {
                 timer.stop_and_discard();

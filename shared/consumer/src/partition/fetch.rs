@@ -11,13 +11,15 @@ use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use service_runtime::kafka::{KafkaError, within};
 use service_runtime::retry::Backoff;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Shared, Stop, sleep_or_stop};
 use crate::batch::{Batch, Sealed};
 use crate::config::OutOfRangePolicy;
 use crate::ledger::Entry;
-use crate::ledger::writer::LedgerWriter;
+use crate::ledger::writer::{CommitError, LedgerWriter};
 
 /// The longest one fetch waits for records to arrive.
 const MAX_FETCH_WAIT: Duration = Duration::from_millis(1000);
@@ -104,6 +106,20 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
     Ok(batch.seal())
 }
 
+/// A batch whose commit runs while the next batch fills. There is at most one: the next
+/// entry is written only after this one's objects, so recovery's rule holds that only the
+/// ledger's last entry can lack objects.
+struct InFlight {
+    task: JoinHandle<Result<(), CommitError>>,
+    /// Its entry's offsets: `first_offset..next_offset`.
+    first_offset: i64,
+    next_offset: i64,
+    /// Counted when it is committed.
+    outcomes: [(&'static str, u64); 3],
+    without_record: u64,
+    dead_kinds: BTreeMap<&'static str, u64>,
+}
+
 /// The state of one partition between recoveries.
 pub(super) struct PartitionLoop {
     shared: Arc<Shared>,
@@ -114,6 +130,9 @@ pub(super) struct PartitionLoop {
     client: Option<PartitionClient>,
     shutdown: CancellationToken,
     ledger: LedgerWriter,
+    in_flight: Option<InFlight>,
+    /// The first offset not yet committed.
+    committed: i64,
     high_watermark: i64,
 }
 
@@ -138,6 +157,8 @@ impl PartitionLoop {
             client: None,
             shutdown,
             ledger,
+            in_flight: None,
+            committed: next,
             high_watermark: next,
         }
     }
@@ -146,10 +167,17 @@ impl PartitionLoop {
         let outcome = self.consume_until_stopped().await;
         if outcome == Stop::Shutdown {
             // SIGTERM: the open batch is committed before the process exits.
-            if let Err(stop) = self.flush().await {
+            let committed = match self.flush().await {
+                Ok(()) => self.settle().await,
+                Err(stop) => Err(stop),
+            };
+            if let Err(stop) = committed {
                 tracing::warn!(?stop, "The open batch was not committed; it will be read again.");
             }
             self.ledger.checkpoint().await;
+        } else if let Err(stop) = self.settle().await {
+            // No commit of this loop outlives it: the next one starts from the ledger.
+            tracing::warn!(?stop, "The batch being written was not committed; it will be read again.");
         }
         outcome
     }
@@ -183,10 +211,23 @@ impl PartitionLoop {
                 limits.max_age.saturating_sub(self.batch.age()).clamp(Duration::from_millis(10), MAX_FETCH_WAIT)
             };
             let timeout = self.shared.cluster.settings().request_timeout + wait;
-            let fetch = client.fetch(self.next, 1..self.shared.config.fetch_max_bytes, wait.as_millis() as i32);
-            let fetched = tokio::select! {
-                _ = self.shutdown.cancelled() => return Stop::Shutdown,
-                fetched = within(timeout, "fetching records", fetch) => fetched,
+            let fetched = {
+                let fetch = client.fetch(self.next, 1..self.shared.config.fetch_max_bytes, wait.as_millis() as i32);
+                let fetch = within(timeout, "fetching records", fetch);
+                tokio::pin!(fetch);
+                // The batch being written is settled as soon as it is, not at the next
+                // flush: the committed offset, readiness and the group's offsets follow.
+                loop {
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Stop::Shutdown,
+                        joined = finished(&mut self.in_flight), if self.in_flight.is_some() => {
+                            if let Err(stop) = self.settled(joined) {
+                                return stop;
+                            }
+                        }
+                        fetched = &mut fetch => break fetched,
+                    }
+                }
             };
             match fetched {
                 Ok(fetched) => {
@@ -252,7 +293,7 @@ impl PartitionLoop {
     }
 
     fn committed(&self) -> i64 {
-        self.batch.first_offset
+        self.committed
     }
 
     /// The next offset is no longer in Kafka (or was never there).
@@ -288,6 +329,7 @@ impl PartitionLoop {
         }
         tracing::error!("{problem}; recording the loss in the ledger and going on.");
         self.flush().await?;
+        self.settle().await?;
         let lost = earliest - self.next;
         let entry = self.ledger.loss(self.next, earliest);
         self.commit(&entry, None, None).await?;
@@ -297,30 +339,62 @@ impl PartitionLoop {
         Ok(())
     }
 
-    /// Seals and commits the open batch; a new one starts at the next offset.
+    /// Seals the open batch and starts its commit, once the batch before it is committed;
+    /// a new batch starts at the next offset and fills while this one is written.
     async fn flush(&mut self) -> Result<(), Stop> {
         if self.batch.is_empty() {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batch, Batch::new(self.next));
         let sealed: Sealed = batch.seal();
-        let entry = self.ledger.entry(&sealed);
-        let shared = Arc::clone(&self.shared);
-        let metrics = &shared.metrics;
+        let metrics = &self.shared.metrics;
         metrics.batch_records.observe(sealed.records as f64);
         metrics.batch_bytes.observe(sealed.raw_bytes as f64);
         metrics.batch_age.observe(sealed.age.as_secs_f64());
-        let counts = [("stored", sealed.stored), ("dead_lettered", sealed.dead_lettered), ("skipped", sealed.skipped)];
-        let dead_kinds: BTreeMap<&'static str, u64> = sealed.dead_kinds.clone();
-        self.commit(&entry, sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from)).await?;
-        for (outcome, count) in counts {
+        self.settle().await?;
+        let entry = self.ledger.entry(&sealed);
+        let (first_offset, next_offset) = (entry.first_offset, entry.next_offset);
+        let (data, dead) = (sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from));
+        let ledger = self.ledger.clone();
+        let task = tokio::spawn(async move { ledger.commit(&entry, data, dead).await }.in_current_span());
+        self.in_flight = Some(InFlight {
+            task,
+            first_offset,
+            next_offset,
+            outcomes: [("stored", sealed.stored), ("dead_lettered", sealed.dead_lettered), ("skipped", sealed.skipped)],
+            without_record: (next_offset - first_offset).unsigned_abs().saturating_sub(sealed.records),
+            dead_kinds: sealed.dead_kinds,
+        });
+        Ok(())
+    }
+
+    /// Waits for the batch being written, if any, and records its commit.
+    async fn settle(&mut self) -> Result<(), Stop> {
+        if self.in_flight.is_none() {
+            return Ok(());
+        }
+        let joined = finished(&mut self.in_flight).await;
+        self.settled(joined)
+    }
+
+    /// Records how the batch being written ended (its task has finished).
+    fn settled(&mut self, joined: Result<Result<(), CommitError>, JoinError>) -> Result<(), Stop> {
+        let Some(in_flight) = self.in_flight.take() else { return Ok(()) };
+        match joined {
+            Ok(result) => result?,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => return Err(Stop::Shutdown),
+        }
+        self.committed_to(in_flight.next_offset);
+        let metrics = &self.shared.metrics;
+        for (outcome, count) in in_flight.outcomes {
             metrics.records.with_label_values(&[outcome]).inc_by(count);
         }
-        let without_record = (sealed.next_offset - sealed.first_offset).unsigned_abs().saturating_sub(sealed.records);
-        metrics.without_record.with_label_values(&[&self.label]).inc_by(without_record);
-        for (kind, count) in dead_kinds {
+        metrics.without_record.with_label_values(&[&self.label]).inc_by(in_flight.without_record);
+        for (kind, count) in in_flight.dead_kinds {
             metrics.dead_letters.with_label_values(&[kind]).inc_by(count);
         }
+        tracing::trace!(first_offset = in_flight.first_offset, "Batch settled.");
         Ok(())
     }
 
@@ -328,10 +402,25 @@ impl PartitionLoop {
     /// durable, and readiness and the offset metrics say so.
     async fn commit(&mut self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), Stop> {
         self.ledger.commit(entry, data, dead).await?;
-        self.shared.metrics.committed_offset.with_label_values(&[&self.label]).set(entry.next_offset);
-        self.update_lag();
-        self.shared.health.set(self.partition, Ok(format!("committed up to offset {}", entry.next_offset)));
-        self.shared.progress.set(self.partition, entry.next_offset);
+        self.committed_to(entry.next_offset);
         Ok(())
+    }
+
+    /// The partition's progress is durable up to `next_offset`: readiness and the offset
+    /// metrics say so.
+    fn committed_to(&mut self, next_offset: i64) {
+        self.committed = next_offset;
+        self.shared.metrics.committed_offset.with_label_values(&[&self.label]).set(next_offset);
+        self.update_lag();
+        self.shared.health.set(self.partition, Ok(format!("committed up to offset {next_offset}")));
+        self.shared.progress.set(self.partition, next_offset);
+    }
+}
+
+/// The end of the batch being written; never ends when there is none.
+async fn finished(in_flight: &mut Option<InFlight>) -> Result<Result<(), CommitError>, JoinError> {
+    match in_flight {
+        Some(in_flight) => (&mut in_flight.task).await,
+        None => std::future::pending().await,
     }
 }

@@ -106,8 +106,8 @@ async fn supervise(shared: Arc<Shared>, partition: i32, shutdown: CancellationTo
     shared.health.set(partition, Err("recovering its position from S3".to_owned()));
     let mut retry = Backoff::dependency();
     while !shutdown.is_cancelled() {
-        let mut writer = shared.ledger_writer(partition, &shutdown);
-        let next = match recover(&shared, partition, &mut writer).await {
+        let writer = shared.ledger_writer(partition, &shutdown);
+        let next = match recover(&shared, partition, &writer).await {
             Ok(next) => next,
             Err(RecoverError::Stopped) => break,
             Err(error) => {
@@ -163,7 +163,7 @@ enum RecoverError {
 
 /// Reads the ledger: the offset to go on from. Writes the last batch's objects again if
 /// any is missing (the crash came between its entry and its objects).
-async fn recover(shared: &Shared, partition: i32, writer: &mut LedgerWriter) -> Result<i64, RecoverError> {
+async fn recover(shared: &Shared, partition: i32, writer: &LedgerWriter) -> Result<i64, RecoverError> {
     let label = partition.to_string();
     let (next, action) = match recovery::read(shared.store.as_ref(), &shared.layout, partition).await? {
         Recovered::Empty => {
@@ -185,7 +185,7 @@ async fn recover(shared: &Shared, partition: i32, writer: &mut LedgerWriter) -> 
 async fn write_again(
     shared: &Shared,
     partition: i32,
-    writer: &mut LedgerWriter,
+    writer: &LedgerWriter,
     entry: &Entry,
     missing: &[String],
 ) -> Result<&'static str, RecoverError> {
