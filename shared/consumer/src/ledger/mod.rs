@@ -18,11 +18,14 @@
 //!
 //! - [`store`]: the four object operations the protocol needs, on S3 ([`Bucket`]);
 //! - [`writer`]: commit (entry first, conditionally; then its objects), retries, checkpoints;
+//! - [`pipeline`]: a partition's commits in the background, one at a time, each while the
+//!   next batch fills;
 //! - [`recovery`]: reading the ledger back at start: where to go on, and what to write again.
 //!
 //! The partition loop (`crate::partition`) drives them with Kafka's records; the audit
 //! (`crate::audit`) reads the same entries and objects to prove the result.
 
+pub mod pipeline;
 pub mod recovery;
 pub mod store;
 pub mod writer;

@@ -11,15 +11,14 @@ use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use service_runtime::kafka::{KafkaError, within};
 use service_runtime::retry::Backoff;
-use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::{Shared, Stop, sleep_or_stop};
 use crate::batch::{Batch, Sealed};
 use crate::config::OutOfRangePolicy;
 use crate::ledger::Entry;
-use crate::ledger::writer::{CommitError, LedgerWriter};
+use crate::ledger::pipeline::{Pipeline, Settled};
+use crate::ledger::writer::LedgerWriter;
 
 /// The longest one fetch waits for records to arrive.
 const MAX_FETCH_WAIT: Duration = Duration::from_millis(1000);
@@ -106,15 +105,9 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
     Ok(batch.seal())
 }
 
-/// A batch whose commit runs while the next batch fills. There is at most one: the next
-/// entry is written only after this one's objects, so recovery's rule holds that only the
-/// ledger's last entry can lack objects.
-struct InFlight {
-    task: JoinHandle<Result<(), CommitError>>,
-    /// Its entry's offsets: `first_offset..next_offset`.
-    first_offset: i64,
+/// What a batch's commit brings back to be counted once it is committed.
+struct Counts {
     next_offset: i64,
-    /// Counted when it is committed.
     outcomes: [(&'static str, u64); 3],
     without_record: u64,
     dead_kinds: BTreeMap<&'static str, u64>,
@@ -129,8 +122,8 @@ pub(super) struct PartitionLoop {
     batch: Batch,
     client: Option<PartitionClient>,
     shutdown: CancellationToken,
-    ledger: LedgerWriter,
-    in_flight: Option<InFlight>,
+    /// Batches are committed through it while the next one fills.
+    commits: Pipeline<Counts>,
     /// The first offset not yet committed.
     committed: i64,
     high_watermark: i64,
@@ -156,8 +149,7 @@ impl PartitionLoop {
             batch: Batch::new(next),
             client: None,
             shutdown,
-            ledger,
-            in_flight: None,
+            commits: Pipeline::new(ledger),
             committed: next,
             high_watermark: next,
         }
@@ -174,7 +166,7 @@ impl PartitionLoop {
             if let Err(stop) = committed {
                 tracing::warn!(?stop, "The open batch was not committed; it will be read again.");
             }
-            self.ledger.checkpoint().await;
+            self.commits.writer().checkpoint().await;
         } else if let Err(stop) = self.settle().await {
             // No commit of this loop outlives it: the next one starts from the ledger.
             tracing::warn!(?stop, "The batch being written was not committed; it will be read again.");
@@ -220,8 +212,8 @@ impl PartitionLoop {
                 loop {
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return Stop::Shutdown,
-                        joined = finished(&mut self.in_flight), if self.in_flight.is_some() => {
-                            if let Err(stop) = self.settled(joined) {
+                        settled = self.commits.settled() => {
+                            if let Err(stop) = self.count(settled) {
                                 return stop;
                             }
                         }
@@ -331,7 +323,7 @@ impl PartitionLoop {
         self.flush().await?;
         self.settle().await?;
         let lost = earliest - self.next;
-        let entry = self.ledger.loss(self.next, earliest);
+        let entry = self.commits.writer().loss(self.next, earliest);
         self.commit(&entry, None, None).await?;
         self.shared.metrics.lost.with_label_values(&[&self.label]).inc_by(lost.unsigned_abs());
         self.next = earliest;
@@ -352,56 +344,46 @@ impl PartitionLoop {
         metrics.batch_bytes.observe(sealed.raw_bytes as f64);
         metrics.batch_age.observe(sealed.age.as_secs_f64());
         self.settle().await?;
-        let entry = self.ledger.entry(&sealed);
+        let entry = self.commits.writer().entry(&sealed);
         let (first_offset, next_offset) = (entry.first_offset, entry.next_offset);
-        let (data, dead) = (sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from));
-        let ledger = self.ledger.clone();
-        let task = tokio::spawn(async move { ledger.commit(&entry, data, dead).await }.in_current_span());
-        self.in_flight = Some(InFlight {
-            task,
-            first_offset,
+        let counts = Counts {
             next_offset,
             outcomes: [("stored", sealed.stored), ("dead_lettered", sealed.dead_lettered), ("skipped", sealed.skipped)],
             without_record: (next_offset - first_offset).unsigned_abs().saturating_sub(sealed.records),
             dead_kinds: sealed.dead_kinds,
-        });
+        };
+        let (data, dead) = (sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from));
+        self.commits.start(entry, data, dead, counts);
         Ok(())
     }
 
-    /// Waits for the batch being written, if any, and records its commit.
+    /// Waits for the batch being written, if any, and counts its commit.
     async fn settle(&mut self) -> Result<(), Stop> {
-        if self.in_flight.is_none() {
-            return Ok(());
+        match self.commits.settle().await {
+            Some(settled) => self.count(settled),
+            None => Ok(()),
         }
-        let joined = finished(&mut self.in_flight).await;
-        self.settled(joined)
     }
 
-    /// Records how the batch being written ended (its task has finished).
-    fn settled(&mut self, joined: Result<Result<(), CommitError>, JoinError>) -> Result<(), Stop> {
-        let Some(in_flight) = self.in_flight.take() else { return Ok(()) };
-        match joined {
-            Ok(result) => result?,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(_) => return Err(Stop::Shutdown),
-        }
-        self.committed_to(in_flight.next_offset);
+    /// Records a batch's commit: progress, readiness and the record counts.
+    fn count(&mut self, (counts, result): Settled<Counts>) -> Result<(), Stop> {
+        result?;
+        self.committed_to(counts.next_offset);
         let metrics = &self.shared.metrics;
-        for (outcome, count) in in_flight.outcomes {
+        for (outcome, count) in counts.outcomes {
             metrics.records.with_label_values(&[outcome]).inc_by(count);
         }
-        metrics.without_record.with_label_values(&[&self.label]).inc_by(in_flight.without_record);
-        for (kind, count) in in_flight.dead_kinds {
+        metrics.without_record.with_label_values(&[&self.label]).inc_by(counts.without_record);
+        for (kind, count) in counts.dead_kinds {
             metrics.dead_letters.with_label_values(&[kind]).inc_by(count);
         }
-        tracing::trace!(first_offset = in_flight.first_offset, "Batch settled.");
         Ok(())
     }
 
     /// Commits `entry` through the ledger writer; on success the partition's progress is
     /// durable, and readiness and the offset metrics say so.
     async fn commit(&mut self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), Stop> {
-        self.ledger.commit(entry, data, dead).await?;
+        self.commits.writer().commit(entry, data, dead).await?;
         self.committed_to(entry.next_offset);
         Ok(())
     }
@@ -414,13 +396,5 @@ impl PartitionLoop {
         self.update_lag();
         self.shared.health.set(self.partition, Ok(format!("committed up to offset {next_offset}")));
         self.shared.progress.set(self.partition, next_offset);
-    }
-}
-
-/// The end of the batch being written; never ends when there is none.
-async fn finished(in_flight: &mut Option<InFlight>) -> Result<Result<(), CommitError>, JoinError> {
-    match in_flight {
-        Some(in_flight) => (&mut in_flight.task).await,
-        None => std::future::pending().await,
     }
 }
