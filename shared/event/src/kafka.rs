@@ -14,10 +14,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::document::Document;
-use crate::model::{EventType, StoreEvent};
 use chrono::Utc;
 use rskafka::record::Record;
+
+use crate::document::Document;
+use crate::model::{EventType, StoreEvent};
 
 /// Header naming the event type.
 pub const EVENT_TYPE_HEADER: &str = "event_type";

@@ -10,7 +10,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::document::Document;
-
 use crate::model::{EventType, StoreEvent};
 
 /// Longest accepted `request_id`, `category`, `variant` (characters).
@@ -184,26 +183,26 @@ impl<'d, 'a> Checker<'d, 'a> {
 }
 
 /// The modelled fields of a valid event, borrowed from its document.
-pub(crate) struct Fields<'d> {
-    pub request_id: &'d str,
-    pub event_type: EventType,
-    pub store_id: u64,
-    pub cust_id: u64,
-    pub category: &'d str,
-    pub sku: u64,
-    pub price: f64,
-    pub qty: u64,
-    pub discount: f64,
-    pub gift_wrap: bool,
-    pub variant: &'d str,
-    pub priority_shipping: bool,
-    pub ts: DateTime<FixedOffset>,
-    pub contact_me: Option<&'d str>,
-    pub is_return: Option<bool>,
+struct Fields<'d> {
+    request_id: &'d str,
+    event_type: EventType,
+    store_id: u64,
+    cust_id: u64,
+    category: &'d str,
+    sku: u64,
+    price: f64,
+    qty: u64,
+    discount: f64,
+    gift_wrap: bool,
+    variant: &'d str,
+    priority_shipping: bool,
+    ts: DateTime<FixedOffset>,
+    contact_me: Option<&'d str>,
+    is_return: Option<bool>,
 }
 
 /// Checks every field of `document`; see the crate's README section for the rules.
-pub(crate) fn fields<'d>(document: &'d Document<'_>) -> Result<Fields<'d>, Invalid> {
+fn fields<'d>(document: &'d Document<'_>) -> Result<Fields<'d>, Invalid> {
     if !document.is_object() {
         return Err(Invalid::NotAnObject(document.type_name()));
     }
