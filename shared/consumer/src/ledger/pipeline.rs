@@ -38,7 +38,8 @@ impl<T> Pipeline<T> {
     }
 
     /// Whether a batch is being committed.
-    pub fn is_busy(&self) -> bool {
+    #[cfg(test)]
+    fn is_busy(&self) -> bool {
         self.in_flight.is_some()
     }
 

@@ -280,12 +280,8 @@ impl PartitionLoop {
     }
 
     fn update_lag(&self) {
-        let lag = (self.high_watermark - self.committed()).max(0);
+        let lag = (self.high_watermark - self.committed).max(0);
         self.shared.metrics.lag.with_label_values(&[&self.label]).set(lag);
-    }
-
-    fn committed(&self) -> i64 {
-        self.committed
     }
 
     /// The next offset is no longer in Kafka (or was never there).
