@@ -10,7 +10,8 @@
 //! request naming another topic as a broker with `auto.create.topics.enable` would: a
 //! topic named `forbidden…` with `TOPIC_AUTHORIZATION_FAILED`, any other with
 //! `LEADER_NOT_AVAILABLE` (being created) when the request allows auto-creation and
-//! `UNKNOWN_TOPIC_OR_PARTITION` when it does not.
+//! `UNKNOWN_TOPIC_OR_PARTITION` when it does not; patch 12 `DescribeGroups` (v4: the
+//! group `Stable` with one member `m-1` of client `c`, or `GroupScript::describe_error`).
 //! Other requests close the connection.
 
 use std::sync::{
@@ -42,6 +43,8 @@ pub(crate) struct GroupScript {
     pub(crate) commit_error: Arc<dyn Fn(i32, usize) -> i16 + Send + Sync>,
     /// store-events patch 8: the error code of a `Heartbeat` (0: none).
     pub(crate) heartbeat_error: Arc<dyn Fn(i32, usize) -> i16 + Send + Sync>,
+    /// store-events patch 12: the group's error code in a `DescribeGroups` (0: none).
+    pub(crate) describe_error: Arc<dyn Fn(i32, usize) -> i16 + Send + Sync>,
 }
 
 /// store-events patch 9: how the brokers answer `Produce`: for the `nth` request, drop
@@ -289,6 +292,13 @@ impl Broker {
                     out.extend_from_slice(&error.to_be_bytes());
                     out
                 }
+                ApiKey::DescribeGroups if self.groups.is_some() => {
+                    let nth = self.group_requests[self.id as usize * 2 + 1]
+                        .fetch_add(1, Ordering::SeqCst);
+                    describe_groups_response((self.groups.as_ref().unwrap().describe_error)(
+                        self.id, nth,
+                    ))
+                }
                 _ => return,
             };
             // Response header v0 (these responses are not flexible): the correlation id.
@@ -508,6 +518,34 @@ fn join_group_response(request: &[u8]) -> Vec<u8> {
     out
 }
 
+/// store-events patch 12: a `DescribeGroups` v4 answer for group `g`: `Stable` with
+/// member `m-1` (client `c`, host `/127.0.0.1`, metadata `[1]`, assignment `[2]`), or
+/// `Dead` with no member and `error`.
+fn describe_groups_response(error: i16) -> Vec<u8> {
+    let mut out = 0i32.to_be_bytes().to_vec(); // throttle_time_ms
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.extend_from_slice(&error.to_be_bytes());
+    string(&mut out, "g");
+    if error != 0 {
+        string(&mut out, "Dead");
+        string(&mut out, "");
+        string(&mut out, "");
+        out.extend_from_slice(&0i32.to_be_bytes());
+    } else {
+        string(&mut out, "Stable");
+        string(&mut out, "consumer");
+        string(&mut out, "sticky");
+        out.extend_from_slice(&1i32.to_be_bytes());
+        string(&mut out, "m-1");
+        out.extend_from_slice(&(-1i16).to_be_bytes()); // no instance id
+        string(&mut out, "c");
+        string(&mut out, "/127.0.0.1");
+        out.extend_from_slice(&[0, 0, 0, 1, 1, 0, 0, 0, 1, 2]);
+    }
+    out.extend_from_slice(&i32::MIN.to_be_bytes()); // authorized operations
+    out
+}
+
 /// store-events patch 9: (producer id, epoch, base sequence, record count) of the one
 /// batch of a `Produce` v3 request (`request` after the header's correlation id).
 fn parse_produce(request: &[u8]) -> ProducedBatch {
@@ -545,7 +583,8 @@ fn produce_response(topic: &str, error: i16, base_offset: i64) -> Vec<u8> {
 }
 
 /// What the brokers support: ApiVersions 0 to 3, Metadata 4, FindCoordinator 1,
-/// OffsetCommit 2, JoinGroup 5, Heartbeat 3, InitProducerId 1 and Produce 3.
+/// OffsetCommit 2, JoinGroup 5, Heartbeat 3, InitProducerId 1, Produce 3 and
+/// DescribeGroups 4.
 fn api_versions(version: i16) -> Vec<u8> {
     let key = |api_key, min, max| ApiVersionsResponseApiKey {
         api_key,
@@ -564,6 +603,7 @@ fn api_versions(version: i16) -> Vec<u8> {
             key(ApiKey::Heartbeat, 3, 3),
             key(ApiKey::InitProducerId, 1, 1),
             key(ApiKey::Produce, 3, 3),
+            key(ApiKey::DescribeGroups, 4, 4),
         ],
         throttle_time_ms: None,
         tagged_fields: None,

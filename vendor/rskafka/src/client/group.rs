@@ -9,7 +9,9 @@
 //!
 //! A member of the group (patch 8) joins (`JoinGroup`), gets its assignment (`SyncGroup`),
 //! heartbeats and leaves through the same client, and commits as a member of its
-//! generation. These are the protocol's steps only: when to rejoin, how to assign and
+//! generation. Patch 12 describes the group (`DescribeGroups`): its state, chosen
+//! protocol and every member with its subscription and assignment, as
+//! `kafka-consumer-groups.sh --describe --members` reads them. These are the protocol's steps only: when to rejoin, how to assign and
 //! what to do with the partitions is the caller's (the Java client's
 //! `ConsumerCoordinator`); every error comes back as the coordinator sent it.
 
@@ -27,12 +29,13 @@ use crate::{
     messenger::RequestError,
     protocol::{
         messages::{
-            COORDINATOR_KEY_TYPE_GROUP, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest,
-            JoinGroupRequestProtocol, LeaveGroupMember, LeaveGroupRequest, OffsetCommitRequest,
-            OffsetCommitRequestPartition, OffsetCommitRequestTopic, ReadVersionedType, RequestBody,
-            SyncGroupRequest, SyncGroupRequestAssignment, WriteVersionedType,
+            COORDINATOR_KEY_TYPE_GROUP, DescribeGroupsRequest, FindCoordinatorRequest,
+            HeartbeatRequest, JoinGroupRequest, JoinGroupRequestProtocol, LeaveGroupMember,
+            LeaveGroupRequest, OffsetCommitRequest, OffsetCommitRequestPartition,
+            OffsetCommitRequestTopic, ReadVersionedType, RequestBody, SyncGroupRequest,
+            SyncGroupRequestAssignment, WriteVersionedType,
         },
-        primitives::{Bytes, Int8, Int32, Int64, NullableString, String_},
+        primitives::{Boolean, Bytes, Int8, Int32, Int64, NullableString, String_},
     },
 };
 
@@ -96,6 +99,36 @@ impl Joined {
     pub fn is_leader(&self) -> bool {
         self.leader == self.membership.member_id
     }
+}
+
+/// store-events patch 12: one member as `DescribeGroups` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedMember {
+    /// Its member id.
+    pub member_id: String,
+    /// Its instance id, if static.
+    pub group_instance_id: Option<String>,
+    /// The client id it sent (`sales-consumer`, `console-consumer`, `rdkafka`, ...).
+    pub client_id: String,
+    /// The host it connected from, as the coordinator saw it (`/127.0.0.1`).
+    pub client_host: String,
+    /// Its metadata for the chosen protocol (a consumer's subscription).
+    pub metadata: Vec<u8>,
+    /// Its assignment; empty while the group is not `Stable`.
+    pub assignment: Vec<u8>,
+}
+
+/// store-events patch 12: a group as its coordinator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// `Empty`, `PreparingRebalance`, `CompletingRebalance`, `Stable` or `Dead`.
+    pub state: String,
+    /// The protocol class (`consumer`); empty for a group without members.
+    pub protocol_type: String,
+    /// The protocol (assignor) the coordinator chose; empty while rebalancing.
+    pub protocol: String,
+    /// The members.
+    pub members: Vec<DescribedMember>,
 }
 
 /// How much longer than the rebalance timeout a `JoinGroup` may wait for its answer (the
@@ -294,6 +327,44 @@ impl GroupClient {
         }
     }
 
+    /// store-events patch 12: the group as its coordinator sees it now (`DescribeGroups`).
+    /// A group error (`GROUP_AUTHORIZATION_FAILED`, a coordinator that moved) comes back
+    /// as an error; a group nobody ever joined is `Dead` with no member.
+    pub async fn describe(&self) -> Result<GroupDescription> {
+        let request = DescribeGroupsRequest {
+            groups: vec![String_(self.group.clone())],
+            include_authorized_operations: Boolean(false),
+        };
+        let response = self.send(request, None).await?;
+        let group = response
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.0 == self.group)
+            .ok_or_else(|| {
+                Error::InvalidResponse(format!("DescribeGroups did not describe {}", self.group))
+            })?;
+        if let Some(error) = group.error {
+            return Err(self.failed(error, self.context()).await);
+        }
+        Ok(GroupDescription {
+            state: group.group_state.0,
+            protocol_type: group.protocol_type.0,
+            protocol: group.protocol_data.0,
+            members: group
+                .members
+                .into_iter()
+                .map(|m| DescribedMember {
+                    member_id: m.member_id.0,
+                    group_instance_id: m.group_instance_id.0,
+                    client_id: m.client_id.0,
+                    client_host: m.client_host.0,
+                    metadata: m.member_metadata.0,
+                    assignment: m.member_assignment.0,
+                })
+                .collect(),
+        })
+    }
+
     fn context(&self) -> RequestContext {
         RequestContext::Group(self.group.clone())
     }
@@ -406,6 +477,7 @@ mod tests {
             coordinator: Arc::new(|_, nth| if nth == 0 { 1 } else { 2 }),
             commit_error: Arc::new(|broker, _| if broker == 1 { 16 } else { 0 }), // NOT_COORDINATOR
             heartbeat_error: Arc::new(|_, _| 0),
+            describe_error: Arc::new(|_, _| 0),
         };
         let cluster =
             fake_broker::start_with_groups(3, "t", Arc::new(|_, _| 0), Some(groups)).await;
@@ -448,6 +520,7 @@ mod tests {
             coordinator: Arc::new(|_, _| 0),
             commit_error: Arc::new(|_, _| 0),
             heartbeat_error: Arc::new(|_, nth| if nth == 0 { 0 } else { 27 }), // REBALANCE_IN_PROGRESS
+            describe_error: Arc::new(|_, _| 0),
         };
         let cluster =
             fake_broker::start_with_groups(1, "t", Arc::new(|_, _| 0), Some(groups)).await;
@@ -499,6 +572,61 @@ mod tests {
                 })
             ),
             "{second:?}"
+        );
+    }
+
+    /// store-events patch 12: the coordinator describes the group with its members'
+    /// metadata and assignments; a group error comes back typed, and after
+    /// `NOT_COORDINATOR` the next call finds the coordinator again.
+    #[tokio::test]
+    async fn a_group_is_described_with_its_members_and_a_group_error_is_typed() {
+        let groups = fake_broker::GroupScript {
+            coordinator: Arc::new(|_, nth| if nth == 0 { 1 } else { 2 }),
+            commit_error: Arc::new(|_, _| 0),
+            heartbeat_error: Arc::new(|_, _| 0),
+            describe_error: Arc::new(|broker, _| if broker == 1 { 16 } else { 0 }), // NOT_COORDINATOR
+        };
+        let cluster =
+            fake_broker::start_with_groups(3, "t", Arc::new(|_, _| 0), Some(groups)).await;
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        let group = client.group_client("g");
+
+        let within = Duration::from_secs(10);
+        let first = tokio::time::timeout(within, group.describe())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                first,
+                Err(Error::ServerError {
+                    protocol_error: ProtocolError::NotCoordinator,
+                    ..
+                })
+            ),
+            "{first:?}"
+        );
+        let described = tokio::time::timeout(within, group.describe())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            described,
+            GroupDescription {
+                state: "Stable".to_owned(),
+                protocol_type: "consumer".to_owned(),
+                protocol: "sticky".to_owned(),
+                members: vec![DescribedMember {
+                    member_id: "m-1".to_owned(),
+                    group_instance_id: None,
+                    client_id: "c".to_owned(),
+                    client_host: "/127.0.0.1".to_owned(),
+                    metadata: vec![1],
+                    assignment: vec![2],
+                }],
+            }
         );
     }
 }

@@ -36,6 +36,9 @@ pub use offset_commit::*;
 // store-events patch 8: the classic consumer group protocol.
 mod consumer_protocol;
 pub use consumer_protocol::*;
+// store-events patch 12: a group's members and their assignments.
+mod describe_groups;
+pub use describe_groups::*;
 mod heartbeat;
 pub use heartbeat::*;
 // store-events patch 9: idempotent writes.
