@@ -1,8 +1,9 @@
 //! Readiness of the pipeline: every partition this instance owns records its state here
 //! (recovering, committed up to an offset, failing and why), the group member its own
 //! (joining, rebalancing, idle), and the `pipeline` check summarizes them. An instance
-//! that owns nothing is not ready while it joins or rebalances, and ready when the group
-//! simply has more members than the topic has partitions: it says it is idle.
+//! that owns nothing is not ready while it joins or rebalances, and ready only when the
+//! coordinator shows other members owning every partition of its topic: it says it is
+//! idle (see `group::coverage`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

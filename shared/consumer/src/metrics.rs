@@ -57,6 +57,10 @@ pub struct Metrics {
     pub assigned_partitions: IntGauge,
     /// `consumer_group_generation`: the consumer group's generation this instance is in.
     pub generation: IntGauge,
+    /// `consumer_group_unowned_partitions`: partitions of this instance's topic that no
+    /// member of its consumer group owned when the coordinator last described the group
+    /// (0 when every partition has an owner).
+    pub unowned_partitions: IntGauge,
     /// `consumer_rebalances_total`: rebalances this instance completed (joins included).
     pub rebalances: IntCounter,
     /// `consumer_rebalance_seconds`: from a rebalance's start (or the process's) to this
@@ -93,6 +97,13 @@ impl Metrics {
             registry,
             IntGauge::new("consumer_group_generation", "The consumer group generation this instance is in."),
         );
+        let unowned_partitions = registered(
+            registry,
+            IntGauge::new(
+                "consumer_group_unowned_partitions",
+                "Partitions of this instance's topic that no member of its consumer group owns.",
+            ),
+        );
         let rebalances = registered(
             registry,
             IntCounter::new(
@@ -103,6 +114,7 @@ impl Metrics {
         Metrics {
             assigned_partitions,
             generation,
+            unowned_partitions,
             rebalances,
             rebalance_seconds: histogram(
                 registry,

@@ -155,13 +155,13 @@ pub struct GroupPartition {
     pub log_end: Option<i64>,
     /// LAG.
     pub lag: Option<i64>,
+    /// CONSUMER-ID: the member that owns the partition (`None` for `-`: nobody).
+    pub owner: Option<String>,
 }
 
 /// Runs Kafka's own `kafka-consumer-groups.sh --describe --group GROUP ARGS`
-/// (`ConsumerGroupCommand`, from the broker's jars) and returns its table's rows for
-/// `group`, each by column name (the columns vary: `GROUP-INSTANCE-ID` appears with
-/// static members).
-fn consumer_groups_describe(group: &str, args: &[&str]) -> Vec<std::collections::HashMap<String, String>> {
+/// (`ConsumerGroupCommand`, from the broker's jars) and returns what it printed.
+pub fn consumer_groups_text(group: &str, args: &[&str]) -> String {
     require_kafka();
     let output = Command::new("bash")
         .arg(repo_root().join("scripts/stack.sh"))
@@ -177,8 +177,15 @@ fn consumer_groups_describe(group: &str, args: &[&str]) -> Vec<std::collections:
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("kafka-consumer-groups could not run: {e}"));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "kafka-consumer-groups failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    text
+}
+
+/// [`consumer_groups_text`]'s table rows for `group`, each by column name (the columns
+/// vary: `GROUP-INSTANCE-ID` appears with static members).
+fn consumer_groups_describe(group: &str, args: &[&str]) -> Vec<std::collections::HashMap<String, String>> {
+    let text = consumer_groups_text(group, args);
     let mut header: Vec<String> = Vec::new();
     let mut rows = Vec::new();
     for line in text.lines() {
@@ -207,6 +214,7 @@ pub fn describe_group(group: &str) -> Vec<GroupPartition> {
                 committed: number(&row, "CURRENT-OFFSET"),
                 log_end: number(&row, "LOG-END-OFFSET"),
                 lag: number(&row, "LAG"),
+                owner: row.get("CONSUMER-ID").filter(|id| *id != "-").cloned(),
             })
         })
         .collect()

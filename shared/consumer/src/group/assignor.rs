@@ -1,9 +1,12 @@
-//! The assignor the group's leader runs: every partition to exactly one member, the
-//! members' shares differing by at most one, and as few partitions moved as that allows.
-//! Each member claims what it owned in the last generation it was part of; a partition
-//! two members claim (one of them missed a rebalance) goes to the later generation's
-//! claim. Pure: the leader feeds it the members' subscriptions and the topic's
-//! partitions, and sends what it returns.
+//! The assignor the group's leader runs: every partition of every topic that some member
+//! subscribes to goes to exactly one of that topic's subscribers, as Kafka's Java
+//! assignors do, so that a group whose members read different topics (a topic renamed
+//! during a migration, a blue/green deployment, a group id shared by mistake) leaves no
+//! subscribed partition unread. Per topic, the subscribers' shares differ by at most one,
+//! and as few partitions move as that allows. Each member claims what it owned in the last
+//! generation it was part of; a partition two members claim (one of them missed a
+//! rebalance) goes to the later generation's claim. Pure: the leader feeds it the
+//! members' subscriptions and the topics' partitions, and sends what it returns.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +23,47 @@ pub struct Claim {
     pub owned: Vec<i32>,
     /// The last generation it was part of (-1 for none).
     pub generation: i32,
+}
+
+/// One member's subscription as the leader reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The member id.
+    pub member: String,
+    /// The topics it reads.
+    pub topics: Vec<String>,
+    /// The partitions it owned in the generation `generation`, by topic.
+    pub owned: BTreeMap<String, Vec<i32>>,
+    /// The last generation it was part of (-1 for none).
+    pub generation: i32,
+}
+
+/// Every member's share, by topic: each subscribed topic that `partitions` holds (the
+/// topics that exist) is spread over its subscribers with [`assign`]. Every member gets
+/// an entry, maybe empty; a topic missing from `partitions` is assigned to nobody.
+pub fn assign_topics(
+    subscriptions: &[Subscription],
+    partitions: &BTreeMap<String, Vec<i32>>,
+) -> BTreeMap<String, BTreeMap<String, Vec<i32>>> {
+    let mut result: BTreeMap<String, BTreeMap<String, Vec<i32>>> =
+        subscriptions.iter().map(|s| (s.member.clone(), BTreeMap::new())).collect();
+    for (topic, topic_partitions) in partitions {
+        let claims: Vec<Claim> = subscriptions
+            .iter()
+            .filter(|s| s.topics.contains(topic))
+            .map(|s| Claim {
+                member: s.member.clone(),
+                owned: s.owned.get(topic).cloned().unwrap_or_default(),
+                generation: s.generation,
+            })
+            .collect();
+        for (member, share) in assign(&claims, topic_partitions) {
+            if let Some(shares) = result.get_mut(&member).filter(|_| !share.is_empty()) {
+                shares.insert(topic.clone(), share);
+            }
+        }
+    }
+    result
 }
 
 /// Spreads `partitions` over the members of `claims`; every member gets an entry, maybe
@@ -127,6 +171,82 @@ mod tests {
         };
         let (before, after) = (owner(before), owner(after));
         after.iter().filter(|(p, m)| before.get(p).is_some_and(|b| b != *m)).count()
+    }
+
+    fn subscription(member: &str, topics: &[&str], owned: &[(&str, &[i32])]) -> Subscription {
+        Subscription {
+            member: member.to_owned(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            owned: owned.iter().map(|(t, p)| ((*t).to_owned(), p.to_vec())).collect(),
+            generation: 1,
+        }
+    }
+
+    fn topics(list: &[(&str, i32)]) -> BTreeMap<String, Vec<i32>> {
+        list.iter().map(|(t, n)| ((*t).to_owned(), (0..*n).collect())).collect()
+    }
+
+    #[test]
+    fn members_that_read_different_topics_each_get_their_topics_partitions() {
+        let members =
+            [subscription("a", &["old"], &[]), subscription("b", &["new"], &[]), subscription("c", &["new"], &[])];
+        let result = assign_topics(&members, &topics(&[("old", 2), ("new", 4)]));
+        assert_eq!(result["a"], BTreeMap::from([("old".to_owned(), vec![0, 1])]));
+        assert_eq!(result["b"], BTreeMap::from([("new".to_owned(), vec![0, 2])]));
+        assert_eq!(result["c"], BTreeMap::from([("new".to_owned(), vec![1, 3])]));
+    }
+
+    #[test]
+    fn a_member_of_two_topics_shares_each_with_that_topics_subscribers() {
+        let members = [subscription("a", &["x", "y"], &[("x", &[0, 1, 2])]), subscription("b", &["x"], &[])];
+        let result = assign_topics(&members, &topics(&[("x", 4), ("y", 2)]));
+        assert_eq!(result["a"], BTreeMap::from([("x".to_owned(), vec![0, 1]), ("y".to_owned(), vec![0, 1])]));
+        assert_eq!(result["b"], BTreeMap::from([("x".to_owned(), vec![2, 3])]));
+    }
+
+    #[test]
+    fn a_topic_that_does_not_exist_goes_to_nobody_and_its_subscriber_is_listed_idle() {
+        let members = [subscription("a", &["gone"], &[("gone", &[0])]), subscription("b", &["x"], &[])];
+        let result = assign_topics(&members, &topics(&[("x", 2)]));
+        assert_eq!(result["a"], BTreeMap::new());
+        assert_eq!(result["b"], BTreeMap::from([("x".to_owned(), vec![0, 1])]));
+    }
+
+    /// Random groups over three topics: every partition of every topic with a subscriber
+    /// goes to exactly one of its subscribers, balanced per topic.
+    #[test]
+    fn random_mixed_groups_assign_every_subscribed_partition_to_a_subscriber() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let names = ["t0", "t1", "t2"];
+        for _ in 0..500 {
+            let partitions: BTreeMap<String, Vec<i32>> =
+                names.iter().map(|t| ((*t).to_owned(), (0..rng.random_range(0..12)).collect())).collect();
+            let members: Vec<Subscription> = (0..rng.random_range(1..7))
+                .map(|m| {
+                    let topics: Vec<&str> = names.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
+                    let owned: Vec<(&str, Vec<i32>)> = topics
+                        .iter()
+                        .map(|t| (*t, (0..rng.random_range(0..4)).map(|_| rng.random_range(0..12)).collect()))
+                        .collect();
+                    let owned: Vec<(&str, &[i32])> = owned.iter().map(|(t, p)| (*t, p.as_slice())).collect();
+                    subscription(&format!("m{m}"), &topics, &owned)
+                })
+                .collect();
+            let result = assign_topics(&members, &partitions);
+            assert_eq!(result.len(), members.len());
+            for (topic, all) in &partitions {
+                let subscribers: Vec<&Subscription> = members.iter().filter(|s| s.topics.contains(topic)).collect();
+                let shares: BTreeMap<String, Vec<i32>> = subscribers
+                    .iter()
+                    .map(|s| (s.member.clone(), result[&s.member].get(topic).cloned().unwrap_or_default()))
+                    .collect();
+                if subscribers.is_empty() {
+                    assert!(result.values().all(|r| !r.contains_key(topic)), "{members:?} -> {result:?}");
+                } else {
+                    assert_balanced(&shares, all, subscribers.len());
+                }
+            }
+        }
     }
 
     #[test]

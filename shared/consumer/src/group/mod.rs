@@ -5,8 +5,11 @@
 //! 1. **join**: `JoinGroup` with this instance's subscription (the topic, and the
 //!    partitions it owned in the last generation); the coordinator answers once every
 //!    member has (re)joined. One member, the leader, gets everyone's subscriptions.
-//! 2. **assign**: the leader spreads the partitions with the sticky [`assignor`] and sends
-//!    every member's share with `SyncGroup`; the others get theirs from it.
+//! 2. **assign**: the leader spreads the partitions of every topic that some member reads
+//!    over that topic's readers with the sticky [`assignor`] and sends every member's
+//!    share with `SyncGroup`; the others get theirs from it. Each member then asks the
+//!    coordinator who owns what ([`coverage`]): it is ready only if every partition of its
+//!    topic has an owner, whoever led.
 //! 3. **read**: the instance recovers each assigned partition from the ledger and reads
 //!    it; a heartbeat every `CONSUMER_HEARTBEAT_INTERVAL` keeps it in the group and
 //!    learns of a rebalance (a member came, went or missed its session timeout; the
@@ -22,20 +25,23 @@
 //! a rebalance cannot lose or double an event, whatever the timing.
 
 pub mod assignor;
+pub mod coverage;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::group::{
-    CONSUMER_PROTOCOL_TYPE, ConsumerAssignment, ConsumerSubscription, GroupClient, JoinSettings, Joined, Membership,
-    TopicPartitions,
+    CONSUMER_PROTOCOL_TYPE, ConsumerAssignment, ConsumerSubscription, DescribedMember, GroupClient, JoinSettings,
+    Joined, Membership, TopicPartitions,
 };
 use service_runtime::kafka::{KafkaError, within};
 use service_runtime::retry::Backoff;
-use tokio::time::{MissedTickBehavior, interval_at};
+use tokio::time::{MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use self::coverage::{Coverage, Seen};
 use crate::offsets::Committer;
 use crate::ownership::GroupSettings;
 use crate::partition::Shared;
@@ -74,8 +80,8 @@ enum JoinError {
 enum Rejoin {
     /// The coordinator started a rebalance.
     Rebalance,
-    /// The leader saw the topic's partitions change.
-    PartitionsChanged(usize),
+    /// The leader saw a topic's partitions change (the topic, its partitions now).
+    PartitionsChanged(String, usize),
     /// The coordinator no longer knows this member (its session expired).
     Lost(String),
     /// The process is stopping.
@@ -110,8 +116,9 @@ pub async fn run(
                     break Err(fenced);
                 }
                 let wait = retry.next_wait();
-                tracing::warn!(group = shared.config.group_id, %error, retry_in = ?wait, "Could not join the consumer group; retrying.");
-                shared.health.set_membership(Err(format!("cannot join the consumer group: {error}")));
+                let why = member.explain(&error).await;
+                tracing::warn!(group = shared.config.group_id, error = why, retry_in = ?wait, "Could not join the consumer group; retrying.");
+                shared.health.set_membership(Err(why));
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -133,14 +140,16 @@ pub async fn run(
             rebalance_seconds = took.as_secs_f64(),
             "Joined the consumer group."
         );
-        shared.health.set_membership(Ok(if assigned.is_empty() {
-            format!(
-                "idle: the group {} has more members than the topic has partitions (generation {})",
-                shared.config.group_id, membership.generation_id
-            )
+        // Until the coordinator says who owns the rest, a member without partitions is not
+        // known to be idle for a good reason (see `coverage`).
+        shared.health.set_membership(if assigned.is_empty() {
+            Err(format!(
+                "no partition assigned in generation {}: checking that other members own every partition of topic {}",
+                membership.generation_id, shared.config.common.topic
+            ))
         } else {
-            format!("generation {}", membership.generation_id)
-        }));
+            Ok(format!("generation {}", membership.generation_id))
+        });
         for &partition in &assigned {
             partitions.start(partition);
         }
@@ -158,8 +167,8 @@ pub async fn run(
         match &why {
             Rejoin::Shutdown => {}
             Rejoin::Rebalance => tracing::info!("The group is rebalancing; committing open batches, then rejoining."),
-            Rejoin::PartitionsChanged(count) => {
-                tracing::info!(partitions = count, "The topic's partitions changed; rebalancing the group.");
+            Rejoin::PartitionsChanged(topic, count) => {
+                tracing::info!(topic, partitions = count, "A topic's partitions changed; rebalancing the group.");
             }
             Rejoin::Lost(why) => tracing::warn!(why, "No longer a member of the group; rejoining."),
         }
@@ -186,8 +195,12 @@ struct Member {
     /// The partitions of the last generation this member was in, and that generation.
     owned: Vec<i32>,
     generation: i32,
-    /// The topic's partition count when this member last led the assignment.
-    leading: Option<usize>,
+    /// The member id of the last generation's leader.
+    leader: String,
+    /// Each assigned topic's partition count when this member last led the assignment.
+    leading: Option<BTreeMap<String, usize>>,
+    /// The last readiness the coverage check gave, to log only its changes.
+    coverage: Option<Result<String, String>>,
     committer: Committer,
 }
 
@@ -206,7 +219,9 @@ impl Member {
             member_id: String::new(),
             owned: Vec::new(),
             generation: -1,
+            leader: String::new(),
             leading: None,
+            coverage: None,
             committer,
         }
     }
@@ -244,7 +259,11 @@ impl Member {
             match protocol_error(error) {
                 // The coordinator forgot this member (its session expired): join as new.
                 Some(ProtocolError::UnknownMemberId) => self.member_id.clear(),
-                Some(ProtocolError::RebalanceInProgress | ProtocolError::IllegalGeneration) => {}
+                Some(
+                    ProtocolError::RebalanceInProgress
+                    | ProtocolError::IllegalGeneration
+                    | ProtocolError::InconsistentGroupProtocol,
+                ) => {}
                 _ => self.client = None,
             }
         }
@@ -272,6 +291,7 @@ impl Member {
         let wait = self.settings.rebalance_timeout + self.shared.cluster.settings().request_timeout;
         let joined = within(wait, "joining the consumer group", client.join(&self.member_id, &join)).await?;
         self.member_id = joined.membership.member_id.clone();
+        self.leader = joined.leader.clone();
         let assignments = if joined.is_leader() { self.lead(&joined).await? } else { Vec::new() };
         let timeout = self.shared.cluster.settings().request_timeout;
         let bytes = within(timeout, "getting the assignment", client.sync(&joined.membership, assignments)).await?;
@@ -290,50 +310,136 @@ impl Member {
         Ok((joined.membership, mine))
     }
 
-    /// The leader's part: every member's share of the topic's partitions, encoded.
+    /// The leader's part: every member's share of the partitions of the topics it reads,
+    /// encoded. A topic that does not exist, or that this instance may not describe, is
+    /// assigned to nobody (its readers say so in their readiness); this instance's own
+    /// topic must be described.
     async fn lead(&mut self, joined: &Joined) -> Result<Vec<(String, Vec<u8>)>, JoinError> {
-        let topic = self.topic().to_owned();
-        let partitions = self
-            .shared
-            .cluster
-            .partitions(&topic)
-            .await?
-            .ok_or_else(|| JoinError::Protocol(format!("the topic {topic} does not exist")))?;
-        let mut claims = Vec::new();
+        let mut subscriptions = Vec::new();
         for member in &joined.members {
             let subscription = ConsumerSubscription::decode(&member.metadata).map_err(|e| {
                 JoinError::Protocol(format!("member {}'s subscription cannot be read: {e}", member.member_id))
             })?;
-            if !subscription.topics.contains(&topic) {
-                tracing::warn!(member = member.member_id, topics = ?subscription.topics, "A member of the group reads other topics; it gets none of this one's partitions.");
-                continue;
-            }
             let generation = subscription
                 .user_data
                 .as_deref()
                 .and_then(|d| <[u8; 4]>::try_from(d).ok())
                 .map_or(-1, i32::from_be_bytes);
-            let owned =
-                subscription.owned_partitions.into_iter().filter(|tp| tp.topic == topic).flat_map(|tp| tp.partitions);
-            claims.push(assignor::Claim { member: member.member_id.clone(), owned: owned.collect(), generation });
+            let mut owned: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for tp in subscription.owned_partitions {
+                owned.entry(tp.topic).or_default().extend(tp.partitions);
+            }
+            subscriptions.push(assignor::Subscription {
+                member: member.member_id.clone(),
+                topics: subscription.topics,
+                owned,
+                generation,
+            });
         }
-        let shares = assignor::assign(&claims, &partitions);
-        tracing::info!(members = joined.members.len(), partitions = partitions.len(), assignment = ?shares, "Leading the group: assigned its partitions.");
-        self.leading = Some(partitions.len());
+        let topics: BTreeSet<String> = subscriptions.iter().flat_map(|s| s.topics.iter().cloned()).collect();
+        let mut partitions = BTreeMap::new();
+        for topic in topics {
+            match self.shared.cluster.partitions(&topic).await {
+                Ok(Some(found)) => {
+                    partitions.insert(topic, found);
+                }
+                Ok(None) if topic == self.topic() => {
+                    return Err(JoinError::Protocol(format!("the topic {topic} does not exist")));
+                }
+                Err(error) if topic == self.topic() => return Err(error.into()),
+                outcome => {
+                    let why = outcome.err().map_or_else(|| "it does not exist".to_owned(), |e| e.to_string());
+                    tracing::warn!(
+                        topic,
+                        why,
+                        "A member of the group reads a topic that cannot be assigned; nobody reads it."
+                    );
+                }
+            }
+        }
+        let shares = assignor::assign_topics(&subscriptions, &partitions);
+        tracing::info!(members = joined.members.len(), topics = ?partitions.keys().collect::<Vec<_>>(), assignment = ?shares, "Leading the group: assigned its topics' partitions.");
+        self.leading = Some(partitions.iter().map(|(topic, p)| (topic.clone(), p.len())).collect());
         let mut assignments = Vec::new();
-        for member in &joined.members {
-            let share = shares.get(&member.member_id).cloned().unwrap_or_default();
-            let assigned_partitions = if share.is_empty() {
-                Vec::new()
-            } else {
-                vec![TopicPartitions { topic: topic.clone(), partitions: share }]
-            };
+        for (member, share) in shares {
+            let assigned_partitions =
+                share.into_iter().map(|(topic, partitions)| TopicPartitions { topic, partitions }).collect();
             let bytes = ConsumerAssignment { assigned_partitions, user_data: None }
                 .encode()
                 .map_err(|e| JoinError::Protocol(format!("cannot write an assignment: {e}")))?;
-            assignments.push((member.member_id.clone(), bytes));
+            assignments.push((member, bytes));
         }
         Ok(assignments)
+    }
+
+    /// Asks the coordinator who owns what in the group, and records this member's
+    /// readiness and the unowned partitions of its topic. `false` when it could not tell
+    /// (the group is rebalancing again, or the coordinator did not answer): ask again soon.
+    async fn check_coverage(&mut self, membership: &Membership) -> bool {
+        let topic = self.topic().to_owned();
+        let timeout = self.shared.cluster.settings().request_timeout;
+        let described = match self.client().await {
+            Ok(client) => within(timeout, "describing the consumer group", client.describe()).await,
+            Err(error) => Err(error),
+        };
+        let group = match described {
+            Ok(group) if group.state == "Stable" => group,
+            Ok(_) => return false,
+            Err(error) => {
+                tracing::debug!(%error, "Could not describe the consumer group; checking again soon.");
+                return false;
+            }
+        };
+        let partitions = match self.shared.cluster.partitions(&topic).await {
+            Ok(partitions) => partitions.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let seen: Vec<Seen> = group.members.iter().map(|m| seen(m, &topic)).collect();
+        let coverage = Coverage::of(&topic, &partitions, &seen);
+        self.shared.metrics.unowned_partitions.set(i64::try_from(coverage.unowned.len()).unwrap_or(i64::MAX));
+        let leader = seen.iter().find(|m| m.member_id == self.leader);
+        let verdict =
+            coverage.verdict(&self.shared.config.group_id, &topic, membership.generation_id, &self.owned, leader);
+        if self.coverage.as_ref() != Some(&verdict) {
+            match &verdict {
+                Err(why) => tracing::warn!(why, "Partitions of this instance's topic are not read by the group."),
+                Ok(state) => tracing::info!(state, "Every partition of this instance's topic has an owner."),
+            }
+        }
+        self.shared.health.set_membership(verdict.clone());
+        self.coverage = Some(verdict);
+        true
+    }
+
+    /// What a failed join means to an operator. A group held by consumers that assign with
+    /// another protocol (Kafka's Java consumer, kcat, `kafka-console-consumer.sh --group`)
+    /// refuses this member until they leave; the message names them.
+    async fn explain(&mut self, error: &JoinError) -> String {
+        let refused =
+            matches!(error, JoinError::Kafka(e) if protocol_error(e) == Some(ProtocolError::InconsistentGroupProtocol));
+        if !refused {
+            return format!("cannot join the consumer group: {error}");
+        }
+        let timeout = self.shared.cluster.settings().request_timeout;
+        let holders = match self.client().await {
+            Ok(client) => within(timeout, "describing the consumer group", client.describe()).await.ok(),
+            Err(_) => None,
+        };
+        let holders = holders.map_or_else(
+            || "consumers of another kind".to_owned(),
+            |group| {
+                let members: Vec<String> =
+                    group.members.iter().map(|m| format!("client {} at {}", m.client_id, m.client_host)).collect();
+                format!("{} member(s) assigning with {:?} ({})", members.len(), group.protocol, members.join(", "))
+            },
+        );
+        format!(
+            "the broker refused to let this instance join the consumer group {}: it is held by {holders}, and a \
+             group's members must share an assignment protocol (store-events consumers use {:?}). Give this \
+             service a CONSUMER_GROUP_ID of its own, or stop the other consumers; retrying until they leave",
+            self.shared.config.group_id,
+            assignor::NAME
+        )
     }
 
     /// Heartbeats and commits progress until the generation ends for this member.
@@ -352,6 +458,9 @@ impl Member {
         let mut heartbeat = every(self.settings.heartbeat_interval);
         let mut commit = every(crate::offsets::INTERVAL);
         let mut refresh = every(self.shared.config.partition_refresh);
+        // Who owns what: asked at once, then at every refresh; soon again when the
+        // coordinator could not tell (still rebalancing).
+        let mut check_at = tokio::time::Instant::now();
         let mut answered = Instant::now();
         let mut failing = false;
         loop {
@@ -398,11 +507,21 @@ impl Member {
                 _ = commit.tick() => {
                     self.committer.commit(Some(membership), self.shared.progress.snapshot()).await;
                 }
+                _ = sleep_until(check_at) => {
+                    let wait = if self.check_coverage(membership).await {
+                        self.shared.config.partition_refresh
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                    check_at = tokio::time::Instant::now() + wait;
+                }
                 _ = refresh.tick(), if leading.is_some() => {
-                    if let Ok(Some(now)) = self.shared.cluster.partitions(self.topic()).await
-                        && Some(now.len()) != leading
-                    {
-                        return Ok(Rejoin::PartitionsChanged(now.len()));
+                    for (topic, &count) in leading.iter().flatten() {
+                        if let Ok(Some(now)) = self.shared.cluster.partitions(topic).await
+                            && now.len() != count
+                        {
+                            return Ok(Rejoin::PartitionsChanged(topic.clone(), now.len()));
+                        }
                     }
                 }
             }
@@ -464,5 +583,23 @@ fn protocol_error(error: &KafkaError) -> Option<ProtocolError> {
     match error {
         KafkaError::Client { source: ClientError::ServerError { protocol_error, .. }, .. } => Some(*protocol_error),
         _ => None,
+    }
+}
+
+/// A described member as the coverage check reads it: its subscription and its share of
+/// `topic` (empty when its metadata is not the consumer protocol's).
+fn seen(member: &DescribedMember, topic: &str) -> Seen {
+    let topics = ConsumerSubscription::decode(&member.metadata).map(|s| s.topics).unwrap_or_default();
+    let owns = ConsumerAssignment::decode(&member.assignment)
+        .map(|a| {
+            a.assigned_partitions.into_iter().filter(|tp| tp.topic == topic).flat_map(|tp| tp.partitions).collect()
+        })
+        .unwrap_or_default();
+    Seen {
+        member_id: member.member_id.clone(),
+        client_id: member.client_id.clone(),
+        client_host: member.client_host.clone(),
+        topics,
+        owns,
     }
 }
