@@ -181,7 +181,7 @@ finish() {
 }
 
 # drain_ours RUN NAME...: the consumers NAME... drain the backlog at the same time, each
-# under a prefix of its own. "Read" is when its consumer_position reached the end of the
+# under a prefix and in a consumer group of its own (never a running system's group). "Read" is when its consumer_position reached the end of the
 # backlog, "stored" when its committed offsets did: the gap is mostly the last batch's
 # BATCH_MAX_AGE.
 drain_ours() {
@@ -193,7 +193,7 @@ drain_ours() {
   for name in "$@"; do
     port=${consumer_port[$name]}
     STORE_EVENTS_TOPIC=$backlog_topic S3_PREFIX=b$run_id-$run-$name HTTP_ADDR=127.0.0.1:$port \
-      LOG_FORMAT=json RUST_LOG=warn "$bin/$name" >"$work/$name-$run.log" 2>&1 &
+      CONSUMER_GROUP_ID=bench-$run_id-$run-$name LOG_FORMAT=json RUST_LOG=warn "$bin/$name" >"$work/$name-$run.log" 2>&1 &
     pid[$name]=$!
     pids+=("${pid[$name]}")
   done
@@ -296,7 +296,8 @@ STORE_EVENTS_TOPIC=$latency_topic HTTP_ADDR=127.0.0.1:18083 GENERATOR_RATE=1000 
   "$bin/producer" >"$work/latency-producer.log" 2>&1 &
 latency_producer=$!
 pids+=("$latency_producer")
-STORE_EVENTS_TOPIC=$latency_topic S3_PREFIX=l$run_id HTTP_ADDR=127.0.0.1:18084 LOG_FORMAT=json RUST_LOG=warn \
+STORE_EVENTS_TOPIC=$latency_topic S3_PREFIX=l$run_id HTTP_ADDR=127.0.0.1:18084 CONSUMER_GROUP_ID=bench-$run_id-latency \
+  LOG_FORMAT=json RUST_LOG=warn \
   "$bin/sales-consumer" >"$work/latency-consumer.log" 2>&1 &
 latency_consumer=$!
 pids+=("$latency_consumer")

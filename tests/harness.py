@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import boto3
@@ -141,6 +142,9 @@ class Service:
         self.log = logs / f"{label or name}.log"
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, **LOCAL_ENV, **env, "HTTP_ADDR": f"127.0.0.1:{self.port}", "LOG_FORMAT": "json"}
+        if name.endswith("-consumer") and "CONSUMER_GROUP_ID" not in env:
+            # A group of the test's own: the default one is `make up`'s, which may be running.
+            full_env["CONSUMER_GROUP_ID"] = f"test-{name}-{full_env.get('STORE_EVENTS_TOPIC', uuid.uuid4().hex)}"
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [str(REPO / "target" / "debug" / name), *args], env=full_env, stdout=out, stderr=subprocess.STDOUT
