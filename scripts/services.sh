@@ -4,6 +4,7 @@
 #
 #   scripts/services.sh up     build (dev profile) and start producer, sales-consumer, inventory-consumer
 #   scripts/services.sh down   stop them (SIGTERM: each flushes its work before it exits)
+#   scripts/services.sh status each one's /readyz; exit 1 unless every one is running and ready
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,8 +64,23 @@ down() {
   done
 }
 
+status() {
+  local entry name port body failed=0
+  for entry in "${services[@]}"; do
+    name=${entry%%:*} port=${entry##*:}
+    if body=$(curl -fsS "http://127.0.0.1:$port/readyz" 2>&1); then
+      log "$name is ready on http://127.0.0.1:$port"
+    else
+      log "$name is not ready on http://127.0.0.1:$port: $(curl -sS "http://127.0.0.1:$port/readyz" 2>&1 || echo "$body")"
+      failed=1
+    fi
+  done
+  return $failed
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac
