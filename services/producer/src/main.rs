@@ -9,11 +9,14 @@ use producer::ProducerConfig;
 use service_runtime::config::{Env, exit_on_error};
 use service_runtime::{shutdown, telemetry};
 
-const USAGE: &str =
-    "usage: producer [healthcheck | check-kafka | ensure-topic | generate --count N [--bad-share F] [--seed S]]";
+const USAGE: &str = "usage: producer [healthcheck | check-kafka | ensure-topic | generate --count N [--bad-share F] [--seed S] | --help]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    if service_runtime::commands::is_help(std::env::args().nth(1).as_deref()) {
+        println!("{USAGE}\n{}", service_runtime::commands::HELP_FOOTER);
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = exit_on_error(ProducerConfig::from_env(&Env::from_process()));
     telemetry::init(config.common.log_format, &config.common.log_filter);
     let command = std::env::args().nth(1);

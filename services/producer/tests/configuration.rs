@@ -50,3 +50,18 @@ fn every_common_variable_is_checked_on_the_real_binary() {
         assert_eq!((code, stderr), (Some(2), format!("configuration error: {problem}\n")), "{var}={value}");
     }
 }
+
+/// `producer --help` (as `docker run IMAGE producer --help` runs it) prints the usage and
+/// exits 0 before any setting is read: a broken one does not hide the help.
+#[test]
+fn help_prints_the_usage_and_exits_0_whatever_the_settings() {
+    let output = Command::new(env!("CARGO_BIN_EXE_producer"))
+        .arg("--help")
+        .env("HTTP_ADDR", "nonsense")
+        .output()
+        .expect("the producer binary did not start");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("usage: producer [healthcheck | check-kafka | ensure-topic"), "{stdout}");
+    assert!(stdout.contains("environment variables"), "{stdout}");
+}

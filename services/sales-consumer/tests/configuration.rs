@@ -65,3 +65,19 @@ fn audit_against_an_endpoint_that_does_not_answer_names_it_in_one_line() {
     );
     assert!(stderr.contains("Connection refused"), "{stderr}");
 }
+
+/// `sales-consumer --help` prints the usage with the service's name and exits 0 before
+/// any setting is read.
+#[test]
+fn help_prints_the_usage_and_exits_0_whatever_the_settings() {
+    for flag in ["--help", "-h", "help"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_sales-consumer"))
+            .arg(flag)
+            .env("BATCH_MAX_AGE", "forever")
+            .output()
+            .expect("the sales-consumer binary did not start");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{flag}: {stdout}");
+        assert!(stdout.starts_with("usage: sales-consumer [healthcheck | check-kafka | audit"), "{flag}: {stdout}");
+    }
+}

@@ -160,7 +160,7 @@ pub async fn audit(config: &ConsumerConfig, deep: bool, json: bool) -> anyhow::R
     Ok(report.clean())
 }
 
-const USAGE: &str = "usage: <consumer> [healthcheck | check-kafka | audit [--deep] [--json]]";
+const USAGE: &str = "usage: <consumer> [healthcheck | check-kafka | audit [--deep] [--json] | --help]";
 
 /// The whole program of a consumer service: configuration (exit code 2 when it is
 /// wrong), logs, then either the service until SIGINT or SIGTERM, or `audit` (exit code 1
@@ -168,6 +168,15 @@ const USAGE: &str = "usage: <consumer> [healthcheck | check-kafka | audit [--dee
 pub async fn main(event_type: EventType) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if service_runtime::commands::is_help(args.first().map(String::as_str)) {
+        let service = match event_type {
+            EventType::Sale => "sales-consumer",
+            EventType::Inventory => "inventory-consumer",
+        };
+        println!("{}", USAGE.replace("<consumer>", service));
+        println!("{}", service_runtime::commands::HELP_FOOTER);
+        return Ok(ExitCode::SUCCESS);
+    }
     let env = service_runtime::config::Env::from_process();
     let config = service_runtime::config::exit_on_error(ConsumerConfig::from_env(&env, event_type));
     telemetry::init(config.common.log_format, &config.common.log_filter);

@@ -5,6 +5,16 @@ use std::process::ExitCode;
 
 use crate::config::CommonConfig;
 
+/// What `--help` says after a service's usage line.
+pub const HELP_FOOTER: &str = "Without a command it runs the service until SIGINT or SIGTERM. Settings come from \
+environment variables (README, Configuration); a wrong one stops it with exit code 2, naming the variable.";
+
+/// Whether `command` asks for help (`--help`, `-h`, `help`): answered before the
+/// configuration is read, so that it works anywhere.
+pub fn is_help(command: Option<&str>) -> bool {
+    matches!(command, Some("--help" | "-h" | "help"))
+}
+
 /// Runs `command` when it is a shared subcommand and returns its exit code; `None` for
 /// any other command, which the binary handles itself.
 pub async fn run(command: &str, config: &CommonConfig) -> Option<ExitCode> {
