@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: audit check-deploy help up down test test-kafka-3 test-cluster interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
+.PHONY: audit check-deploy help up down test test-containers image test-kafka-3 test-cluster interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,14 @@ test-cluster: stack-up ## Faults and ACLs against a three-broker cluster (script
 	scripts/stack.sh cluster up
 	scripts/py.sh pytest -s tests/cluster
 	scripts/stack.sh cluster down
+
+image: ## Build the image (store-events:local) from the Dockerfile; makes the base images from Debian packages where no registry has them.
+	@scripts/containers/engine.sh start
+	@scripts/containers/base-images.sh
+	@scripts/containers/build.sh
+
+test-containers: stack-up image ## The image as containers against the local stack: help, HEALTHCHECK, events to S3, SIGTERM to PID 1, audit. Starts a Docker engine only on CI or with STORE_EVENTS_START_DOCKER=1 (and stops it, unless KEEP_ENGINE=1).
+	scripts/py.sh pytest -s tests/containers; status=$$?; [ -n "$(KEEP_ENGINE)" ] || scripts/containers/engine.sh stop; exit $$status
 
 interop: stack-up ## Only the interoperability tests: what lands in S3, read with the AWS CLI, boto3 and DuckDB.
 	scripts/py.sh pytest tests/interop

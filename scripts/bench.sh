@@ -72,14 +72,25 @@ vegeta=$cache/bin/vegeta
 [ -x "$vegeta" ] || { log "Installing vegeta from Go modules"; GOBIN=$cache/bin go install github.com/tsenart/vegeta/v12@v12.13.0; }
 # The one-PUT-per-event baseline and the latency observer are Python with boto3 (scripts/py.sh).
 scripts/py.sh python -c 'import boto3'
-log "Building the services (release)"
-cargo build --quiet --release --bins
-bin=$root/target/release
+if [ -n "${BENCH_IMAGE:-}" ]; then
+  # The release binaries of an image built from the Dockerfile (CI builds one anyway):
+  # the same profile, stripped, without a second release build.
+  bin=$work/bin
+  log "Taking the services' binaries from the image $BENCH_IMAGE"
+  mkdir -p "$bin"
+  container=$(docker create "$BENCH_IMAGE")
+  for name in producer sales-consumer inventory-consumer; do docker cp "$container:/usr/local/bin/$name" "$bin/$name"; done
+  docker rm "$container" >/dev/null
+else
+  log "Building the services (release)"
+  cargo build --quiet --release --bins
+  bin=$root/target/release
+fi
 
 # Payload: realistic events, 10% bad, as one JSON object per line.
-target/release/producer generate --count 20000 --seed 7 --bad-share 0.1 >"$work/payload.ndjson"
+"$bin/producer" generate --count 20000 --seed 7 --bad-share 0.1 >"$work/payload.ndjson"
 record_bytes=$(awk '{n++; b += length($0)} END {printf "%.0f", b / n}' "$work/payload.ndjson")
-target/release/producer generate --count 100 --seed 8 --bad-share 0 |
+"$bin/producer" generate --count 100 --seed 8 --bad-share 0 |
   awk 'BEGIN {printf "["} NR > 1 {printf ","} {printf "%s", $0} END {printf "]"}' >"$work/batch100.json"
 
 # 1. Ceiling: Apache Kafka's own perf tools, same records, acks=all, lz4.
