@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: audit check-deploy help up down test test-containers image test-kafka-3 test-cluster interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
+.PHONY: audit check-deploy help up down test test-containers test-compose compose-images image test-kafka-3 test-cluster interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,8 +40,16 @@ image: ## Build the image (store-events:local) from the Dockerfile; makes the ba
 	@scripts/containers/base-images.sh
 	@scripts/containers/build.sh
 
-test-containers: stack-up image ## The image as containers against the local stack: help, HEALTHCHECK, events to S3, SIGTERM to PID 1, audit. Starts a Docker engine only on CI or with STORE_EVENTS_START_DOCKER=1 (and stops it, unless KEEP_ENGINE=1).
+compose-images: ## Docker Compose (the plugin, or built from its pinned Go module) and stand-ins for the third-party images docker-compose.yml names, where no registry serves them.
+	@scripts/containers/engine.sh start
+	@scripts/containers/compose.sh version
+	@scripts/containers/stand-ins.sh
+
+test-containers: stack-up image compose-images ## The image as containers (help, HEALTHCHECK, events to S3, SIGTERM to PID 1, audit) and docker-compose.yml end to end. Starts a Docker engine only on CI or with STORE_EVENTS_START_DOCKER=1 (and stops it, unless KEEP_ENGINE=1).
 	scripts/py.sh pytest -s tests/containers; status=$$?; [ -n "$(KEEP_ENGINE)" ] || scripts/containers/engine.sh stop; exit $$status
+
+test-compose: image compose-images ## Only docker-compose.yml end to end: up --wait, events to S3 read with the AWS CLI, audit, --scale, a Kafka restart, down -v.
+	scripts/py.sh pytest -s tests/containers/test_compose.py; status=$$?; [ -n "$(KEEP_ENGINE)" ] || scripts/containers/engine.sh stop; exit $$status
 
 interop: stack-up ## Only the interoperability tests: what lands in S3, read with the AWS CLI, boto3 and DuckDB.
 	scripts/py.sh pytest tests/interop
