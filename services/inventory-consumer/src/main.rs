@@ -1,7 +1,6 @@
 //! inventory-consumer: Keeps inventory_event records and writes them to S3 for the warehouse.
 //! All logic lives in the `store-consumer` library; this binary only picks the type.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<std::process::ExitCode> {
-    store_consumer::main(store_event::EventType::Inventory).await
+fn main() -> std::process::ExitCode {
+    store_consumer::main(store_event::EventType::Inventory)
 }

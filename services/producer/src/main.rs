@@ -1,18 +1,21 @@
 //! producer: reads its configuration (exit code 2 when it is wrong), sets up logs and
-//! runs the service until SIGINT or SIGTERM, or one of the commands of USAGE.
-//! Everything else is in the library.
+//! runs the service until SIGINT or SIGTERM, or one of the commands of USAGE; a fatal
+//! error is printed and exits as `service_runtime::process` says. Everything else is in
+//! the library.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use producer::ProducerConfig;
 use service_runtime::config::{Env, exit_on_error};
 use service_runtime::{shutdown, telemetry};
 
 const USAGE: &str = "usage: producer [healthcheck | check-kafka | ensure-topic | generate --count N [--bad-share F] [--seed S] | --help]";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
+    service_runtime::process::main(run)
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     if service_runtime::commands::is_help(std::env::args().nth(1).as_deref()) {
         println!("{USAGE}\n{}", service_runtime::commands::HELP_FOOTER);
         return Ok(ExitCode::SUCCESS);
@@ -34,18 +37,16 @@ async fn main() -> anyhow::Result<ExitCode> {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(problem) => {
                     eprintln!("{problem}; {USAGE}");
-                    ExitCode::from(2)
+                    ExitCode::from(service_runtime::process::EXIT_CONFIG)
                 }
             });
         }
         Some(other) => {
             eprintln!("unknown command {other}; {USAGE}");
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(service_runtime::process::EXIT_CONFIG));
         }
     }
-    let listener = tokio::net::TcpListener::bind(config.common.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on HTTP_ADDR={}", config.common.http_addr))?;
+    let listener = service_runtime::http::listen(config.common.http_addr).await?;
     tracing::info!(topic = %config.common.topic, "Producer starting.");
     producer::run(config, listener, shutdown::on_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -65,3 +65,78 @@ fn help_prints_the_usage_and_exits_0_whatever_the_settings() {
     assert!(stdout.starts_with("usage: producer [healthcheck | check-kafka | ensure-topic"), "{stdout}");
     assert!(stdout.contains("environment variables"), "{stdout}");
 }
+
+/// What a fatal error prints: the error and its causes, one block at the end of stderr, and
+/// no backtrace even where `RUST_BACKTRACE=1` is set (as many Rust developers have it).
+fn run_failing(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_producer"));
+    command.args(args).env("RUST_BACKTRACE", "1").env_remove("RUST_LIB_BACKTRACE").env("LOG_FORMAT", "text");
+    for (var, value) in env {
+        command.env(var, value);
+    }
+    let output = command.output().expect("the producer binary did not start");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// The lines of stderr from the error block on.
+fn error_block(stderr: &str) -> Vec<&str> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let start =
+        lines.iter().rposition(|l| l.starts_with("Error: ")).unwrap_or_else(|| panic!("no error block: {stderr}"));
+    lines[start..].to_vec()
+}
+
+fn has_stack_frames(text: &str) -> bool {
+    text.lines().any(|l| {
+        let t = l.trim_start();
+        t.split_once(": ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    })
+}
+
+#[test]
+fn a_taken_port_is_named_with_its_cause_and_what_to_do_without_a_backtrace() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let (code, stderr) = run_failing(&[], &[("HTTP_ADDR", &addr.to_string())]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        error_block(&stderr),
+        [
+            format!(
+                "Error: cannot listen on HTTP_ADDR={addr}; another program listens there (`ss -ltnp 'sport = :{}'` \
+                 names it): stop it, or set HTTP_ADDR to a free address",
+                addr.port()
+            )
+            .as_str(),
+            "  caused by: Address already in use (os error 98)",
+        ]
+    );
+    assert!(!has_stack_frames(&stderr) && !stderr.contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn error_backtrace_1_adds_the_backtrace_under_the_error() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let (code, stderr) = run_failing(&[], &[("HTTP_ADDR", &addr), ("ERROR_BACKTRACE", "1")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let block = error_block(&stderr);
+    assert_eq!(block[2], "backtrace:", "{stderr}");
+    assert!(has_stack_frames(&stderr), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_broker_is_one_block_naming_the_address_each_cause_once() {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let (code, stderr) = run_failing(&["ensure-topic"], &[("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let block = error_block(&stderr);
+    assert_eq!(block[0], "Error: cannot make sure topic MystiqueStoreEventsTopic exists", "{stderr}");
+    assert_eq!(block.len(), 2, "each cause once: {block:#?}");
+    assert!(block[1].starts_with("  caused by: connecting to Kafka (Plaintext): "), "{block:#?}");
+    assert!(
+        block[1].contains("\"127.0.0.1:1\"") && block[1].ends_with("Connection refused (os error 111)"),
+        "{block:#?}"
+    );
+    assert!(!has_stack_frames(&stderr), "{stderr}");
+}

@@ -81,3 +81,27 @@ fn help_prints_the_usage_and_exits_0_whatever_the_settings() {
         assert!(stdout.starts_with("usage: sales-consumer [healthcheck | check-kafka | audit"), "{flag}: {stdout}");
     }
 }
+
+/// A consumer that cannot listen stops with the error and its cause as one block, exit
+/// code 1, and no backtrace even with `RUST_BACKTRACE=1`: the same path as the producer's
+/// (its test checks the details).
+#[test]
+fn a_taken_port_stops_it_with_the_error_block_and_exit_1() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sales-consumer"))
+        .env("HTTP_ADDR", addr.to_string())
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("the sales-consumer binary did not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let tail: Vec<&str> = stderr.lines().rev().take(2).collect();
+    assert_eq!(tail[0], "  caused by: Address already in use (os error 98)", "{stderr}");
+    assert!(
+        tail[1].starts_with(&format!("Error: cannot listen on HTTP_ADDR={addr}; another program listens there")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("backtrace") && !stderr.contains("__libc_start"), "{stderr}");
+}

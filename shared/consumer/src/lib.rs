@@ -164,8 +164,13 @@ const USAGE: &str = "usage: <consumer> [healthcheck | check-kafka | audit [--dee
 
 /// The whole program of a consumer service: configuration (exit code 2 when it is
 /// wrong), logs, then either the service until SIGINT or SIGTERM, or `audit` (exit code 1
-/// on any gap, overlap, loss or bad object).
-pub async fn main(event_type: EventType) -> anyhow::Result<std::process::ExitCode> {
+/// on any gap, overlap, loss or bad object); a fatal error is printed and exits as
+/// `service_runtime::process` says.
+pub fn main(event_type: EventType) -> std::process::ExitCode {
+    service_runtime::process::main(|| run_main(event_type))
+}
+
+async fn run_main(event_type: EventType) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
     let args: Vec<String> = std::env::args().skip(1).collect();
     if service_runtime::commands::is_help(args.first().map(String::as_str)) {
@@ -190,19 +195,17 @@ pub async fn main(event_type: EventType) -> anyhow::Result<std::process::ExitCod
             let flags: Vec<&str> = args[1..].iter().map(String::as_str).collect();
             if let Some(unknown) = flags.iter().find(|f| !["--deep", "--json"].contains(f)) {
                 eprintln!("unknown option {unknown}; {USAGE}");
-                return Ok(ExitCode::from(2));
+                return Ok(ExitCode::from(service_runtime::process::EXIT_CONFIG));
             }
             let clean = audit(&config, flags.contains(&"--deep"), flags.contains(&"--json")).await?;
             return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Some(other) => {
             eprintln!("unknown command {other}; {USAGE}");
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(service_runtime::process::EXIT_CONFIG));
         }
     }
-    let listener = TcpListener::bind(config.common.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on HTTP_ADDR={}", config.common.http_addr))?;
+    let listener = service_runtime::http::listen(config.common.http_addr).await?;
     tracing::info!(service = config.service, topic = %config.common.topic, "Consumer starting.");
     let s3 = service_runtime::s3::client(&config.s3).await;
     run(config, s3, listener, shutdown::on_signal()).await?;

@@ -191,7 +191,7 @@ pub fn exit_on_error<T>(result: Result<T, ConfigError>) -> T {
         Ok(value) => value,
         Err(err) => {
             eprintln!("configuration error: {err}");
-            std::process::exit(2);
+            std::process::exit(crate::process::EXIT_CONFIG.into());
         }
     }
 }

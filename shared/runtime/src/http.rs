@@ -60,6 +60,28 @@ pub async fn serve(
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
+/// Listens on `addr` (the service's `HTTP_ADDR`); the error says which variable and,
+/// when the address is taken, what to do about it.
+pub async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        let what = format!("cannot listen on HTTP_ADDR={addr}");
+        let hint = match error.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "; another program listens there (`ss -ltnp 'sport = :{}'` names it): stop it, or set HTTP_ADDR to a free address",
+                addr.port()
+            ),
+            std::io::ErrorKind::AddrNotAvailable => {
+                "; no interface of this machine has that address: use 0.0.0.0 or one of its own".to_owned()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "; ports below 1024 need privileges: use a port of 1024 or more".to_owned()
+            }
+            _ => String::new(),
+        };
+        anyhow::Error::new(error).context(format!("{what}{hint}"))
+    })
+}
+
 /// `<service> healthcheck`: asks the service's own `/healthz` on `addr` (a wildcard host
 /// is asked on 127.0.0.1) and says whether it answered 200 within two seconds. Container
 /// health checks use it, so images need no shell and no curl.

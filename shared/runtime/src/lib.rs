@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod process;
 pub mod readiness;
 pub mod retry;
 pub mod s3;

@@ -12,12 +12,14 @@ use serde::Deserialize;
 use service_runtime::config::Env;
 use store_event::EventType;
 
-/// Variables read by libraries rather than by our configuration code.
-const READ_ELSEWHERE: [&str; 4] = [
-    "RUST_LOG",              // tracing-subscriber's filter
-    "AWS_ACCESS_KEY_ID",     // the AWS default credential chain
-    "AWS_SECRET_ACCESS_KEY", // the AWS default credential chain
-    "HOSTNAME",              // the StatefulSet ordinal (read when CONSUMER_INSTANCES is set)
+/// Variables read by libraries, or before the configuration is, rather than by our
+/// configuration code.
+const READ_ELSEWHERE: [&str; 5] = [
+    service_runtime::process::BACKTRACE_VAR, // read before the runtime starts
+    "RUST_LOG",                              // tracing-subscriber's filter
+    "AWS_ACCESS_KEY_ID",                     // the AWS default credential chain
+    "AWS_SECRET_ACCESS_KEY",                 // the AWS default credential chain
+    "HOSTNAME",                              // the StatefulSet ordinal (read when CONSUMER_INSTANCES is set)
 ];
 
 fn accepted() -> BTreeSet<String> {
