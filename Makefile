@@ -22,7 +22,7 @@ down: ## Stop the services, then Kafka and the S3 server (data stays in .local/)
 test: stack-up lint check-deploy vendor-test ## Install and start what the tests need, then run formatting, clippy, the deployment checks and every test.
 	cargo test --workspace --all-targets
 	$(MAKE) test-kafka-3
-	scripts/py.sh pytest tests/interop
+	scripts/py.sh pytest tests/interop tests/local
 	$(MAKE) test-cluster
 
 test-kafka-3: stack-up ## The consumer group tests again, against Apache Kafka 3.9 on 127.0.0.1:9192 (most MSK clusters run 3.x).

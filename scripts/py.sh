@@ -12,11 +12,21 @@ cache=${STORE_EVENTS_CACHE:-$HOME/.cache/store-events}
 venv=$cache/py-$(sha256sum "$requirements" | cut -c1-12)
 if [ ! -f "$venv/.complete" ]; then
   command -v python3 >/dev/null || { echo "[py] error: python3 is needed (apt-get install python3 python3-venv)" >&2; exit 1; }
-  echo "[py] Installing the Python tools from PyPI into $venv (once)" >&2
+  # shellcheck source=scripts/lib/progress.sh
+  source "$root/scripts/lib/progress.sh"
+  echo "[py] Installing the Python tools (AWS CLI, boto3, DuckDB, pytest, ...) from PyPI into $venv (once, a minute or two)" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+  pip_log=$venv/pip-install.log
+  start=$SECONDS
+  if ! progress "installing the Python tools" "usually a minute or two" 'echo "$(grep -c "^Collecting" "$pip_log") packages collected"' -- \
+    "$venv/bin/pip" install --disable-pip-version-check --progress-bar off -r "$requirements" >"$pip_log" 2>&1; then
+    tail -n 30 "$pip_log" >&2
+    echo "[py] error: installing the Python tools failed (whole log: $pip_log)" >&2
+    exit 1
+  fi
   touch "$venv/.complete"
+  echo "[py] Python tools installed in $((SECONDS - start)) s" >&2
 fi
 [ $# -gt 0 ] || { echo "usage: $0 COMMAND [ARGS...]" >&2; exit 2; }
 command=$1

@@ -10,7 +10,7 @@ aws() { "$root/scripts/aws" "$@"; }
 
 echo
 echo "store-events is running:"
-for entry in producer:8080 sales-consumer:8081 inventory-consumer:8082; do
+for entry in "producer:${PRODUCER_PORT:-8080}" "sales-consumer:${SALES_CONSUMER_PORT:-8081}" "inventory-consumer:${INVENTORY_CONSUMER_PORT:-8082}"; do
   name=${entry%%:*} port=${entry##*:}
   ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
   printf '  %-19s http://127.0.0.1:%s  (/healthz /readyz=%s /metrics)\n' "$name" "$port" "$ready"

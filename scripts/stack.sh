@@ -37,6 +37,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/local.env
 source "$root/scripts/local.env"
+# shellcheck source=scripts/lib/progress.sh
+source "$root/scripts/lib/progress.sh"
 
 cache=${STORE_EVENTS_CACHE:-$HOME/.cache/store-events}
 state=$root/.local
@@ -95,11 +97,14 @@ fetch_kafka() {
   [ -f "$libs/.complete" ] && return 0
   command -v mvn >/dev/null || die "mvn is needed to fetch Apache Kafka from Maven Central (apt-get install maven)"
   command -v java >/dev/null || die "a Java 17+ JDK is needed to run Apache Kafka and the tests' Java producer (apt-get install openjdk-17-jdk-headless)"
-  log "Fetching Apache Kafka $version from Maven Central into $libs"
+  log "Fetching Apache Kafka $version from Maven Central into $libs (once: about 55 MB, a minute or two)"
   rm -rf "$libs" && mkdir -p "$libs"
-  mvn -B -q -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+  local start=$SECONDS
+  progress "fetching Kafka $version" "usually a minute or two" 'echo "$(ls "$libs" | wc -l) jars, $(du -sh "$libs" | cut -f1) so far"' -- \
+    mvn -B -q -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
     -Dkafka.version="$version" -DincludeScope=runtime -DoutputDirectory="$libs" >&2
   touch "$libs/.complete"
+  log "Kafka $version fetched in $((SECONDS - start)) s"
 }
 
 install_kafka() { fetch_kafka "$kafka_version" "$kafka_libs"; }
@@ -151,11 +156,18 @@ PROPERTIES
 install_s3() {
   [ -x "$weed_bin" ] && return 0
   command -v go >/dev/null || die "Go (1.26 or newer) is needed to build the S3 server SeaweedFS (https://go.dev/doc/install)"
-  log "Building the S3 server SeaweedFS $seaweedfs_version from the Go module proxy (once, several minutes)"
+  log "Building the S3 server SeaweedFS $seaweedfs_version from the Go module proxy (once: its modules, then about 1,000 packages; 10 minutes or so on two cores)"
   mkdir -p "$(dirname "$weed_bin")"
-  (cd "$root/scripts/seaweedfs" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
-    go build -o "$weed_bin.partial" github.com/seaweedfs/seaweedfs/weed) >&2
+  local start=$SECONDS build_log=$cache/seaweedfs-build.log
+  # `go build -v` names each package as it compiles it: the count shows the build moving.
+  if ! progress "building SeaweedFS" "usually about 10 minutes on two cores" 'echo "$(grep -c "^go: downloading" "$build_log") modules downloaded, $(grep -vc "^go: " "$build_log") packages compiled"' -- \
+    bash -c 'cd "$1" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go build -v -o "$2" github.com/seaweedfs/seaweedfs/weed' \
+    _ "$root/scripts/seaweedfs" "$weed_bin.partial" 2>"$build_log"; then
+    tail -n 30 "$build_log" >&2
+    die "building SeaweedFS failed (whole log: $build_log)"
+  fi
   mv "$weed_bin.partial" "$weed_bin"
+  log "SeaweedFS built in $((SECONDS - start)) s"
 }
 
 # kcat, an independent Kafka client (Debian's package), reads back what the producer wrote.

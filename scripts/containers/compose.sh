@@ -26,8 +26,13 @@ else
     log "Building Docker Compose $version from the Go module proxy (once, about a minute; two on an empty module cache)"
     mkdir -p "$(dirname "$bin")"
     start=$SECONDS
-    (cd "$root/scripts/compose" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
-      go build -trimpath -ldflags "-s -w -X $module/internal.Version=$version" -o "$bin.partial" "$module/cmd") >&2
+    # shellcheck source=scripts/lib/progress.sh
+    source "$root/scripts/lib/progress.sh"
+    build_log=$cache/compose-build.log
+    progress "building Docker Compose" "usually one to three minutes" 'echo "$(grep -c "^go: downloading" "$build_log") modules downloaded, $(grep -vc "^go: " "$build_log") packages compiled"' -- \
+      bash -c 'cd "$1" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go build -v -trimpath -ldflags "-s -w -X $2/internal.Version=$3" -o "$4" "$2/cmd"' \
+      _ "$root/scripts/compose" "$module" "$version" "$bin.partial" 2>"$build_log" ||
+      { tail -n 30 "$build_log" >&2; die "building Docker Compose failed (whole log: $build_log)"; }
     mv "$bin.partial" "$bin"
     log "Docker Compose $version built in $((SECONDS - start)) s"
   fi
