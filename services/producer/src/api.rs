@@ -36,6 +36,8 @@ pub struct Api {
     pub metrics: Metrics,
     /// `MAX_BODY_BYTES`.
     pub max_body_bytes: usize,
+    /// `EVENT_TS_MAX_AHEAD`.
+    pub ts_max_ahead: Duration,
     /// `GENERATOR_BAD_SHARE`, the default of `/v1/simulate`.
     pub bad_share: f64,
     /// Cancelled at shutdown: a simulation stops making events and answers what it sent.
@@ -155,7 +157,13 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
             object.entry("request_id").or_insert_with(|| Value::from(uuid::Uuid::new_v4().to_string()));
         }
         match StoreEvent::from_value(&value) {
-            Ok(event) => events.push(event),
+            Ok(event) => match ts_too_far_ahead(&event, Utc::now(), api.ts_max_ahead) {
+                None => events.push(event),
+                Some(error) => {
+                    rejected("ts_in_future");
+                    invalid.push(InvalidEvent { index, errors: vec![error] });
+                }
+            },
             Err(e) => {
                 rejected(e.kind());
                 invalid.push(InvalidEvent { index, errors: e.field_errors() });
@@ -206,6 +214,21 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
         );
     }
     (StatusCode::OK, axum::Json(json!({ "accepted": written.len(), "events": written }))).into_response()
+}
+
+/// The error for an event whose `ts` is more than `max_ahead` after `now` (Kafka would
+/// refuse its record, whose timestamp is the `ts`), else `None`.
+fn ts_too_far_ahead(event: &StoreEvent, now: chrono::DateTime<Utc>, max_ahead: Duration) -> Option<FieldError> {
+    let ahead = (event.ts.with_timezone(&Utc) - now).to_std().ok()?;
+    (ahead > max_ahead).then(|| FieldError {
+        field: "ts".to_owned(),
+        reason: format!(
+            "is {}s ahead of this server's clock ({now}); at most {}s is taken (EVENT_TS_MAX_AHEAD; Kafka refuses \
+             records stamped further ahead): check the sender's clock and time zone",
+            ahead.as_secs(),
+            max_ahead.as_secs()
+        ),
+    })
 }
 
 /// Parses a JSON document (an object or an array of objects) or NDJSON into values;

@@ -40,6 +40,11 @@ pub struct ProducerConfig {
     pub generator_bad_share: f64,
     /// `MAX_BODY_BYTES`: the largest request body `POST /v1/events` takes.
     pub max_body_bytes: usize,
+    /// `EVENT_TS_MAX_AHEAD`: how far ahead of this server's clock an event's `ts` may be.
+    /// The record's timestamp is the event's `ts`, and Kafka refuses records stamped
+    /// further ahead than `log.message.timestamp.after.max.ms` (1 hour by default since
+    /// Kafka 3.6): such an event is a client's error to report, not a Kafka outage.
+    pub event_ts_max_ahead: Duration,
     /// How records are written.
     pub sink: SinkSettings,
 }
@@ -61,6 +66,7 @@ impl ProducerConfig {
             generator_rate: env.bounded("GENERATOR_RATE", 0, 0, 1_000_000)?,
             generator_bad_share: env.bounded("GENERATOR_BAD_SHARE", 0.1, 0.0, 1.0)?,
             max_body_bytes: env.bounded("MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)?,
+            event_ts_max_ahead: env.duration("EVENT_TS_MAX_AHEAD", Duration::from_secs(3600))?,
             sink: SinkSettings {
                 linger: env.duration("PRODUCER_LINGER", Duration::from_millis(5))?,
                 batch_bytes: env.bounded("PRODUCER_BATCH_BYTES", 512 * 1024, 1024, 64 * 1024 * 1024)?,

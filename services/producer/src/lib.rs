@@ -47,6 +47,7 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
         sink: Arc::clone(&sink),
         metrics,
         max_body_bytes: config.max_body_bytes,
+        ts_max_ahead: config.event_ts_max_ahead,
         bad_share: config.generator_bad_share,
         shutdown: shutdown.clone(),
     });

@@ -86,6 +86,34 @@ async fn invalid_events_reject_the_whole_batch_listing_every_problem() {
     producer.stop().await;
 }
 
+/// An event stamped hours ahead (a store's clock or time zone set wrong) is the client's
+/// error, named by field, not a 503 "Kafka unavailable" to retry forever: Kafka refuses
+/// records stamped more than an hour ahead by default.
+#[tokio::test]
+async fn an_event_stamped_too_far_ahead_is_a_422_naming_ts() {
+    let producer = common::start(&[]).await;
+    let mut ahead = common::example();
+    ahead["ts"] = json!((chrono::Utc::now() + chrono::Duration::hours(3)).to_rfc3339());
+    let mut soon = common::example();
+    soon["ts"] = json!((chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339());
+    let (status, body) =
+        producer.post("/v1/events", "application/json", json!([soon.clone(), ahead]).to_string()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "1 of 2 events are invalid; nothing was written");
+    let errors = &body["invalid"][0]["errors"];
+    assert_eq!(body["invalid"][0]["index"], 1, "{body}");
+    assert_eq!(errors[0]["field"], "ts", "{body}");
+    let reason = errors[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("is 1079") || reason.starts_with("is 1080"), "{reason}");
+    assert!(reason.contains("at most 3600s is taken (EVENT_TS_MAX_AHEAD"), "{reason}");
+    // Ten minutes ahead is within the bound: it is written, as Kafka takes it.
+    let (status, body) = producer.post("/v1/events", "application/json", json!([soon]).to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let marks = testkit::high_watermarks(&producer.topic, 2).await;
+    assert_eq!(marks.iter().sum::<i64>(), 1, "only the valid request reached Kafka");
+    producer.stop().await;
+}
+
 #[tokio::test]
 async fn malformed_requests_get_their_status_and_a_clear_error() {
     let producer = common::start(&[("MAX_BODY_BYTES", "2048")]).await;
