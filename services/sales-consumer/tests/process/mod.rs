@@ -35,8 +35,19 @@ pub fn env(topic: &str, prefix: &str, extra: &[(&str, &str)]) -> Vec<(String, St
     env
 }
 
+/// The processes [`spawn`] started, by the log they write: a failing test's
+/// [`LogOnFailure`] kills those of its own logs, so none outlives it (the tests of one
+/// binary run side by side; the others' processes are left alone).
+static SPAWNED: Mutex<Vec<(PathBuf, u32)>> = Mutex::new(Vec::new());
+
 /// Starts the consumer binary; its output goes to `log` (appended).
 pub fn spawn(env: &[(String, String)], log: &Path) -> Child {
+    let child = start(env, log);
+    SPAWNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((log.to_path_buf(), child.id()));
+    child
+}
+
+fn start(env: &[(String, String)], log: &Path) -> Child {
     let file = File::options()
         .create(true)
         .append(true)
@@ -86,6 +97,16 @@ impl LogOnFailure {
 impl Drop for LogOnFailure {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            let spawned = SPAWNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let binary = Path::new(env!("CARGO_BIN_EXE_sales-consumer"));
+            for (_, pid) in spawned.iter().filter(|(log, _)| self.0.contains(log)) {
+                // Only a process that still runs our binary: the pid may be another's by now.
+                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+                if exe == binary {
+                    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                    eprintln!("--- killed consumer process {pid}, left running by the failed test ---");
+                }
+            }
             for path in &self.0 {
                 let log = std::fs::read_to_string(path).unwrap_or_default();
                 let lines: Vec<&str> = log.lines().collect();
