@@ -32,6 +32,8 @@ LOCAL_ENV = {
     "AWS_ACCESS_KEY_ID": "store-events-local",
     "AWS_SECRET_ACCESS_KEY": "store-events-local-secret",
     "AWS_REGION": "us-east-1",
+    # The producer's open access, chosen explicitly for the local runs (README, Security).
+    "PRODUCER_AUTH": "none",
 }
 
 

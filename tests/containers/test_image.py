@@ -55,7 +55,7 @@ def test_events_from_the_host_reach_s3_through_the_containers_and_sigterm_commit
     tag = containers.tag
     topic, prefix = f"{tag}-topic", f"{tag}-prefix"
     producer_port, sales_port, inventory_port = free_port(), free_port(), free_port()
-    kafka = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "STORE_EVENTS_TOPIC": topic, "LOG_FORMAT": "text"}
+    kafka = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "STORE_EVENTS_TOPIC": topic, "LOG_FORMAT": "text", "PRODUCER_AUTH": "none"}
 
     # Every container with the image's own HEALTHCHECK (it asks /healthz on HTTP_ADDR).
     producer = containers.run(

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use store_event::{EventType, FieldError, Generator, Invalid, StoreEvent};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, KeyStore, Principal, Stores};
 use crate::generator::to_record;
 use crate::metrics::Metrics;
 use crate::sink::{Ack, SendError, Sink};
@@ -38,10 +39,51 @@ pub struct Api {
     pub max_body_bytes: usize,
     /// `EVENT_TS_MAX_AHEAD`.
     pub ts_max_ahead: Duration,
+    /// Who may write (`PRODUCER_AUTH`).
+    pub gate: Gate,
+    /// `PRODUCER_SIMULATE`.
+    pub simulate: bool,
     /// `GENERATOR_BAD_SHARE`, the default of `/v1/simulate`.
     pub bad_share: f64,
     /// Cancelled at shutdown: a simulation stops making events and answers what it sent.
     pub shutdown: CancellationToken,
+}
+
+/// Who may use the API.
+pub enum Gate {
+    /// `PRODUCER_AUTH=none`: everyone, as the principal `anonymous`.
+    Open,
+    /// `PRODUCER_AUTH=api-keys`.
+    Keys(Arc<KeyStore>),
+}
+
+/// The principal of open access.
+const ANONYMOUS: &str = "anonymous";
+
+/// The Kafka header that names who wrote an event.
+pub const PRINCIPAL_HEADER: &str = "principal";
+
+/// The principal behind a request, if any: `None` is answered with [`unauthorized`].
+fn authenticate(api: &Api, headers: &HeaderMap) -> Option<Arc<Principal>> {
+    let keys = match &api.gate {
+        Gate::Open => {
+            return Some(Arc::new(Principal { name: ANONYMOUS.to_owned(), stores: Stores::All, simulate: true }));
+        }
+        Gate::Keys(store) => store.keys(),
+    };
+    let token = auth::bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    token.and_then(|t| keys.principal(t))
+}
+
+/// The 401: the same few words whatever was wrong (no header, another scheme, an unknown
+/// or revoked key), so that a prober learns nothing.
+fn unauthorized(api: &Api) -> Response {
+    api.metrics.rejected.with_label_values(&["unauthenticated"]).inc();
+    let mut response = error(StatusCode::UNAUTHORIZED, "missing or invalid credentials", json!({}));
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"store-events\""));
+    response
 }
 
 /// The API routes.
@@ -101,6 +143,8 @@ enum Format {
 
 async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Response {
     let _in_flight = InFlight::new(&api.metrics);
+    // Before the body is read: an unknown client costs a header lookup and a hash.
+    let Some(principal) = authenticate(&api, &headers) else { return unauthorized(&api) };
     let rejected = |reason: &str| api.metrics.rejected.with_label_values(&[reason]).inc();
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -179,7 +223,34 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
         );
     }
 
-    let records = events.iter().map(StoreEvent::to_record).collect();
+    let forbidden: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, event)| !principal.stores.allows(event.store_id))
+        .map(|(index, event)| json!({ "index": index, "field": "store_id", "store_id": event.store_id }))
+        .collect();
+    if !forbidden.is_empty() {
+        rejected("forbidden_store");
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} of {} events are for stores {:?} may not write for; nothing was written",
+                forbidden.len(),
+                events.len(),
+                principal.name
+            ),
+            json!({ "forbidden": forbidden }),
+        );
+    }
+
+    let records = events
+        .iter()
+        .map(|event| {
+            let mut record = event.to_record();
+            record.headers.insert(PRINCIPAL_HEADER.to_owned(), principal.name.clone().into_bytes());
+            record
+        })
+        .collect();
     let results = match api.sink.send(records, false).await {
         Ok(results) => results,
         Err(e @ SendError::TooLarge { .. }) => {
@@ -295,8 +366,24 @@ pub struct Summary {
 const MAX_SIMULATE_COUNT: u64 = 1_000_000;
 const MAX_SIMULATE_SECONDS: f64 = 300.0;
 
-async fn simulate(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> Response {
+async fn simulate(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let _in_flight = InFlight::new(&api.metrics);
+    if !api.simulate {
+        return error(
+            StatusCode::NOT_FOUND,
+            "POST /v1/simulate is off: it writes generated events to the topic; set PRODUCER_SIMULATE=true to serve it",
+            json!({}),
+        );
+    }
+    let Some(principal) = authenticate(&api, &headers) else { return unauthorized(&api) };
+    if !principal.simulate {
+        api.metrics.rejected.with_label_values(&["forbidden_simulate"]).inc();
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("{:?} may not simulate: its key needs \"simulate\": true in the keys file", principal.name),
+            json!({}),
+        );
+    }
     let request: SimulateRequest = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a simulate request: {e}"), json!({})),

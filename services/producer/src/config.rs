@@ -5,6 +5,8 @@ use std::time::Duration;
 use rskafka::client::partition::Compression;
 use service_runtime::config::{CommonConfig, ConfigError, Env};
 
+use crate::auth::KeySource;
+
 /// How records are written to Kafka (`PRODUCER_*`).
 #[derive(Debug, Clone)]
 pub struct SinkSettings {
@@ -45,6 +47,14 @@ pub struct ProducerConfig {
     /// further ahead than `log.message.timestamp.after.max.ms` (1 hour by default since
     /// Kafka 3.6): such an event is a client's error to report, not a Kafka outage.
     pub event_ts_max_ahead: Duration,
+    /// `PRODUCER_AUTH`: who may write events.
+    pub access: Access,
+    /// `PRODUCER_SIMULATE`: whether `POST /v1/simulate` is served.
+    pub simulate: bool,
+    /// `ADMIN_ADDR`: where `/healthz`, `/readyz` and `/metrics` listen when they must not
+    /// share the event API's listener (a public ingress exposes only the API); unset,
+    /// they are on `HTTP_ADDR` with it.
+    pub admin_addr: Option<std::net::SocketAddr>,
     /// How records are written.
     pub sink: SinkSettings,
 }
@@ -67,6 +77,17 @@ impl ProducerConfig {
             generator_bad_share: env.bounded("GENERATOR_BAD_SHARE", 0.1, 0.0, 1.0)?,
             max_body_bytes: env.bounded("MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)?,
             event_ts_max_ahead: env.duration("EVENT_TS_MAX_AHEAD", Duration::from_secs(3600))?,
+            access: access(env)?,
+            simulate: env.flag("PRODUCER_SIMULATE", false)?,
+            admin_addr: match env.raw("ADMIN_ADDR") {
+                None => None,
+                Some(raw) => Some(raw.trim().parse().map_err(|_| {
+                    ConfigError::new(
+                        "ADMIN_ADDR",
+                        format!("{raw:?} is not an address: use host:port, e.g. 0.0.0.0:9080"),
+                    )
+                })?),
+            },
             sink: SinkSettings {
                 linger: env.duration("PRODUCER_LINGER", Duration::from_millis(5))?,
                 batch_bytes: env.bounded("PRODUCER_BATCH_BYTES", 512 * 1024, 1024, 64 * 1024 * 1024)?,
@@ -76,5 +97,53 @@ impl ProducerConfig {
                 idempotence: env.flag("PRODUCER_IDEMPOTENCE", true)?,
             },
         })
+    }
+}
+
+/// Who may write events (`PRODUCER_AUTH`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Access {
+    /// `none`: anyone who reaches the port, as the principal `anonymous`; for local use,
+    /// and logged as such at start.
+    Open,
+    /// `api-keys` (the default): a bearer key from the keys file or variable.
+    Keys(KeySource),
+}
+
+const AUTH: &str = "PRODUCER_AUTH";
+const KEYS_FILE: &str = "PRODUCER_API_KEYS_FILE";
+const KEYS: &str = "PRODUCER_API_KEYS";
+
+fn access(env: &Env) -> Result<Access, ConfigError> {
+    let file = env.raw(KEYS_FILE).map(str::to_owned);
+    let inline = env.raw(KEYS).map(str::to_owned);
+    match env.string(AUTH, "api-keys").trim() {
+        "none" => {
+            for (name, set) in [(KEYS_FILE, file.is_some()), (KEYS, inline.is_some())] {
+                if set {
+                    return Err(ConfigError::new(name, format!("is set but {AUTH}=none: keys would be ignored")));
+                }
+            }
+            Ok(Access::Open)
+        }
+        "api-keys" => {
+            let (name, source) = match (file, inline) {
+                (Some(_), Some(_)) => return Err(ConfigError::new(KEYS, format!("set this or {KEYS_FILE}, not both"))),
+                (Some(path), None) => (KEYS_FILE, KeySource::File(path.into())),
+                (None, Some(json)) => (KEYS, KeySource::Inline(json)),
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        KEYS_FILE,
+                        format!(
+                            "must be set ({AUTH}=api-keys, the default): a file of API key digests (README, Security), \
+                             or {AUTH}=none for open local use"
+                        ),
+                    ));
+                }
+            };
+            crate::auth::load(&source).map_err(|problem| ConfigError::new(name, problem))?;
+            Ok(Access::Keys(source))
+        }
+        other => Err(ConfigError::new(AUTH, format!("{other:?} is not valid: use api-keys or none"))),
     }
 }

@@ -6,6 +6,7 @@
 //! - `config`, `metrics`: settings and what Prometheus sees.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod generator;
 pub mod metrics;
@@ -22,7 +23,7 @@ use service_runtime::retry::Backoff;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::ProducerConfig;
+pub use config::{Access, ProducerConfig};
 
 /// Runs the producer until `shutdown` is cancelled, serving HTTP on `listener`. On
 /// shutdown it stops accepting, lets requests in flight finish (each waits for its
@@ -43,20 +44,77 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
     ));
     let readiness =
         Readiness::new(&registry, Duration::from_secs(5)).with(KafkaCheck::new(cluster, &config.common.topic));
+    let gate = match &config.access {
+        Access::Open => {
+            tracing::warn!(
+                "PRODUCER_AUTH=none: anyone who reaches this port may write events for any store. For local use only."
+            );
+            api::Gate::Open
+        }
+        Access::Keys(source) => {
+            let store = Arc::new(auth::KeyStore::open(source.clone()).map_err(anyhow::Error::msg)?);
+            metrics.api_keys.set(store.keys().len() as i64);
+            tracing::info!(keys = store.keys().len(), "API keys loaded.");
+            tokio::spawn(reload_keys(Arc::clone(&store), metrics.clone(), shutdown.clone()));
+            api::Gate::Keys(store)
+        }
+    };
+    let admin = match config.admin_addr {
+        Some(addr) => Some(http::listen_as("ADMIN_ADDR", addr).await?),
+        None => None,
+    };
     let api = Arc::new(api::Api {
         sink: Arc::clone(&sink),
         metrics,
         max_body_bytes: config.max_body_bytes,
         ts_max_ahead: config.event_ts_max_ahead,
+        gate,
+        simulate: config.simulate,
         bad_share: config.generator_bad_share,
         shutdown: shutdown.clone(),
     });
-    let router = http::router(Probes { readiness, registry }).merge(api::router(api));
-    http::serve(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")?;
+    let probes = http::router(Probes { readiness, registry });
+    match admin {
+        None => {
+            let router = probes.merge(api::router(api));
+            http::serve(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")?;
+        }
+        Some(admin) => {
+            // The probes and metrics on their own listener, the event API alone on HTTP_ADDR.
+            let (served, admin_served) = tokio::join!(
+                http::serve(listener, api::router(api), shutdown.clone().cancelled_owned()),
+                http::serve(admin, probes, shutdown.clone().cancelled_owned()),
+            );
+            served.context("HTTP server failed")?;
+            admin_served.context("admin HTTP server (ADMIN_ADDR) failed")?;
+        }
+    }
     generator.await.context("generator task failed")?;
     sink.drain(config.sink.timeout).await;
     tracing::info!("Producer stopped: every accepted event was acknowledged or reported as failed.");
     Ok(())
+}
+
+/// Reads the keys file again whenever it changes, until shutdown; a file that cannot be
+/// used leaves the keys in force and is logged and counted.
+async fn reload_keys(store: Arc<auth::KeyStore>, metrics: metrics::Metrics, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(auth::RELOAD_EVERY) => {}
+        }
+        match store.reload_if_changed() {
+            Ok(None) => {}
+            Ok(Some(count)) => {
+                metrics.api_keys.set(count as i64);
+                tracing::info!(keys = count, "API keys reloaded.");
+            }
+            Err(problem) => {
+                metrics.api_keys_reload_errors.inc();
+                tracing::error!(%problem, "The changed API keys file cannot be used; the keys before it stay in force.");
+            }
+        }
+    }
 }
 
 /// Creates the topic if it is missing, retrying with backoff while Kafka is unreachable.

@@ -9,7 +9,7 @@ use producer::ProducerConfig;
 use service_runtime::config::{Env, exit_on_error};
 use service_runtime::{shutdown, telemetry};
 
-const USAGE: &str = "usage: producer [healthcheck | check-kafka | ensure-topic | generate --count N [--bad-share F] [--seed S] | --help]";
+const USAGE: &str = "usage: producer [healthcheck | check-kafka | ensure-topic | generate --count N [--bad-share F] [--seed S] | issue-key PRINCIPAL STORES [--simulate] | --help]";
 
 fn main() -> ExitCode {
     service_runtime::process::main(run)
@@ -20,10 +20,27 @@ async fn run() -> anyhow::Result<ExitCode> {
         println!("{USAGE}\n{}", service_runtime::commands::HELP_FOOTER);
         return Ok(ExitCode::SUCCESS);
     }
+    if std::env::args().nth(1).as_deref() == Some("issue-key") {
+        // Needs no settings: the platform team runs it anywhere.
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return Ok(match producer::auth::issue_key(&args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(problem) => {
+                eprintln!("{problem}");
+                ExitCode::from(service_runtime::process::EXIT_CONFIG)
+            }
+        });
+    }
     let config = exit_on_error(ProducerConfig::from_env(&Env::from_process()));
     telemetry::init(config.common.log_format, &config.common.log_filter);
     let command = std::env::args().nth(1);
-    if let Some(code) = service_runtime::commands::run(command.as_deref().unwrap_or(""), &config.common).await {
+    // With ADMIN_ADDR the probes are there, and so is what `healthcheck` asks.
+    let mut common = config.common.clone();
+    common.http_addr = config.admin_addr.unwrap_or(common.http_addr);
+    if let Some(code) = service_runtime::commands::run(command.as_deref().unwrap_or(""), &common).await {
         return Ok(code);
     }
     match command.as_deref() {

@@ -21,6 +21,11 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// `producer_kafka_errors_total`: sends with at least one record not acknowledged.
     pub kafka_errors: IntCounter,
+    /// `producer_api_keys`: API keys in force (`PRODUCER_AUTH=api-keys`).
+    pub api_keys: IntGauge,
+    /// `producer_api_keys_reload_errors_total`: changed keys files that could not be
+    /// used (the keys before them stay in force).
+    pub api_keys_reload_errors: IntCounter,
 }
 
 impl Metrics {
@@ -66,6 +71,14 @@ impl Metrics {
             kafka_errors: registered(
                 registry,
                 IntCounter::new("producer_kafka_errors_total", "Sends with a record Kafka did not acknowledge."),
+            ),
+            api_keys: registered(registry, IntGauge::new("producer_api_keys", "API keys in force.")),
+            api_keys_reload_errors: registered(
+                registry,
+                IntCounter::new(
+                    "producer_api_keys_reload_errors_total",
+                    "Changed keys files that could not be used; the keys before them stay in force.",
+                ),
             ),
         }
     }

@@ -77,6 +77,7 @@ async fn msk_iam_signs_with_irsa_credentials_and_names_the_refusal() {
         command.env_remove(name);
     }
     command.envs([
+        ("PRODUCER_AUTH", "none"),
         ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
         ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials"),
         ("AWS_EC2_METADATA_DISABLED", "true"),

@@ -71,6 +71,7 @@ fn help_prints_the_usage_and_exits_0_whatever_the_settings() {
 fn run_failing(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_producer"));
     command.args(args).env("RUST_BACKTRACE", "1").env_remove("RUST_LIB_BACKTRACE").env("LOG_FORMAT", "text");
+    command.env("PRODUCER_AUTH", "none");
     for (var, value) in env {
         command.env(var, value);
     }

@@ -21,6 +21,7 @@ async fn generated_events_reach_the_topic_as_counted_and_keyed() {
     let env = Env::from_pairs([
         ("STORE_EVENTS_TOPIC", topic.as_str()),
         ("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_address()),
+        ("PRODUCER_AUTH", "none"),
         ("GENERATOR_RATE", "400"),
         ("GENERATOR_BAD_SHARE", "0.2"),
         ("LOG_FORMAT", "text"),

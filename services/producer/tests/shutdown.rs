@@ -190,6 +190,7 @@ async fn start_binary(topic: &str, env: &[(&str, &str)], stderr: Stdio) -> (Chil
         .map(|a| a.port())
         .expect("no free port");
     let child = Command::new(env!("CARGO_BIN_EXE_producer"))
+        .env("PRODUCER_AUTH", "none")
         .env("STORE_EVENTS_TOPIC", topic)
         .env("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_address())
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))

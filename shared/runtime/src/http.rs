@@ -63,11 +63,16 @@ pub async fn serve(
 /// Listens on `addr` (the service's `HTTP_ADDR`); the error says which variable and,
 /// when the address is taken, what to do about it.
 pub async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    listen_as("HTTP_ADDR", addr).await
+}
+
+/// Listens on `addr`, the setting `variable`, with [`listen`]'s errors.
+pub async fn listen_as(variable: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|error| {
-        let what = format!("cannot listen on HTTP_ADDR={addr}");
+        let what = format!("cannot listen on {variable}={addr}");
         let hint = match error.kind() {
             std::io::ErrorKind::AddrInUse => format!(
-                "; another program listens there (`ss -ltnp 'sport = :{}'` names it): stop it, or set HTTP_ADDR to a free address",
+                "; another program listens there (`ss -ltnp 'sport = :{}'` names it): stop it, or set {variable} to a free address",
                 addr.port()
             ),
             std::io::ErrorKind::AddrNotAvailable => {

@@ -23,7 +23,8 @@ const READ_ELSEWHERE: [&str; 5] = [
 ];
 
 fn accepted() -> BTreeSet<String> {
-    let env = Env::from_pairs([]);
+    // The defaults, with an (empty) set of API keys: PRODUCER_AUTH=api-keys needs one.
+    let env = Env::from_pairs([("PRODUCER_API_KEYS", r#"{"keys": []}"#)]);
     producer::ProducerConfig::from_env(&env).expect("producer defaults");
     for event_type in EventType::ALL {
         store_consumer::ConsumerConfig::from_env(&env, event_type).expect("consumer defaults");

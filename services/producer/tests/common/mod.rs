@@ -42,10 +42,19 @@ impl Running {
 
 /// Starts a producer on a new topic (it creates the topic) and waits until it is ready.
 pub async fn start(extra: &[(&str, &str)]) -> Running {
+    start_at(extra, "").await
+}
+
+/// As [`start`], asking `readyz` (a URL; empty: the API's own `/readyz`) when it is ready,
+/// for a producer whose probes are on `ADMIN_ADDR`.
+pub async fn start_at(extra: &[(&str, &str)], readyz: &str) -> Running {
     testkit::test_logs();
     testkit::require_kafka();
     let topic = testkit::unique_topic("api");
+    // Open access and /v1/simulate unless a test says otherwise (tests/auth.rs does).
     let mut pairs = vec![
+        ("PRODUCER_AUTH", "none"),
+        ("PRODUCER_SIMULATE", "true"),
         ("STORE_EVENTS_TOPIC", topic.as_str()),
         ("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_address()),
         ("LOG_FORMAT", "text"),
@@ -56,7 +65,7 @@ pub async fn start(extra: &[(&str, &str)]) -> Running {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let token = CancellationToken::new();
     let task = tokio::spawn(producer::run(config, listener, token.clone()));
-    let readyz = format!("{base}/readyz");
+    let readyz = if readyz.is_empty() { format!("{base}/readyz") } else { readyz.to_owned() };
     testkit::eventually(Duration::from_secs(60), "the producer to be ready", || async {
         let response = reqwest::get(&readyz).await.ok()?;
         (response.status().as_u16() == 200).then_some(())
