@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, KeyStore, Principal, Stores};
 use crate::generator::to_record;
+use crate::limit::Limiter;
 use crate::metrics::Metrics;
 use crate::sink::{Ack, SendError, Sink};
 
@@ -43,6 +44,12 @@ pub struct Api {
     pub gate: Gate,
     /// `PRODUCER_SIMULATE`.
     pub simulate: bool,
+    /// The rate limits' buckets.
+    pub limiter: Limiter,
+    /// `PRODUCER_RATE_LIMIT`.
+    pub rate_limit: f64,
+    /// `PRODUCER_BODY_TIMEOUT`.
+    pub body_timeout: Duration,
     /// `GENERATOR_BAD_SHARE`, the default of `/v1/simulate`.
     pub bad_share: f64,
     /// Cancelled at shutdown: a simulation stops making events and answers what it sent.
@@ -67,7 +74,9 @@ pub const PRINCIPAL_HEADER: &str = "principal";
 fn authenticate(api: &Api, headers: &HeaderMap) -> Option<Arc<Principal>> {
     let keys = match &api.gate {
         Gate::Open => {
-            return Some(Arc::new(Principal { name: ANONYMOUS.to_owned(), stores: Stores::All, simulate: true }));
+            let anonymous =
+                Principal { name: ANONYMOUS.to_owned(), stores: Stores::All, simulate: true, rate: Some(0.0) };
+            return Some(Arc::new(anonymous));
         }
         Gate::Keys(store) => store.keys(),
     };
@@ -161,7 +170,16 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
             );
         }
     };
-    let bytes = match axum::body::to_bytes(body, api.max_body_bytes).await {
+    let read = tokio::time::timeout(api.body_timeout, axum::body::to_bytes(body, api.max_body_bytes)).await;
+    let Ok(read) = read else {
+        rejected("slow_body");
+        return error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {}s (PRODUCER_BODY_TIMEOUT)", api.body_timeout.as_secs_f64()),
+            json!({}),
+        );
+    };
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(e) if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) => {
             rejected("too_large");
@@ -241,6 +259,23 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
             ),
             json!({ "forbidden": forbidden }),
         );
+    }
+
+    let rate = principal.rate.unwrap_or(api.rate_limit);
+    if rate > 0.0
+        && let Err(wait) = api.limiter.take(&principal.name, rate, events.len(), Instant::now())
+    {
+        rejected("rate_limited");
+        let seconds = wait.as_secs_f64().ceil().max(1.0);
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{:?} is over its rate limit of {rate} events/s; retry in {seconds}s", principal.name),
+            json!({}),
+        );
+        if let Ok(value) = header::HeaderValue::from_str(&format!("{seconds}")) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
     }
 
     let records = events

@@ -37,6 +37,9 @@ pub struct Principal {
     pub stores: Stores,
     /// Whether it may call `/v1/simulate` (when that is on).
     pub simulate: bool,
+    /// Its own rate limit in events per second (`"rate"`; 0: none), else
+    /// `PRODUCER_RATE_LIMIT`'s.
+    pub rate: Option<f64>,
 }
 
 /// The store ids a principal may write for.
@@ -78,6 +81,8 @@ impl Keys {
             stores: StoresField,
             #[serde(default)]
             simulate: bool,
+            #[serde(default)]
+            rate: Option<f64>,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -106,7 +111,13 @@ impl Keys {
                 }
                 StoresField::List(ids) => Stores::Only(ids.into_iter().collect()),
             };
-            let principal = Principal { name: entry.principal.clone(), stores, simulate: entry.simulate };
+            if let Some(rate) = entry.rate
+                && !(rate.is_finite() && rate >= 0.0)
+            {
+                return Err(at(format!("rate must be events per second, 0 or more (0: no limit), not {rate}")));
+            }
+            let principal =
+                Principal { name: entry.principal.clone(), stores, simulate: entry.simulate, rate: entry.rate };
             if keys.insert(digest, Arc::new(principal)).is_some() {
                 return Err(at("the same sha256 appears twice".to_owned()));
             }

@@ -51,6 +51,12 @@ pub struct ProducerConfig {
     pub access: Access,
     /// `PRODUCER_SIMULATE`: whether `POST /v1/simulate` is served.
     pub simulate: bool,
+    /// `PRODUCER_RATE_LIMIT`: events per second per principal of the keys file, unless its
+    /// entry has a `rate` of its own; 0: none.
+    pub rate_limit: f64,
+    /// `PRODUCER_BODY_TIMEOUT`: how long a request's body may take to arrive; a client
+    /// that trickles it in is cut off with 408.
+    pub body_timeout: Duration,
     /// `ADMIN_ADDR`: where `/healthz`, `/readyz` and `/metrics` listen when they must not
     /// share the event API's listener (a public ingress exposes only the API); unset,
     /// they are on `HTTP_ADDR` with it.
@@ -79,6 +85,13 @@ impl ProducerConfig {
             event_ts_max_ahead: env.duration("EVENT_TS_MAX_AHEAD", Duration::from_secs(3600))?,
             access: access(env)?,
             simulate: env.flag("PRODUCER_SIMULATE", false)?,
+            rate_limit: env.bounded("PRODUCER_RATE_LIMIT", 1000.0, 0.0, 10_000_000.0)?,
+            body_timeout: match env.duration("PRODUCER_BODY_TIMEOUT", Duration::from_secs(10))? {
+                zero if zero.is_zero() => {
+                    return Err(ConfigError::new("PRODUCER_BODY_TIMEOUT", "must be greater than zero"));
+                }
+                timeout => timeout,
+            },
             admin_addr: match env.raw("ADMIN_ADDR") {
                 None => None,
                 Some(raw) => Some(raw.trim().parse().map_err(|_| {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod generator;
+pub mod limit;
 pub mod metrics;
 pub mod sink;
 
@@ -70,6 +71,9 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
         ts_max_ahead: config.event_ts_max_ahead,
         gate,
         simulate: config.simulate,
+        limiter: limit::Limiter::default(),
+        rate_limit: config.rate_limit,
+        body_timeout: config.body_timeout,
         bad_share: config.generator_bad_share,
         shutdown: shutdown.clone(),
     });

@@ -183,3 +183,67 @@ async fn simulate_needs_a_key_that_may_simulate_and_admin_addr_takes_the_probes_
     }
     producer.stop().await;
 }
+
+#[tokio::test]
+async fn a_principal_over_its_rate_gets_429_with_retry_after_and_the_others_do_not() {
+    let file = KeysFile::new("rate");
+    let mut keys = file.write(&[("flood", json!([5]), false), ("quiet", json!([6]), false)]);
+    // The flooding store's own limit: 10 events a second (the file's "rate").
+    let text = std::fs::read_to_string(&file.path).unwrap();
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    doc["keys"][0]["rate"] = json!(10);
+    std::fs::write(&file.path, doc.to_string()).unwrap();
+    let path = file.path.to_string_lossy().into_owned();
+    let producer = common::start(&[("PRODUCER_AUTH", "api-keys"), ("PRODUCER_API_KEYS_FILE", &path)]).await;
+    let base = producer.base.clone();
+    let flood = format!("Bearer {}", keys.remove(0));
+    let quiet = format!("Bearer {}", keys.remove(0));
+
+    let batch: Vec<Value> = (0..30).map(|_| event_for(5)).collect();
+    let (status, body, _) = post(&base, "/v1/events", Some(&flood), &json!(batch)).await;
+    assert_eq!(status, 200, "a batch larger than a second's worth goes through once: {body}");
+    let (status, body, headers) = post(&base, "/v1/events", Some(&flood), &event_for(5)).await;
+    assert_eq!(status, 429, "{body}");
+    let retry_after: f64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1.0..=3.0).contains(&retry_after), "20 events of debt at 10/s: about 2 s, got {retry_after}");
+    assert!(body["error"].as_str().unwrap_or_default().starts_with("\"flood\" is over its rate limit of 10 events/s"));
+    // The other store, under PRODUCER_RATE_LIMIT's default, is not slowed.
+    let (status, body, _) = post(&base, "/v1/events", Some(&quiet), &event_for(6)).await;
+    assert_eq!(status, 200, "{body}");
+    producer.stop().await;
+}
+
+/// A client that sends its body a byte at a time is cut off when PRODUCER_BODY_TIMEOUT
+/// passes, with 408, instead of holding a connection and a task for as long as it likes.
+#[tokio::test]
+async fn a_body_trickling_in_is_cut_off_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let producer = common::start(&[("PRODUCER_BODY_TIMEOUT", "2s")]).await;
+    let addr = producer.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // One byte a second, until the server answers (or 10 s, well past the 2 s allowed).
+    while started.elapsed() < Duration::from_secs(10) {
+        let _ = socket.write_all(b" ").await;
+        match tokio::time::timeout(Duration::from_secs(1), socket.read(&mut buffer)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buffer[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Ok(Err(_)) => break,
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    producer.stop().await;
+}
