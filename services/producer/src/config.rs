@@ -54,6 +54,9 @@ pub struct ProducerConfig {
     /// `PRODUCER_RATE_LIMIT`: events per second per principal of the keys file, unless its
     /// entry has a `rate` of its own; 0: none.
     pub rate_limit: f64,
+    /// `PRODUCER_MAX_CONNECTIONS`: connections the API's listener holds open at once;
+    /// beyond, new ones wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
     /// `PRODUCER_BODY_TIMEOUT`: how long a request's body may take to arrive; a client
     /// that trickles it in is cut off with 408.
     pub body_timeout: Duration,
@@ -86,6 +89,7 @@ impl ProducerConfig {
             access: access(env)?,
             simulate: env.flag("PRODUCER_SIMULATE", false)?,
             rate_limit: env.bounded("PRODUCER_RATE_LIMIT", 1000.0, 0.0, 10_000_000.0)?,
+            max_connections: env.bounded("PRODUCER_MAX_CONNECTIONS", 4096, 1, 1_000_000)?,
             body_timeout: match env.duration("PRODUCER_BODY_TIMEOUT", Duration::from_secs(10))? {
                 zero if zero.is_zero() => {
                     return Err(ConfigError::new("PRODUCER_BODY_TIMEOUT", "must be greater than zero"));

@@ -78,15 +78,16 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
         shutdown: shutdown.clone(),
     });
     let probes = http::router(Probes { readiness, registry });
+    let listener = http::LimitedListener::new(listener, config.max_connections);
     match admin {
         None => {
             let router = probes.merge(api::router(api));
-            http::serve(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")?;
+            http::serve_limited(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")?;
         }
         Some(admin) => {
             // The probes and metrics on their own listener, the event API alone on HTTP_ADDR.
             let (served, admin_served) = tokio::join!(
-                http::serve(listener, api::router(api), shutdown.clone().cancelled_owned()),
+                http::serve_limited(listener, api::router(api), shutdown.clone().cancelled_owned()),
                 http::serve(admin, probes, shutdown.clone().cancelled_owned()),
             );
             served.context("HTTP server failed")?;

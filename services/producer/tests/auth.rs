@@ -1,6 +1,7 @@
-//! Who may write, against the real broker: API keys from a file, per-store authorization,
+//! Who may write, and how much, against the real broker: API keys from a file, per-store authorization,
 //! the principal on each record read back with kcat, keys rotated without a restart,
-//! `/v1/simulate` off unless enabled, and the probes on their own listener.
+//! `/v1/simulate` off unless enabled, the probes on their own listener, and the limits
+//! (rate per key, body deadline, connections).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers: a panic is how a test fails")]
 
@@ -245,5 +246,32 @@ async fn a_body_trickling_in_is_cut_off_with_408() {
     }
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    producer.stop().await;
+}
+
+/// At PRODUCER_MAX_CONNECTIONS open connections, a new client waits (it is not served)
+/// until one of them closes, and is then served as usual.
+#[tokio::test]
+async fn at_the_connection_limit_a_new_client_waits_for_one_to_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let producer = common::start(&[("PRODUCER_MAX_CONNECTIONS", "2")]).await;
+    let addr = producer.base.trim_start_matches("http://").to_owned();
+    let idle_a = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _idle_b = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Give the server time to accept both.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    third.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buffer = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(800), third.read(&mut buffer)).await;
+    assert!(early.is_err(), "a third connection was served beyond the limit of 2");
+    drop(idle_a);
+    let served = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buffer)).await;
+    let n = served.expect("the waiting client was not served once a connection closed").unwrap();
+    assert!(
+        String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buffer[..n])
+    );
     producer.stop().await;
 }

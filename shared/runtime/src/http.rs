@@ -204,3 +204,130 @@ mod tests {
         assert!(body.contains("service_check_up{check=\"progress\"} 0"), "{body}");
     }
 }
+
+/// A listener that holds at most `max` connections open at once: at the limit it accepts
+/// no more until one closes (new ones wait in the kernel's backlog), so a flood of
+/// connections cannot exhaust the process's file descriptors or memory.
+pub struct LimitedListener {
+    listener: TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl LimitedListener {
+    /// `listener`, limited to `max` open connections (at least one).
+    pub fn new(listener: TcpListener, max: usize) -> LimitedListener {
+        LimitedListener { listener, permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))) }
+    }
+
+    /// Connections that may still be opened now.
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+/// A connection of a [`LimitedListener`]; closing it frees its place.
+pub struct LimitedStream {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let permit = match Arc::clone(&self.permits).acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => std::future::pending().await, // the semaphore is never closed
+        };
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        (LimitedStream { stream, _permit: permit }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Serves `router` on a [`LimitedListener`] until `shutdown` resolves, as [`serve`] does.
+pub async fn serve_limited(
+    listener: LimitedListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.listener.local_addr() {
+        tracing::info!(%addr, max_connections = listener.available(), "HTTP server listening.");
+    }
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod limited_tests {
+    use std::time::Duration;
+
+    use axum::serve::Listener as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn at_the_limit_the_next_connection_waits_until_one_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        let mut limited = LimitedListener::new(listener, 1);
+        let _first_client = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect: {e}"));
+        let (first, _) = limited.accept().await;
+        assert_eq!(limited.available(), 0);
+        let _second_client = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect: {e}"));
+        let waiting = tokio::time::timeout(Duration::from_millis(300), limited.accept()).await;
+        assert!(waiting.is_err(), "a second connection was accepted beyond the limit");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), limited.accept()).await;
+        assert!(second.is_ok(), "the second connection was not accepted once the first closed");
+    }
+}
