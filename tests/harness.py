@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
@@ -44,6 +45,38 @@ def require(addr: str, what: str, how_to_start: str) -> None:
         socket.create_connection((host, int(port)), timeout=2).close()
     except OSError:
         pytest.fail(f"{what} is not reachable on {addr}: {how_to_start}", pytrace=False)
+
+
+def wait_for(what: str, probe, seconds: float = 90, every: float = 0.5):
+    """Polls `probe` every `every` seconds until it returns something true, and returns
+    that; fails naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"gave up after {seconds}s waiting for: {what}"
+        time.sleep(every)
+
+
+def store_event(kind: str, n: int) -> dict:
+    """A valid event of type `kind` (`sale_event`, `inventory_event`), the `n`th of a test:
+    a new request_id, one of seven stores, stamped now."""
+    return {
+        "request_id": str(uuid.uuid4()),
+        "event_type": kind,
+        "store_id": n % 7 + 1,
+        "cust_id": 42,
+        "category": "Laptops",
+        "sku": 1000 + n,
+        "price": 19.99,
+        "qty": 2,
+        "discount": 5.0,
+        "gift_wrap": False,
+        "variant": "black",
+        "priority_shipping": True,
+        "ts": datetime.now(timezone.utc).isoformat(),
+    }
 
 
 def build_binaries() -> None:

@@ -20,14 +20,13 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from conftest import docker
 
-from harness import REPO, get, post
+from harness import REPO, get, post, store_event, wait_for as poll
 
 COMPOSE = [str(REPO / "scripts" / "containers" / "compose.sh")]
 SERVICES = ["kafka", "seaweedfs", "seaweedfs-init", "producer", "sales-consumer", "inventory-consumer", "prometheus"]
@@ -59,14 +58,10 @@ def free_ports(count: int) -> int:
     raise AssertionError(f"no {count} consecutive free ports")
 
 
+
 def wait_for(what: str, probe, seconds: float = 120):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"gave up after {seconds}s waiting for: {what}"
-        time.sleep(1)
+    """The harness's wait, at compose's pace (once a second)."""
+    return poll(what, probe, seconds, every=1)
 
 
 class Project:
@@ -151,24 +146,7 @@ def project(request, image):
 
 
 def events(kind: str, count: int) -> list[dict]:
-    return [
-        {
-            "request_id": str(uuid.uuid4()),
-            "event_type": kind,
-            "store_id": n % 7 + 1,
-            "cust_id": 42,
-            "category": "Laptops",
-            "sku": 1000 + n,
-            "price": 19.99,
-            "qty": 2,
-            "discount": 5.0,
-            "gift_wrap": False,
-            "variant": "black",
-            "priority_shipping": True,
-            "ts": datetime.now(timezone.utc).isoformat(),
-        }
-        for n in range(count)
-    ]
+    return [store_event(kind, n) for n in range(count)]
 
 
 def post_events(project: Project, count: int) -> list[dict]:

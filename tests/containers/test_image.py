@@ -6,25 +6,13 @@ batch. Read back with boto3 and the consumers' own audit, run as a container."""
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from datetime import datetime, timezone
 
 from conftest import IMAGE, docker, s3_env
 
-from harness import free_port, get, metric_values, post_json, stored_lines
+from harness import free_port, get, metric_values, post_json, store_event, stored_lines, wait_for
 
 BINARIES = ["producer", "sales-consumer", "inventory-consumer"]
 
-
-def wait_for(what: str, probe, seconds: float = 90):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"gave up after {seconds}s waiting for: {what}"
-        time.sleep(0.5)
 
 
 def health(name: str) -> str:
@@ -85,23 +73,7 @@ def test_events_from_the_host_reach_s3_through_the_containers_and_sigterm_commit
 
     sent = []
     for kind in ["sale_event", "inventory_event"] * 50:
-        sent.append(
-            {
-                "request_id": str(uuid.uuid4()),
-                "event_type": kind,
-                "store_id": len(sent) % 7 + 1,
-                "cust_id": 42,
-                "category": "Laptops",
-                "sku": 1000 + len(sent),
-                "price": 19.99,
-                "qty": 2,
-                "discount": 5.0,
-                "gift_wrap": False,
-                "variant": "black",
-                "priority_shipping": True,
-                "ts": datetime.now(timezone.utc).isoformat(),
-            }
-        )
+        sent.append(store_event(kind, len(sent)))
     answer = post_json(f"http://127.0.0.1:{producer_port}/v1/events", sent)
     assert answer["accepted"] == len(sent), answer
 

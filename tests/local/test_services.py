@@ -22,7 +22,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import LOCAL_ENV, REPO, S3_ENDPOINT, build_binaries, free_port, get, metric_values, require, run_binary  # noqa: E402
+from harness import (  # noqa: E402
+    LOCAL_ENV,
+    REPO,
+    S3_ENDPOINT,
+    build_binaries,
+    free_port,
+    get,
+    metric_values,
+    require,
+    run_binary,
+    wait_for,
+)
 
 SERVICES = REPO / "scripts" / "services.sh"
 HOW_TO_START = "start the local stack with `make up` or `scripts/stack.sh up`"
@@ -90,15 +101,6 @@ def local(tmp_path):
         one.services("down", timeout=120)
 
 
-def wait_for(what: str, probe, seconds: float = 90):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"gave up after {seconds}s waiting for: {what}"
-        time.sleep(0.2)
-
 
 def test_a_taken_port_stops_it_before_anything_starts_naming_the_program(local):
     one = local()
@@ -142,7 +144,7 @@ def test_kill_9_then_up_starts_it_again_at_once_as_the_same_static_member(local)
     def reading() -> float:
         return sum(metric_values(one.metrics("sales-consumer"), "consumer_position").values())
 
-    wait_for("the sales consumer reading the generator's events", lambda: reading() > 0)
+    wait_for("the sales consumer reading the generator's events", lambda: reading() > 0, every=0.2)
     generation = metric_values(one.metrics("sales-consumer"), "consumer_group_generation")[""]
     killed = one.pid("sales-consumer")
     os.kill(killed, signal.SIGKILL)
@@ -153,7 +155,7 @@ def test_kill_9_then_up_starts_it_again_at_once_as_the_same_static_member(local)
     assert f"[services] sales-consumer is not running (pid {killed} exited); starting it again." in again.stderr, again.stderr
     assert "[services] producer already runs" in again.stderr and "[services] inventory-consumer already runs" in again.stderr
     assert one.pid("sales-consumer") != killed
-    wait_for("the restarted sales consumer reading again", lambda: reading() > 0)
+    wait_for("the restarted sales consumer reading again", lambda: reading() > 0, every=0.2)
     restart_to_reading = time.monotonic() - start
     # A static member (CONSUMER_GROUP_INSTANCE_ID) that comes back takes its partitions
     # without a rebalance: the group keeps its generation. A dynamic one would wait for
