@@ -8,15 +8,17 @@
 
 mod document;
 mod generator;
+mod identity;
 mod kafka;
 mod model;
 mod validate;
 
 pub use document::Document;
 pub use generator::{CATEGORIES, GeneratedEvent, Generator, VARIANTS};
+pub use identity::EventId;
 pub use kafka::{CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, Route, classify, classify_keeping_body};
 pub use model::{EventType, StoreEvent, UnknownEventType};
-pub use validate::{FieldError, Invalid, KNOWN_FIELDS, check_document, parse_timestamp};
+pub use validate::{Checked, FieldError, Invalid, KNOWN_FIELDS, check_document, parse_timestamp};
 
 /// The JSON Schema (draft 2020-12) of a valid event, kept beside the Rust validation and
 /// proven to agree with it by this crate's tests.

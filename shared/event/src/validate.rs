@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::document::Document;
+use crate::identity::EventId;
 use crate::model::{EventType, StoreEvent};
 
 /// Longest accepted `request_id`, `category`, `variant` (characters).
@@ -341,9 +342,18 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
     })
 }
 
-/// Checks a document a consumer read: the event type it validly carries, or every problem.
-pub fn check_document(document: &Document<'_>) -> Result<EventType, Invalid> {
-    fields(document).map(|f| f.event_type)
+/// What a consumer needs of a valid document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    /// The event type it validly carries.
+    pub event_type: EventType,
+    /// Its identity across resends.
+    pub id: EventId,
+}
+
+/// Checks a document a consumer read: its type and identity, or every problem.
+pub fn check_document(document: &Document<'_>) -> Result<Checked, Invalid> {
+    fields(document).map(|f| Checked { event_type: f.event_type, id: EventId::of(f.store_id, f.request_id) })
 }
 
 /// Fields the typed model holds; everything else goes to `extra`. `bad_msg: false` is
