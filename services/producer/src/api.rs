@@ -28,6 +28,7 @@ use crate::auth::{self, KeyStore, Principal, Stores};
 use crate::generator::to_record;
 use crate::limit::Limiter;
 use crate::metrics::Metrics;
+use crate::resend::Acknowledged;
 use crate::sink::{Ack, SendError, Sink};
 
 /// What the handlers share.
@@ -50,6 +51,8 @@ pub struct Api {
     pub rate_limit: f64,
     /// `PRODUCER_BODY_TIMEOUT`.
     pub body_timeout: Duration,
+    /// The events acknowledged lately, to answer their resends (`PRODUCER_RESEND_WINDOW`).
+    pub acknowledged: Acknowledged,
     /// `GENERATOR_BAD_SHARE`, the default of `/v1/simulate`.
     pub bad_share: f64,
     /// Cancelled at shutdown: a simulation stops making events and answers what it sent.
@@ -99,6 +102,10 @@ fn unauthorized(api: &Api) -> Response {
 pub fn router(api: Arc<Api>) -> Router {
     Router::new().route("/v1/events", post(post_events)).route("/v1/simulate", post(simulate)).with_state(api)
 }
+
+/// The header of an answer given from memory: every event of the request was acknowledged
+/// before, and nothing was written again (the name Stripe's and others' idempotent APIs use).
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: &str = "5";
@@ -261,9 +268,34 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
         );
     }
 
+    // Resends: events acknowledged before are answered as then; a copy later in the same
+    // request is answered with its first copy's result. Only first copies are written.
+    let ids: Vec<_> = events.iter().map(StoreEvent::id).collect();
+    let mut answers = api.acknowledged.lookup(&ids, Instant::now());
+    let mut first_index: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+    let mut copy_of: Vec<Option<usize>> = vec![None; events.len()];
+    let mut to_send = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        if answers[index].is_some() {
+            continue;
+        }
+        match first_index.get(id) {
+            Some(first) => copy_of[index] = Some(*first),
+            None => {
+                first_index.insert(*id, index);
+                to_send.push(index);
+            }
+        }
+    }
+    let resent = events.len() - to_send.len();
+    if resent > 0 {
+        api.metrics.resends.inc_by(resent as u64);
+    }
+
     let rate = principal.rate.unwrap_or(api.rate_limit);
     if rate > 0.0
-        && let Err(wait) = api.limiter.take(&principal.name, rate, events.len(), Instant::now())
+        && !to_send.is_empty()
+        && let Err(wait) = api.limiter.take(&principal.name, rate, to_send.len(), Instant::now())
     {
         rejected("rate_limited");
         let seconds = wait.as_secs_f64().ceil().max(1.0);
@@ -278,36 +310,59 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
         return response;
     }
 
-    let records = events
-        .iter()
-        .map(|event| {
-            let mut record = event.to_record();
-            record.headers.insert(PRINCIPAL_HEADER.to_owned(), principal.name.clone().into_bytes());
-            record
-        })
-        .collect();
-    let results = match api.sink.send(records, false).await {
-        Ok(results) => results,
-        Err(e @ SendError::TooLarge { .. }) => {
-            rejected("too_many_events");
-            return error(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}; nothing was written"), json!({}));
+    let mut failures: Vec<Option<String>> = vec![None; events.len()];
+    if !to_send.is_empty() {
+        let records = to_send
+            .iter()
+            .map(|&index| {
+                let mut record = events[index].to_record();
+                record.headers.insert(PRINCIPAL_HEADER.to_owned(), principal.name.clone().into_bytes());
+                record
+            })
+            .collect();
+        let results = match api.sink.send(records, false).await {
+            Ok(results) => results,
+            Err(e @ SendError::TooLarge { .. }) => {
+                rejected("too_many_events");
+                return error(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}; nothing was written"), json!({}));
+            }
+            Err(e) => {
+                rejected(if matches!(e, SendError::Overloaded(_)) { "overloaded" } else { "kafka_unavailable" });
+                return error(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; nothing was written"), json!({}));
+            }
+        };
+        let mut acked = Vec::new();
+        for (&index, result) in to_send.iter().zip(results) {
+            match result {
+                Ok(ack) => {
+                    api.metrics.produced.with_label_values(&[events[index].event_type.as_str(), "http"]).inc();
+                    acked.push((ids[index], ack));
+                    answers[index] = Some(ack);
+                }
+                Err(reason) => failures[index] = Some(reason.to_string()),
+            }
         }
-        Err(e) => {
-            rejected(if matches!(e, SendError::Overloaded(_)) { "overloaded" } else { "kafka_unavailable" });
-            return error(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; nothing was written"), json!({}));
+        api.acknowledged.insert(acked, Instant::now());
+    }
+    for (index, first) in copy_of.iter().enumerate() {
+        if let Some(first) = *first {
+            answers[index] = answers[first];
+            failures[index] = failures[first].clone();
         }
-    };
+    }
+
     let mut written = Vec::new();
     let mut failed = Vec::new();
-    for (index, (event, result)) in events.iter().zip(results).enumerate() {
-        match result {
-            Ok(Ack { partition, offset }) => {
-                api.metrics.produced.with_label_values(&[event.event_type.as_str(), "http"]).inc();
-                written.push(Written { request_id: event.request_id.clone(), partition, offset });
+    for (index, event) in events.iter().enumerate() {
+        match (answers[index], &failures[index]) {
+            (Some(Ack { partition, offset }), _) => {
+                written.push(Written { request_id: event.request_id.clone(), partition, offset })
             }
-            Err(reason) => {
-                failed.push(json!({ "index": index, "request_id": event.request_id, "reason": reason.to_string() }))
-            }
+            (None, reason) => failed.push(json!({
+                "index": index,
+                "request_id": event.request_id,
+                "reason": reason.as_deref().unwrap_or("not acknowledged"),
+            })),
         }
     }
     api.metrics.accepted.inc_by(written.len() as u64);
@@ -319,7 +374,12 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
             json!({ "written": written, "failed": failed }),
         );
     }
-    (StatusCode::OK, axum::Json(json!({ "accepted": written.len(), "events": written }))).into_response()
+    let mut response =
+        (StatusCode::OK, axum::Json(json!({ "accepted": written.len(), "events": written }))).into_response();
+    if to_send.is_empty() {
+        response.headers_mut().insert(REPLAYED_HEADER, header::HeaderValue::from_static("true"));
+    }
+    response
 }
 
 /// The error for an event whose `ts` is more than `max_ahead` after `now` (Kafka would

@@ -60,6 +60,11 @@ pub struct ProducerConfig {
     /// `PRODUCER_BODY_TIMEOUT`: how long a request's body may take to arrive; a client
     /// that trickles it in is cut off with 408.
     pub body_timeout: Duration,
+    /// `PRODUCER_RESEND_WINDOW`: how long an acknowledged event is remembered, to answer its
+    /// resends with the first answer; zero turns it off.
+    pub resend_window: Duration,
+    /// `PRODUCER_RESEND_CACHE`: the most acknowledged events remembered.
+    pub resend_cache: usize,
     /// `ADMIN_ADDR`: where `/healthz`, `/readyz` and `/metrics` listen when they must not
     /// share the event API's listener (a public ingress exposes only the API); unset,
     /// they are on `HTTP_ADDR` with it.
@@ -96,6 +101,8 @@ impl ProducerConfig {
                 }
                 timeout => timeout,
             },
+            resend_window: env.duration("PRODUCER_RESEND_WINDOW", Duration::from_secs(600))?,
+            resend_cache: env.bounded("PRODUCER_RESEND_CACHE", 200_000, 0, 100_000_000)?,
             admin_addr: match env.raw("ADMIN_ADDR") {
                 None => None,
                 Some(raw) => Some(raw.trim().parse().map_err(|_| {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod generator;
 pub mod limit;
 pub mod metrics;
+pub mod resend;
 pub mod sink;
 
 use std::sync::Arc;
@@ -74,6 +75,7 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
         limiter: limit::Limiter::default(),
         rate_limit: config.rate_limit,
         body_timeout: config.body_timeout,
+        acknowledged: resend::Acknowledged::new(config.resend_window, config.resend_cache),
         bad_share: config.generator_bad_share,
         shutdown: shutdown.clone(),
     });

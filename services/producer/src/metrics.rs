@@ -19,6 +19,9 @@ pub struct Metrics {
     pub request_events: Histogram,
     /// `producer_requests_in_flight`: API requests being served.
     pub in_flight: IntGauge,
+    /// `producer_resends_total`: events of POST /v1/events answered without being written
+    /// again: acknowledged before (`PRODUCER_RESEND_WINDOW`) or repeated in one request.
+    pub resends: IntCounter,
     /// `producer_kafka_errors_total`: sends with at least one record not acknowledged.
     pub kafka_errors: IntCounter,
     /// `producer_api_keys`: API keys in force (`PRODUCER_AUTH=api-keys`).
@@ -68,6 +71,13 @@ impl Metrics {
                 ),
             ),
             in_flight: registered(registry, IntGauge::new("producer_requests_in_flight", "API requests being served.")),
+            resends: registered(
+                registry,
+                IntCounter::new(
+                    "producer_resends_total",
+                    "Events answered with an earlier copy's acknowledgement instead of being written again.",
+                ),
+            ),
             kafka_errors: registered(
                 registry,
                 IntCounter::new("producer_kafka_errors_total", "Sends with a record Kafka did not acknowledge."),
