@@ -1,7 +1,9 @@
 //! The CPU a consumer spends on its own work, without Kafka or S3: generated records (10 %
 //! bad) judged into batches of 10,000 and sealed (gzip), as the sales-consumer does with
 //! what it fetches. Bare JSON by default, as the original Lambda and `make bench`'s backlog
-//! write it; `--headers` gives the records our producer's `event_type` header. Prints
+//! write it; `--headers` gives the records our producer's `event_type` header. Resends are
+//! removed as a deployment does (`DEDUP_WINDOW`'s default: identities remembered, listed
+//! in base64 in each entry); `--no-dedup` turns that off, to measure its cost. Prints
 //! events/s and CPU-seconds per million events; `--flamegraph FILE` also samples the
 //! stacks in process (pprof at 999 Hz: perf events do not work in these VMs), writes a
 //! flamegraph and prints the functions most samples were in.
@@ -19,6 +21,7 @@ use chrono::Utc;
 use rskafka::record::{Record, RecordAndOffset};
 use store_consumer::batch::Batch;
 use store_consumer::config::BatchLimits;
+use store_consumer::dedup::{DedupSettings, Seen};
 use store_event::{EventType, Generator};
 
 /// CPU-seconds this process has used (user + system), from /proc.
@@ -57,6 +60,11 @@ fn main() {
     let events: usize = value_of("--events").map_or(500_000, |v| v.parse().expect("--events N"));
     let headers = args.iter().any(|a| a == "--headers");
     let flamegraph = value_of("--flamegraph");
+    let dedup = !args.iter().any(|a| a == "--no-dedup");
+    let settings =
+        if dedup { DedupSettings::default() } else { DedupSettings { window: Default::default(), max_ids: 0 } };
+    let mut seen = Seen::new(settings);
+    let mut entry_bytes = 0usize;
     let limits = BatchLimits { max_events: 10_000, max_bytes: 4 * 1024 * 1024, max_age: std::time::Duration::MAX };
 
     let input = records(events, headers);
@@ -66,27 +74,41 @@ fn main() {
     let (mut batch, mut sealed_bytes, mut stored) = (Batch::new(0), 0usize, 0u64);
     for record in &input {
         if !batch.fits(record) || batch.is_full(&limits) {
-            let sealed = std::mem::replace(&mut batch, Batch::new(record.offset)).seal();
+            let sealed = std::mem::replace(&mut batch, Batch::new(record.offset)).seal(dedup);
+            if let Some(ids) = &sealed.event_ids {
+                entry_bytes += serde_json::to_vec(ids).unwrap().len();
+                seen.remember(sealed.first_offset, Utc::now(), &ids.0);
+            }
             sealed_bytes += sealed.data.as_ref().map_or(0, Vec::len) + sealed.dead_letters.as_ref().map_or(0, Vec::len);
             stored += sealed.stored;
         }
-        batch.push(EventType::Sale, "profile", 0, record);
+        batch.push(EventType::Sale, "profile", 0, record, &mut seen);
     }
-    let sealed = batch.seal();
+    let sealed = batch.seal(dedup);
     sealed_bytes += sealed.data.as_ref().map_or(0, Vec::len) + sealed.dead_letters.as_ref().map_or(0, Vec::len);
     stored += sealed.stored;
     let (cpu, elapsed) = (cpu_seconds() - cpu, started.elapsed().as_secs_f64());
 
     println!(
         "{events} records ({}, {:.0} bytes each), {stored} stored; {:.0} events/s; {:.2} CPU-s per million events; \
-         {:.1} MB raw -> {:.1} MB gzip",
+         {:.1} MB raw -> {:.1} MB gzip; resends removed: {}, identities in entries {:.1} MB",
         if headers { "with headers" } else { "bare JSON" },
         raw as f64 / events as f64,
         events as f64 / elapsed,
         cpu * 1e6 / events as f64,
         raw as f64 / 1e6,
         sealed_bytes as f64 / 1e6,
+        if dedup { "yes" } else { "no" },
+        entry_bytes as f64 / 1e6,
     );
+    if dedup {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: ?");
+        println!("identities remembered: {}; {rss} (compare with --no-dedup for their memory)", seen.len());
+    } else {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        println!("{}", status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: ?"));
+    }
     if let (Some(guard), Some(path)) = (profiler, flamegraph) {
         let report = guard.report().build().unwrap();
         let file = std::fs::File::create(&path).expect("the flamegraph file");

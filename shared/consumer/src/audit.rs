@@ -2,12 +2,17 @@
 //! disproves) exactly once. Per partition it walks the ledger and reports the offset
 //! ranges accounted for, every gap and overlap between entries, ranges lost to retention,
 //! objects the ledger names that are missing or whose counts disagree, and data objects
-//! no entry names. With `--deep` it also reads every object and counts its lines.
+//! no entry names. With `--deep` it also reads every object and counts its lines. It
+//! counts the resends the consumer removed and, from the identities the entries list, any
+//! event stored twice within `DEDUP_WINDOW`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use store_event::EventId;
 
 use crate::layout::Layout;
 use crate::ledger::{Entry, ReadError, Store, StoreError, check_object, get_json};
@@ -29,6 +34,11 @@ pub struct PartitionReport {
     pub dead_lettered: u64,
     /// The other type's records.
     pub skipped: u64,
+    /// Resends removed (valid events whose identity was stored before).
+    pub duplicates: u64,
+    /// Events stored again within `DEDUP_WINDOW` of their first copy, by the identities the
+    /// entries list: each one a resend that got through.
+    pub stored_twice: u64,
     /// Ranges no entry accounts for, `[from, to)`.
     pub gaps: Vec<(i64, i64)>,
     /// Ranges more than one entry accounts for, `[from, to)`.
@@ -49,6 +59,7 @@ impl PartitionReport {
             && self.lost.is_empty()
             && self.bad_objects.is_empty()
             && self.orphans.is_empty()
+            && self.stored_twice == 0
     }
 }
 
@@ -67,12 +78,13 @@ impl Report {
 
     /// A table for people.
     pub fn render(&self) -> String {
-        let mut out =
-            String::from("partition  offsets                 entries    stored  dead_letters   skipped  result\n");
+        let mut out = String::from(
+            "partition  offsets                 entries    stored  dead_letters   skipped  duplicates  result\n",
+        );
         for p in &self.partitions {
             let _ = writeln!(
                 out,
-                "{:>9}  {:>10}..{:<10}  {:>7}  {:>8}  {:>12}  {:>8}  {}",
+                "{:>9}  {:>10}..{:<10}  {:>7}  {:>8}  {:>12}  {:>8}  {:>10}  {}",
                 p.partition,
                 p.from_offset,
                 p.to_offset,
@@ -80,6 +92,7 @@ impl Report {
                 p.stored,
                 p.dead_lettered,
                 p.skipped,
+                p.duplicates,
                 if p.clean() { "ok" } else { "PROBLEMS" }
             );
             for (from, to) in &p.gaps {
@@ -99,6 +112,14 @@ impl Report {
             }
             for object in &p.orphans {
                 let _ = writeln!(out, "           orphan: {object} is named by no ledger entry");
+            }
+            if p.stored_twice > 0 {
+                let _ = writeln!(
+                    out,
+                    "           stored twice: {} events were stored again within DEDUP_WINDOW of their first copy \
+                     (see consumer_dedup_forgotten_early_total)",
+                    p.stored_twice
+                );
             }
         }
         if self.partitions.is_empty() {
@@ -122,8 +143,9 @@ pub enum AuditError {
     Vanished(String),
 }
 
-/// Audits every partition of the consumer's ledger; `deep` reads every object.
-pub async fn run(store: &dyn Store, layout: &Layout, deep: bool) -> Result<Report, AuditError> {
+/// Audits every partition of the consumer's ledger; `deep` reads every object; `window`
+/// is `DEDUP_WINDOW`, within which no event may be stored twice.
+pub async fn run(store: &dyn Store, layout: &Layout, deep: bool, window: Duration) -> Result<Report, AuditError> {
     let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for key in store.list(&layout.ledger_root(), None).await? {
         if Layout::entry_offset(&key).is_none() {
@@ -147,7 +169,9 @@ pub async fn run(store: &dyn Store, layout: &Layout, deep: bool) -> Result<Repor
             entries.push(entry);
         }
         entries.sort_by_key(|e| e.first_offset);
-        report.partitions.push(audit_partition(store, partition, &entries, &objects, deep).await?);
+        let mut partition_report = audit_partition(store, partition, &entries, &objects, deep).await?;
+        partition_report.stored_twice = stored_twice(&entries, window);
+        report.partitions.push(partition_report);
     }
     Ok(report)
 }
@@ -167,6 +191,7 @@ async fn audit_partition(
         report.stored += entry.stored;
         report.dead_lettered += entry.dead_lettered;
         report.skipped += entry.skipped;
+        report.duplicates += entry.duplicates;
         match expected {
             None => report.from_offset = entry.first_offset,
             Some(at) if entry.first_offset > at => report.gaps.push((at, entry.first_offset)),
@@ -195,4 +220,71 @@ async fn audit_partition(
         .cloned()
         .collect();
     Ok(report)
+}
+
+/// Events whose identity two entries written within `window` of each other list: stored
+/// twice although resends are removed.
+fn stored_twice(entries: &[Entry], window: Duration) -> u64 {
+    let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let mut last_stored: HashMap<EventId, DateTime<Utc>> = HashMap::new();
+    let mut twice = 0;
+    for (index, entry) in entries.iter().enumerate() {
+        let Some(ids) = &entry.event_ids else { continue };
+        let horizon = entry.written_at.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        if index % 64 == 0 {
+            last_stored.retain(|_, at| *at >= horizon);
+        }
+        for id in &ids.0 {
+            if let Some(at) = last_stored.insert(*id, entry.written_at)
+                && at >= horizon
+            {
+                twice += 1;
+            }
+        }
+    }
+    twice
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::dedup::EventIds;
+
+    fn entry(first_offset: i64, minutes: i64, ids: &[u64]) -> Entry {
+        let at = Utc.with_ymd_and_hms(2026, 12, 4, 0, 0, 0).single().unwrap_or_default();
+        Entry {
+            topic: "t".to_owned(),
+            partition: 0,
+            first_offset,
+            next_offset: first_offset + 1,
+            records: 1,
+            stored: ids.len() as u64,
+            dead_lettered: 0,
+            skipped: 0,
+            duplicates: 0,
+            dt: None,
+            data_key: None,
+            dead_letter_key: None,
+            lost: false,
+            event_ids: Some(EventIds(ids.iter().map(|n| EventId::of(*n, "r")).collect())),
+            dedup_from: None,
+            writer: "w".to_owned(),
+            written_at: at + chrono::Duration::minutes(minutes),
+        }
+    }
+
+    #[test]
+    fn an_event_stored_twice_within_the_window_is_counted_and_fails_the_audit() {
+        let hour = Duration::from_secs(3600);
+        let entries = [entry(0, 0, &[1, 2]), entry(1, 30, &[3]), entry(2, 90, &[1]), entry(3, 100, &[3])];
+        // 1 again after 90 min: past the window; 3 again after 70 min: past it too.
+        assert_eq!(stored_twice(&entries, hour), 0);
+        // With a 2 h window both are resends that got through.
+        assert_eq!(stored_twice(&entries, 2 * hour), 2);
+        let report = Report { partitions: vec![PartitionReport { stored_twice: 2, ..PartitionReport::default() }] };
+        assert!(!report.clean());
+        assert!(report.render().contains("stored twice: 2 events"), "{}", report.render());
+    }
 }

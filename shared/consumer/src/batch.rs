@@ -15,9 +15,10 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use rskafka::record::RecordAndOffset;
 use serde::Serialize;
-use store_event::{Document, EventType, Route, StoreEvent, check_document, classify_keeping_body};
+use store_event::{Document, EventId, EventType, Route, StoreEvent, check_document, classify_keeping_body};
 
 use crate::config::BatchLimits;
+use crate::dedup::{EventIds, Resends};
 
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,9 @@ pub enum Outcome {
     DeadLettered(&'static str),
     /// Another type's record: accounted for, not written.
     Skipped,
+    /// A valid event stored before (same store, same `request_id`): accounted for, not
+    /// written again.
+    Duplicate,
 }
 
 /// A batch being filled.
@@ -43,6 +47,8 @@ pub struct Batch {
     dead: Vec<u8>,
     dead_count: u64,
     skipped: u64,
+    duplicates: u64,
+    event_ids: Vec<EventId>,
     records: u64,
     opened_at: Option<Instant>,
     dead_kinds: BTreeMap<&'static str, u64>,
@@ -65,6 +71,10 @@ pub struct Sealed {
     pub dead_lettered: u64,
     /// The other type's records.
     pub skipped: u64,
+    /// Resends removed.
+    pub duplicates: u64,
+    /// The identities of the stored events, when resends are removed.
+    pub event_ids: Option<EventIds>,
     /// gzip JSON Lines of the stored events, if any.
     pub data: Option<Vec<u8>>,
     /// gzip JSON Lines of the dead letters, if any.
@@ -127,6 +137,8 @@ impl Batch {
             dead: Vec::new(),
             dead_count: 0,
             skipped: 0,
+            duplicates: 0,
+            event_ids: Vec::new(),
             records: 0,
             opened_at: None,
             dead_kinds: BTreeMap::new(),
@@ -165,8 +177,16 @@ impl Batch {
         self.opened_at.map(|t| t.elapsed()).unwrap_or_default()
     }
 
-    /// Adds `record` with the outcome its content decides, and moves `next_offset` past it.
-    pub fn push(&mut self, keep: EventType, topic: &str, partition: i32, record: &RecordAndOffset) -> Outcome {
+    /// Adds `record` with the outcome its content and `resends` decide, and moves
+    /// `next_offset` past it.
+    pub fn push(
+        &mut self,
+        keep: EventType,
+        topic: &str,
+        partition: i32,
+        record: &RecordAndOffset,
+        resends: &mut dyn Resends,
+    ) -> Outcome {
         if self.opened_at.is_none() {
             self.opened_at = Some(Instant::now());
         }
@@ -181,7 +201,12 @@ impl Batch {
                 return Outcome::Skipped;
             }
             Route::Type(_) => match check(keep, value, body) {
-                Ok(document) => {
+                Ok((_, id)) if !resends.first_copy(id) => {
+                    self.duplicates += 1;
+                    return Outcome::Duplicate;
+                }
+                Ok((document, id)) => {
+                    self.event_ids.push(id);
                     if serde_json::to_writer(&mut self.stored, &document).is_err() {
                         unreachable!("a document always serialises to a Vec");
                     }
@@ -213,9 +238,11 @@ impl Batch {
         Outcome::DeadLettered(kind)
     }
 
-    /// Compresses the objects and freezes the counts.
-    pub fn seal(self) -> Sealed {
+    /// Compresses the objects and freezes the counts; the entry lists the stored events'
+    /// identities when `remove_resends`.
+    pub fn seal(self, remove_resends: bool) -> Sealed {
         let raw_bytes = self.stored.len() + self.dead.len();
+        let age = self.age();
         Sealed {
             first_offset: self.first_offset,
             next_offset: self.next_offset,
@@ -224,7 +251,9 @@ impl Batch {
             stored: self.stored_count,
             dead_lettered: self.dead_count,
             skipped: self.skipped,
-            age: self.age(),
+            duplicates: self.duplicates,
+            event_ids: remove_resends.then_some(EventIds(self.event_ids)),
+            age,
             data: (self.stored_count > 0).then(|| gzip(&self.stored)),
             dead_letters: (self.dead_count > 0).then(|| gzip(&self.dead)),
             dead_kinds: self.dead_kinds,
@@ -233,14 +262,15 @@ impl Batch {
     }
 }
 
-/// Validates a record routed to this consumer's type; its document to store, or why not.
+/// Validates a record routed to this consumer's type; its document to store and its
+/// identity, or why not.
 /// `body` is the value already parsed to route it, if it was (a record without a header):
 /// a record is parsed once.
 fn check<'a>(
     keep: EventType,
     value: Option<&'a [u8]>,
     body: Option<Document<'a>>,
-) -> Result<Document<'a>, (&'static str, String)> {
+) -> Result<(Document<'a>, EventId), (&'static str, String)> {
     let parsed = match body {
         Some(parsed) => parsed,
         None => {
@@ -261,11 +291,12 @@ fn check<'a>(
     };
     match check_document(&parsed) {
         Err(invalid) => Err((invalid.kind(), invalid.to_string())),
-        Ok(event_type) if event_type != keep => {
-            Err(("type_mismatch", format!("the event_type header says {keep} but the body says {event_type}")))
-        }
+        Ok(checked) if checked.event_type != keep => Err((
+            "type_mismatch",
+            format!("the event_type header says {keep} but the body says {}", checked.event_type),
+        )),
         // Stored as received (compacted), so nothing a newer producer added is lost.
-        Ok(_) => Ok(parsed),
+        Ok(checked) => Ok((parsed, checked.id)),
     }
 }
 
@@ -290,6 +321,7 @@ mod tests {
     use store_event::{EVENT_TYPE_HEADER, Generator};
 
     use super::*;
+    use crate::dedup::KeepAll;
 
     fn record(offset: i64, headers: &[(&str, &[u8])], value: Option<&[u8]>) -> RecordAndOffset {
         RecordAndOffset {
@@ -301,6 +333,10 @@ mod tests {
             },
             offset,
         }
+    }
+
+    fn push(batch: &mut Batch, keep: EventType, topic: &str, partition: i32, record: &RecordAndOffset) -> Outcome {
+        batch.push(keep, topic, partition, record, &mut KeepAll)
     }
 
     fn gunzip_lines(bytes: &[u8]) -> Vec<Value> {
@@ -327,15 +363,15 @@ mod tests {
         batch.cover_to(21);
         assert!(!batch.is_empty(), "a batch covering a marker is committed like any other");
         batch.cover_to(19);
-        let sealed = batch.seal();
+        let sealed = batch.seal(false);
         assert_eq!((sealed.first_offset, sealed.next_offset, sealed.records), (20, 21, 0));
         assert_eq!((sealed.dt, sealed.data.is_none(), sealed.dead_letters.is_none()), (None, true, true));
 
         // Records, then a marker after the last of them.
         let mut batch = Batch::new(5);
-        batch.push(EventType::Sale, "t", 0, &record(5, &[], Some(&event(EventType::Sale))));
+        push(&mut batch, EventType::Sale, "t", 0, &record(5, &[], Some(&event(EventType::Sale))));
         batch.cover_to(7);
-        let sealed = batch.seal();
+        let sealed = batch.seal(false);
         assert_eq!((sealed.first_offset, sealed.next_offset, sealed.records, sealed.stored), (5, 7, 1, 1));
     }
 
@@ -353,7 +389,7 @@ mod tests {
             record(15, &[], None),
         ]
         .iter()
-        .map(|r| batch.push(EventType::Sale, "t", 0, r))
+        .map(|r| push(&mut batch, EventType::Sale, "t", 0, r))
         .collect();
         assert_eq!(
             outcomes,
@@ -365,7 +401,7 @@ mod tests {
                 Outcome::DeadLettered("null_value"),
             ]
         );
-        let sealed = batch.seal();
+        let sealed = batch.seal(false);
         assert_eq!((sealed.first_offset, sealed.next_offset), (10, 16));
         assert_eq!((sealed.records, sealed.stored, sealed.dead_lettered, sealed.skipped), (5, 1, 3, 1));
         let stored = gunzip_lines(sealed.data.as_deref().unwrap_or_default());
@@ -385,9 +421,9 @@ mod tests {
         }
         text.push_str(r#", "note": "caf\u00e9 \/ ok" }"#);
         let mut batch = Batch::new(0);
-        assert_eq!(batch.push(EventType::Sale, "t", 0, &record(0, &[], Some(text.as_bytes()))), Outcome::Stored);
+        assert_eq!(push(&mut batch, EventType::Sale, "t", 0, &record(0, &[], Some(text.as_bytes()))), Outcome::Stored);
         let mut stored = String::new();
-        let data = batch.seal().data.unwrap_or_default();
+        let data = batch.seal(false).data.unwrap_or_default();
         let _ = GzDecoder::new(data.as_slice()).read_to_string(&mut stored);
         let as_value: Value = serde_json::from_str(&text).unwrap_or_default();
         assert_eq!(stored, format!("{}\n", serde_json::to_string(&as_value).unwrap_or_default()));
@@ -398,9 +434,9 @@ mod tests {
     #[test]
     fn dead_letters_carry_the_raw_value_reason_and_position() {
         let mut batch = Batch::new(0);
-        batch.push(EventType::Sale, "topic", 3, &record(0, &[("trace", b"\xfe")], Some(b"\xff\x00")));
-        batch.push(EventType::Sale, "topic", 3, &record(1, &[], Some(b"not json")));
-        let letters = gunzip_lines(batch.seal().dead_letters.as_deref().unwrap_or_default());
+        push(&mut batch, EventType::Sale, "topic", 3, &record(0, &[("trace", b"\xfe")], Some(b"\xff\x00")));
+        push(&mut batch, EventType::Sale, "topic", 3, &record(1, &[], Some(b"not json")));
+        let letters = gunzip_lines(batch.seal(false).dead_letters.as_deref().unwrap_or_default());
         assert_eq!(
             letters[0],
             json!({
@@ -418,8 +454,13 @@ mod tests {
     fn a_header_that_contradicts_the_body_is_dead_lettered() {
         let inventory = event(EventType::Inventory);
         let mut batch = Batch::new(0);
-        let outcome =
-            batch.push(EventType::Sale, "t", 0, &record(0, &[(EVENT_TYPE_HEADER, b"sale_event")], Some(&inventory)));
+        let outcome = push(
+            &mut batch,
+            EventType::Sale,
+            "t",
+            0,
+            &record(0, &[(EVENT_TYPE_HEADER, b"sale_event")], Some(&inventory)),
+        );
         assert_eq!(outcome, Outcome::DeadLettered("type_mismatch"));
     }
 
@@ -431,9 +472,9 @@ mod tests {
         let seal = || {
             let mut batch = Batch::new(0);
             records.iter().for_each(|r| {
-                batch.push(EventType::Inventory, "t", 0, r);
+                push(&mut batch, EventType::Inventory, "t", 0, r);
             });
-            let sealed = batch.seal();
+            let sealed = batch.seal(false);
             (sealed.data, sealed.dead_letters)
         };
         assert_eq!(seal(), seal());
@@ -446,9 +487,9 @@ mod tests {
         let bytes = big.to_string().into_bytes();
         let limits = BatchLimits { max_events: 1_000, max_bytes: 16 * 1024, max_age: Duration::from_secs(5) };
         let mut batch = Batch::new(0);
-        assert_eq!(batch.push(EventType::Sale, "t", 0, &record(0, &[], Some(&bytes))), Outcome::Stored);
+        assert_eq!(push(&mut batch, EventType::Sale, "t", 0, &record(0, &[], Some(&bytes))), Outcome::Stored);
         assert!(batch.is_full(&limits));
-        let stored = gunzip_lines(batch.seal().data.as_deref().unwrap_or_default());
+        let stored = gunzip_lines(batch.seal(false).data.as_deref().unwrap_or_default());
         assert_eq!(stored, [big]);
     }
 
@@ -459,11 +500,59 @@ mod tests {
         let mut tomorrow = record(1, &[], Some(b"{}"));
         tomorrow.record.timestamp += chrono::Duration::days(1);
         assert!(batch.fits(&today));
-        batch.push(EventType::Sale, "t", 0, &today);
+        push(&mut batch, EventType::Sale, "t", 0, &today);
         assert!(batch.fits(&today) && !batch.fits(&tomorrow));
         let limits = BatchLimits { max_events: 2, max_bytes: 1 << 20, max_age: Duration::from_secs(1) };
         assert!(!batch.is_full(&limits));
-        batch.push(EventType::Sale, "t", 0, &today);
+        push(&mut batch, EventType::Sale, "t", 0, &today);
         assert!(batch.is_full(&limits));
+    }
+
+    #[test]
+    fn a_resend_is_a_duplicate_in_its_batch_and_later_ones_and_a_replay_gives_the_same_bytes() {
+        use crate::dedup::{DedupSettings, Replay, Seen};
+        let mut generator = Generator::new(Some(9), 0.0);
+        let mut sales = std::iter::from_fn(|| Some(generator.next_event(Utc::now())))
+            .filter(|g| g.event_type == EventType::Sale)
+            .map(|g| g.value.to_string().into_bytes());
+        let (a, b, c) =
+            (sales.next().unwrap_or_default(), sales.next().unwrap_or_default(), sales.next().unwrap_or_default());
+        let mut a_with_another_store: Value = serde_json::from_slice(&a).unwrap_or_default();
+        a_with_another_store["store_id"] = json!(a_with_another_store["store_id"].as_u64().unwrap_or(1) + 1);
+        let a_with_another_store = a_with_another_store.to_string().into_bytes();
+        // The original Lambda's bare JSON and our producer's record (key, header) of one event.
+        let a_as_our_producer = record(2, &[(EVENT_TYPE_HEADER, b"sale_event")], Some(&a));
+        let first: Vec<RecordAndOffset> = vec![
+            record(0, &[], Some(&a)),
+            record(1, &[], Some(&b)),
+            a_as_our_producer,
+            record(3, &[], Some(&a_with_another_store)),
+        ];
+        let mut seen = Seen::new(DedupSettings::default());
+        let mut batch = Batch::new(0);
+        let outcomes: Vec<Outcome> = first.iter().map(|r| batch.push(EventType::Sale, "t", 0, r, &mut seen)).collect();
+        assert_eq!(outcomes, [Outcome::Stored, Outcome::Stored, Outcome::Duplicate, Outcome::Stored]);
+        let sealed = batch.seal(true);
+        assert_eq!((sealed.records, sealed.stored, sealed.duplicates), (4, 3, 1));
+        let ids = sealed.event_ids.clone().unwrap_or_default();
+        assert_eq!(ids.0.len(), 3);
+        seen.remember(0, Utc::now(), &ids.0);
+
+        let mut later = Batch::new(4);
+        let outcomes: Vec<Outcome> = [record(4, &[], Some(&b)), record(5, &[], Some(&c))]
+            .iter()
+            .map(|r| later.push(EventType::Sale, "t", 0, r, &mut seen))
+            .collect();
+        assert_eq!(outcomes, [Outcome::Duplicate, Outcome::Stored]);
+
+        // Written again after a crash: the entry's identities decide, not what is remembered.
+        let mut again = Batch::new(0);
+        let mut replay = Replay::of(Some(&ids));
+        first.iter().for_each(|r| {
+            again.push(EventType::Sale, "t", 0, r, replay.as_mut());
+        });
+        let rebuilt = again.seal(true);
+        assert_eq!((rebuilt.stored, rebuilt.duplicates), (3, 1));
+        assert_eq!((rebuilt.data, rebuilt.event_ids), (sealed.data, Some(ids)));
     }
 }

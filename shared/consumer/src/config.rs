@@ -7,6 +7,8 @@ use service_runtime::config::{CommonConfig, ConfigError, Env};
 use service_runtime::s3::S3Settings;
 use store_event::EventType;
 
+use crate::dedup::DedupSettings;
+
 use crate::ownership::Assignment;
 
 /// When an open batch is written to S3: whichever limit is reached first.
@@ -64,6 +66,8 @@ pub struct ConsumerConfig {
     pub checkpoint_interval: Duration,
     /// `ON_OFFSET_OUT_OF_RANGE`: `skip` or `halt`.
     pub out_of_range: OutOfRangePolicy,
+    /// `DEDUP_WINDOW`, `DEDUP_MAX_IDS`: resend removal.
+    pub dedup: DedupSettings,
     /// `CONSUMER_GROUP_ID`: the consumer group this service's instances form (in group
     /// assignment) and commit their progress to, for Kafka's tools and lag monitors (the
     /// ledger, not the committed offset, decides where a partition resumes).
@@ -108,6 +112,10 @@ impl ConsumerConfig {
             partition_refresh: env.duration("PARTITION_REFRESH", Duration::from_secs(30))?,
             checkpoint_interval: env.duration("CHECKPOINT_INTERVAL", Duration::from_secs(60))?,
             out_of_range,
+            dedup: DedupSettings {
+                window: env.duration("DEDUP_WINDOW", DedupSettings::default().window)?,
+                max_ids: env.bounded("DEDUP_MAX_IDS", DedupSettings::default().max_ids, 1_000, 1_000_000_000)?,
+            },
             group_id: group_id(env, service)?,
         })
     }

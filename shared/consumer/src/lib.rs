@@ -7,6 +7,7 @@
 //!   or fixed); `group/`: membership of the consumer group and its assignor;
 //!   `runner`: the partition loops running now;
 //! - `batch`: one batch's records and outcomes, pure; `layout`: object keys;
+//! - `dedup`: removing a store's resends (same store, same `request_id`) within a window;
 //! - `ledger/`: the S3 protocol that makes it exactly once (store, writer, recovery);
 //! - `partition/`: one partition's life (supervisor and recovery; the Kafka fetch loop);
 //! - `health`: readiness per partition; `metrics`: what Prometheus sees; `offsets`: the
@@ -16,6 +17,7 @@
 pub mod audit;
 pub mod batch;
 pub mod config;
+pub mod dedup;
 pub mod group;
 pub mod health;
 pub mod layout;
@@ -151,7 +153,7 @@ pub async fn audit(config: &ConsumerConfig, deep: bool, json: bool) -> anyhow::R
     let s3 = service_runtime::s3::client(&config.s3).await;
     let bucket = Bucket::new(s3, &config.s3.bucket);
     let layout = Layout::new(&config.s3, config.service, config.event_type, &config.common.topic);
-    let report = audit::run(&bucket, &layout, deep).await?;
+    let report = audit::run(&bucket, &layout, deep, config.dedup.window).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -61,6 +61,13 @@ pub struct Metrics {
     /// member of its consumer group owned when the coordinator last described the group
     /// (0 when every partition has an owner).
     pub unowned_partitions: IntGauge,
+    /// `consumer_dedup_remembered_ids`: event identities a partition remembers to remove
+    /// resends (bounded by `DEDUP_MAX_IDS`).
+    pub dedup_remembered: IntGaugeVec,
+    /// `consumer_dedup_forgotten_early_total`: batches whose identities were forgotten
+    /// before `DEDUP_WINDOW` ended to stay within `DEDUP_MAX_IDS` (resends of their events
+    /// are no longer removed).
+    pub dedup_forgotten_early: IntCounterVec,
     /// `consumer_rebalances_total`: rebalances this instance completed (joins included).
     pub rebalances: IntCounter,
     /// `consumer_rebalance_seconds`: from a rebalance's start (or the process's) to this
@@ -132,6 +139,17 @@ impl Metrics {
             ),
             high_watermark: gauge(registry, "consumer_high_watermark", "Kafka high watermark at the last fetch."),
             lag: gauge(registry, "consumer_lag_records", "High watermark minus committed offset."),
+            dedup_remembered: gauge(
+                registry,
+                "consumer_dedup_remembered_ids",
+                "Event identities remembered to remove resends (DEDUP_WINDOW, DEDUP_MAX_IDS).",
+            ),
+            dedup_forgotten_early: counter(
+                registry,
+                "consumer_dedup_forgotten_early_total",
+                "Batches forgotten before DEDUP_WINDOW ended, to stay within DEDUP_MAX_IDS.",
+                &["partition"],
+            ),
             batch_records: histogram(
                 registry,
                 "consumer_batch_records",
@@ -198,7 +216,7 @@ impl Metrics {
     /// lag is not reported twice (and stale) across the group.
     pub fn forget(&self, partition: i32) {
         let label = partition.to_string();
-        for gauge in [&self.committed_offset, &self.high_watermark, &self.lag] {
+        for gauge in [&self.committed_offset, &self.high_watermark, &self.lag, &self.dedup_remembered] {
             let _ = gauge.remove_label_values(&[&label]);
         }
     }

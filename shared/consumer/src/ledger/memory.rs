@@ -249,9 +249,15 @@ impl Fixture {
         for offset in first..first + records {
             let value = generator.next_event(timestamp).value.to_string().into_bytes();
             let record = Record { key: None, value: Some(value), headers: Default::default(), timestamp };
-            batch.push(EventType::Sale, "t", PARTITION, &RecordAndOffset { record, offset });
+            batch.push(
+                EventType::Sale,
+                "t",
+                PARTITION,
+                &RecordAndOffset { record, offset },
+                &mut crate::dedup::KeepAll,
+            );
         }
-        batch.seal()
+        batch.seal(false)
     }
 
     /// `writer` commits the batch of offsets `first..first + records`; its entry.

@@ -31,7 +31,7 @@ pub mod store;
 pub mod writer;
 
 #[cfg(test)]
-mod memory;
+pub(crate) mod memory;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -41,6 +41,7 @@ use flate2::read::GzDecoder;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::dedup::EventIds;
 pub use store::{Bucket, GetError, Object, PutError, Store, StoreError};
 
 /// One ledger entry: the offsets `first_offset..next_offset` of one partition and where
@@ -64,6 +65,10 @@ pub struct Entry {
     pub dead_lettered: u64,
     /// The other type's records.
     pub skipped: u64,
+    /// Valid events not stored because an earlier copy (same store, same `request_id`)
+    /// was: resends (see [`crate::dedup`]).
+    #[serde(default)]
+    pub duplicates: u64,
     /// The date of the batch's records.
     pub dt: Option<NaiveDate>,
     /// The data object, when events were stored.
@@ -74,6 +79,14 @@ pub struct Entry {
     /// recorded so that the loss is visible to the audit, never silent.
     #[serde(default)]
     pub lost: bool,
+    /// The identities of the stored events, in order, when resends are removed: what
+    /// recovery remembers, and what a batch written again keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_ids: Option<EventIds>,
+    /// The first offset of the oldest entry whose identities were still remembered when
+    /// this one was written: where recovery starts reading them back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_from: Option<i64>,
     /// Which instance wrote the entry.
     pub writer: String,
     /// When.

@@ -23,7 +23,7 @@ pub enum Recovered {
     /// Kafka and write them again, then go on from its `next_offset`.
     Incomplete {
         /// The last entry.
-        entry: Entry,
+        entry: Box<Entry>,
         /// What is wrong with each object that must be written again.
         missing: Vec<String>,
     },
@@ -44,8 +44,13 @@ pub enum RecoveryError {
 }
 
 /// Reads the ledger of `partition`: the checkpoint, the entries written after it, the last
-/// entry and the objects it names.
-pub async fn read(store: &dyn Store, layout: &Layout, partition: i32) -> Result<Recovered, RecoveryError> {
+/// entry and the objects it names. Also gives the last entry, when it could be read: it
+/// says where the identities to remember start ([`crate::dedup::load`]).
+pub async fn read(
+    store: &dyn Store,
+    layout: &Layout,
+    partition: i32,
+) -> Result<(Recovered, Option<Entry>), RecoveryError> {
     // The checkpoint only saves listing: one that cannot be read is ignored, and the next
     // checkpoint replaces it. S3 being unreachable is not that: recovery waits for it.
     let checkpoint = match get_json::<Checkpoint>(store, &layout.checkpoint_key(partition)).await {
@@ -59,7 +64,7 @@ pub async fn read(store: &dyn Store, layout: &Layout, partition: i32) -> Result<
     let after = checkpoint.as_ref().map(|c| layout.entry_key(partition, c.entry_first_offset));
     let keys = store.list(&layout.ledger_prefix(partition), after.as_deref()).await?;
     let Some(last) = keys.into_iter().rfind(|k| Layout::entry_offset(k).is_some()).or(after) else {
-        return Ok(Recovered::Empty);
+        return Ok((Recovered::Empty, None));
     };
     let Some(entry) = get_json::<Entry>(store, &last).await? else {
         // Only the checkpoint's own entry can be missing here (listed keys exist). A
@@ -73,7 +78,7 @@ pub async fn read(store: &dyn Store, layout: &Layout, partition: i32) -> Result<
             "The ledger entry the checkpoint names is gone (deleted, or expired by a lifecycle rule); \
              going on from the checkpoint."
         );
-        return Ok(Recovered::Resume { next: checkpoint.next_offset, action: "entry_gone" });
+        return Ok((Recovered::Resume { next: checkpoint.next_offset, action: "entry_gone" }, None));
     };
     // An object counts when it carries the record count its entry promises: the same HEAD
     // as an existence check, and the audit's own test. Amazon S3 and the local SeaweedFS
@@ -86,9 +91,9 @@ pub async fn read(store: &dyn Store, layout: &Layout, partition: i32) -> Result<
         }
     }
     if missing.is_empty() {
-        Ok(Recovered::Resume { next: entry.next_offset, action: "clean" })
+        Ok((Recovered::Resume { next: entry.next_offset, action: "clean" }, Some(entry)))
     } else {
-        Ok(Recovered::Incomplete { entry, missing })
+        Ok((Recovered::Incomplete { entry: Box::new(entry.clone()), missing }, Some(entry)))
     }
 }
 
@@ -103,7 +108,7 @@ mod tests {
     use crate::ledger::memory::{Fixture, PARTITION};
 
     async fn recover(ledger: &Fixture) -> Result<Recovered, RecoveryError> {
-        read(ledger.store.as_ref(), &ledger.layout, PARTITION).await
+        read(ledger.store.as_ref(), &ledger.layout, PARTITION).await.map(|(recovered, _)| recovered)
     }
 
     /// Three batches, 0..40, 40..75, 75..100.
@@ -180,7 +185,7 @@ mod tests {
         let Recovered::Incomplete { entry, missing } = recover(&ledger).await.unwrap() else {
             panic!("the incomplete batch was not found");
         };
-        assert_eq!(&entry, last);
+        assert_eq!(entry.as_ref(), last);
         assert_eq!(
             missing,
             [

@@ -106,6 +106,8 @@ impl LedgerWriter {
             stored: sealed.stored,
             dead_lettered: sealed.dead_lettered,
             skipped: sealed.skipped,
+            duplicates: sealed.duplicates,
+            event_ids: sealed.event_ids.clone(),
             dt,
             data_key: dt.filter(|_| sealed.stored > 0).map(|dt| self.layout.data_key(partition, first_offset, dt)),
             dead_letter_key: dt
@@ -128,10 +130,13 @@ impl LedgerWriter {
             stored: 0,
             dead_lettered: 0,
             skipped: 0,
+            duplicates: 0,
             dt: None,
             data_key: None,
             dead_letter_key: None,
             lost: true,
+            event_ids: None,
+            dedup_from: None,
             writer: self.identity.clone(),
             written_at: Utc::now(),
         }

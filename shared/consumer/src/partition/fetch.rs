@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Shared, Stop, sleep_or_stop};
 use crate::batch::{Batch, Sealed};
 use crate::config::OutOfRangePolicy;
+use crate::dedup::{Replay, Seen};
 use crate::ledger::Entry;
 use crate::ledger::pipeline::{Pipeline, Settled};
 use crate::ledger::writer::LedgerWriter;
@@ -67,6 +68,7 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
     let timeout = settings.request_timeout + MAX_FETCH_WAIT;
     let config = &shared.config;
     let mut batch = Batch::new(entry.first_offset);
+    let mut resends = Replay::of(entry.event_ids.as_ref());
     let mut offset = entry.first_offset;
     while offset < entry.next_offset {
         let fetched = within(
@@ -92,7 +94,7 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
             if record.offset < offset || record.offset >= entry.next_offset {
                 continue;
             }
-            batch.push(config.event_type, &config.common.topic, partition, record);
+            batch.push(config.event_type, &config.common.topic, partition, record, resends.as_mut());
         }
         if fetched.next_offset <= offset {
             return Err(RebuildError::Gone(format!(
@@ -102,13 +104,13 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
         }
         offset = fetched.next_offset;
     }
-    Ok(batch.seal())
+    Ok(batch.seal(entry.event_ids.is_some()))
 }
 
 /// What a batch's commit brings back to be counted once it is committed.
 struct Counts {
     next_offset: i64,
-    outcomes: [(&'static str, u64); 3],
+    outcomes: [(&'static str, u64); 4],
     without_record: u64,
     dead_kinds: BTreeMap<&'static str, u64>,
 }
@@ -121,6 +123,8 @@ pub(super) struct PartitionLoop {
     next: i64,
     batch: Batch,
     client: Option<PartitionClient>,
+    /// The identities stored in the window, to remove resends.
+    seen: Seen,
     shutdown: CancellationToken,
     /// Batches are committed through it while the next one fills.
     commits: Pipeline<Counts>,
@@ -134,6 +138,7 @@ impl PartitionLoop {
         shared: Arc<Shared>,
         partition: i32,
         next: i64,
+        seen: Seen,
         ledger: LedgerWriter,
         shutdown: CancellationToken,
     ) -> PartitionLoop {
@@ -148,6 +153,7 @@ impl PartitionLoop {
             next,
             batch: Batch::new(next),
             client: None,
+            seen,
             shutdown,
             commits: Pipeline::new(ledger),
             committed: next,
@@ -239,7 +245,13 @@ impl PartitionLoop {
                             return stop;
                         }
                         let config = &self.shared.config;
-                        self.batch.push(config.event_type, &config.common.topic, self.partition, record);
+                        self.batch.push(
+                            config.event_type,
+                            &config.common.topic,
+                            self.partition,
+                            record,
+                            &mut self.seen,
+                        );
                         self.next = record.offset + 1;
                         if self.batch.is_full(&limits)
                             && let Err(stop) = self.flush().await
@@ -334,23 +346,44 @@ impl PartitionLoop {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batch, Batch::new(self.next));
-        let sealed: Sealed = batch.seal();
+        let sealed: Sealed = batch.seal(self.seen.settings().enabled());
         let metrics = &self.shared.metrics;
         metrics.batch_records.observe(sealed.records as f64);
         metrics.batch_bytes.observe(sealed.raw_bytes as f64);
         metrics.batch_age.observe(sealed.age.as_secs_f64());
         self.settle().await?;
-        let entry = self.commits.writer().entry(&sealed);
+        let mut entry = self.commits.writer().entry(&sealed);
+        self.remember(&mut entry);
         let (first_offset, next_offset) = (entry.first_offset, entry.next_offset);
         let counts = Counts {
             next_offset,
-            outcomes: [("stored", sealed.stored), ("dead_lettered", sealed.dead_lettered), ("skipped", sealed.skipped)],
+            outcomes: [
+                ("stored", sealed.stored),
+                ("dead_lettered", sealed.dead_lettered),
+                ("skipped", sealed.skipped),
+                ("duplicate", sealed.duplicates),
+            ],
             without_record: (next_offset - first_offset).unsigned_abs().saturating_sub(sealed.records),
             dead_kinds: sealed.dead_kinds,
         };
         let (data, dead) = (sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from));
         self.commits.start(entry, data, dead, counts);
         Ok(())
+    }
+
+    /// Remembers the identities `entry` stores (the next batch removes their resends) and
+    /// writes down in it where the window starts, for recovery.
+    fn remember(&mut self, entry: &mut Entry) {
+        let Some(ids) = &entry.event_ids else { return };
+        let forgotten = self.seen.forgotten_early();
+        self.seen.remember(entry.first_offset, entry.written_at, &ids.0);
+        entry.dedup_from = self.seen.window_start();
+        let metrics = &self.shared.metrics;
+        metrics.dedup_remembered.with_label_values(&[&self.label]).set(self.seen.len() as i64);
+        let early = self.seen.forgotten_early() - forgotten;
+        if early > 0 {
+            metrics.dedup_forgotten_early.with_label_values(&[&self.label]).inc_by(early);
+        }
     }
 
     /// Waits for the batch being written, if any, and counts its commit.

@@ -17,7 +17,10 @@ use service_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use chrono::Utc;
+
 use crate::config::ConsumerConfig;
+use crate::dedup::{self, Seen};
 use crate::health::Health;
 use crate::layout::Layout;
 use crate::ledger::recovery::{self, Recovered};
@@ -107,8 +110,8 @@ async fn supervise(shared: Arc<Shared>, partition: i32, shutdown: CancellationTo
     let mut retry = Backoff::dependency();
     while !shutdown.is_cancelled() {
         let writer = shared.ledger_writer(partition, &shutdown);
-        let next = match recover(&shared, partition, &writer).await {
-            Ok(next) => next,
+        let (next, seen) = match recover(&shared, partition, &writer).await {
+            Ok(recovered) => recovered,
             Err(RecoverError::Stopped) => break,
             Err(error) => {
                 let wait = retry.next_wait();
@@ -120,7 +123,7 @@ async fn supervise(shared: Arc<Shared>, partition: i32, shutdown: CancellationTo
         };
         retry.reset();
         tracing::info!(next_offset = next, "Partition recovered.");
-        let mut state = PartitionLoop::new(Arc::clone(&shared), partition, next, writer, shutdown.clone());
+        let mut state = PartitionLoop::new(Arc::clone(&shared), partition, next, seen, writer, shutdown.clone());
         match state.consume().await {
             Stop::Shutdown => break,
             Stop::Fenced => {
@@ -155,30 +158,53 @@ enum RecoverError {
     Ledger(#[from] recovery::RecoveryError),
     #[error(transparent)]
     Kafka(#[from] service_runtime::kafka::KafkaError),
+    #[error("the identities of recent batches cannot be read back: {0}")]
+    Dedup(#[from] dedup::LoadError),
     #[error("the last batch cannot be rebuilt: {0}")]
     Rebuild(String),
     #[error("shutdown while writing the last batch again")]
     Stopped,
 }
 
-/// Reads the ledger: the offset to go on from. Writes the last batch's objects again if
-/// any is missing (the crash came between its entry and its objects).
-async fn recover(shared: &Shared, partition: i32, writer: &LedgerWriter) -> Result<i64, RecoverError> {
+/// Reads the ledger: the offset to go on from, and the identities stored in the window.
+/// Writes the last batch's objects again if any is missing (the crash came between its
+/// entry and its objects).
+async fn recover(shared: &Shared, partition: i32, writer: &LedgerWriter) -> Result<(i64, Seen), RecoverError> {
     let label = partition.to_string();
-    let (next, action) = match recovery::read(shared.store.as_ref(), &shared.layout, partition).await? {
+    let settings = shared.config.dedup;
+    let (recovered, last) = recovery::read(shared.store.as_ref(), &shared.layout, partition).await?;
+    let seen = match &last {
+        Some(last) => {
+            let started = std::time::Instant::now();
+            let seen =
+                dedup::load(shared.store.as_ref(), &shared.layout, partition, last, settings, Utc::now()).await?;
+            if settings.enabled() {
+                tracing::info!(ids = seen.len(), took = ?started.elapsed(), "Identities of the window read back.");
+            }
+            seen
+        }
+        None => Seen::new(settings),
+    };
+    shared.metrics.dedup_remembered.with_label_values(&[&label]).set(seen.len() as i64);
+    let (next, action) = match recovered {
         Recovered::Empty => {
             let earliest = fetch::earliest_offset(shared, partition).await?;
             tracing::info!(earliest, "No ledger yet: starting from the earliest offset Kafka has.");
-            return Ok(earliest);
+            return Ok((earliest, seen));
         }
-        Recovered::Resume { next, action } => (next, action),
+        Recovered::Resume { next, action } => {
+            if action == "entry_gone" && settings.enabled() {
+                tracing::warn!("Without the last ledger entry, resends of events stored before it are not removed.");
+            }
+            (next, action)
+        }
         Recovered::Incomplete { entry, missing } => {
             tracing::warn!(first_offset = entry.first_offset, ?missing, "Writing the last batch's objects again.");
             (entry.next_offset, write_again(shared, partition, writer, &entry, &missing).await?)
         }
     };
     shared.metrics.recoveries.with_label_values(&[&label, action]).inc();
-    Ok(next)
+    Ok((next, seen))
 }
 
 /// Rebuilds the batch of `entry` from Kafka and writes its objects; the recoveries label.

@@ -83,7 +83,9 @@ pub async fn wait_until_caught_up(config: &ConsumerConfig, partitions: i32, limi
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let marks = testkit::high_watermarks(&topic, partitions).await;
-        let report = store_consumer::audit::run(&bucket, &layout, false).await;
+        let report =
+            store_consumer::audit::run(&bucket, &layout, false, store_consumer::dedup::DedupSettings::default().window)
+                .await;
         let reached: Vec<i64> = match &report {
             Ok(report) => (0..partitions)
                 .map(|p| report.partitions.iter().find(|r| r.partition == p).map_or(0, |r| r.to_offset))
@@ -104,7 +106,9 @@ pub async fn wait_until_caught_up(config: &ConsumerConfig, partitions: i32, limi
 
 pub async fn audit(config: &ConsumerConfig) -> store_consumer::audit::Report {
     let (bucket, layout) = bucket(config).await;
-    store_consumer::audit::run(&bucket, &layout, true).await.expect("audit")
+    store_consumer::audit::run(&bucket, &layout, true, store_consumer::dedup::DedupSettings::default().window)
+        .await
+        .expect("audit")
 }
 
 /// The stored events of the consumer, as JSON values.
