@@ -34,6 +34,18 @@ async fn run() -> anyhow::Result<ExitCode> {
             }
         });
     }
+    if std::env::args().nth(1).as_deref() == Some("generate") {
+        // Needs no Kafka, keys or listener settings: only the default share of bad events.
+        let bad_share = exit_on_error(Env::from_process().bounded("GENERATOR_BAD_SHARE", 0.1, 0.0, 1.0));
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return Ok(match producer::generator::print_ndjson(&args, bad_share) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(problem) => {
+                eprintln!("{problem}; {USAGE}");
+                ExitCode::from(service_runtime::process::EXIT_CONFIG)
+            }
+        });
+    }
     let config = exit_on_error(ProducerConfig::from_env(&Env::from_process()));
     telemetry::init(config.common.log_format, &config.common.log_filter);
     let command = std::env::args().nth(1);
@@ -47,16 +59,6 @@ async fn run() -> anyhow::Result<ExitCode> {
         None => {}
         Some("ensure-topic") => {
             return Ok(if producer::ensure_topic(&config).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-        }
-        Some("generate") => {
-            let args: Vec<String> = std::env::args().skip(2).collect();
-            return Ok(match producer::generator::print_ndjson(&args, config.generator_bad_share) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(problem) => {
-                    eprintln!("{problem}; {USAGE}");
-                    ExitCode::from(service_runtime::process::EXIT_CONFIG)
-                }
-            });
         }
         Some(other) => {
             eprintln!("unknown command {other}; {USAGE}");

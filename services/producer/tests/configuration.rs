@@ -141,3 +141,28 @@ fn an_unreachable_broker_is_one_block_naming_the_address_each_cause_once() {
     );
     assert!(!has_stack_frames(&stderr), "{stderr}");
 }
+
+#[test]
+fn generate_needs_no_service_settings_and_prints_valid_events() {
+    // No PRODUCER_AUTH, no keys file, no Kafka: `producer generate` is a tool for anyone.
+    let output = Command::new(env!("CARGO_BIN_EXE_producer"))
+        .args(["generate", "--count", "3", "--seed", "4", "--bad-share", "0"])
+        .env_remove("PRODUCER_AUTH")
+        .env_remove("PRODUCER_API_KEYS_FILE")
+        .env_remove("PRODUCER_API_KEYS")
+        .output()
+        .expect("the producer binary did not start");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let events: Vec<_> = stdout.lines().map(|line| store_event::StoreEvent::from_json(line.as_bytes())).collect();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(Result::is_ok), "{stdout}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_producer"))
+        .args(["generate", "--count", "1"])
+        .env("GENERATOR_BAD_SHARE", "2")
+        .output()
+        .expect("the producer binary did not start");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("configuration error: GENERATOR_BAD_SHARE"));
+}
