@@ -60,6 +60,12 @@ pub struct ProducerConfig {
     /// `PRODUCER_BODY_TIMEOUT`: how long a request's body may take to arrive; a client
     /// that trickles it in is cut off with 408.
     pub body_timeout: Duration,
+    /// `PRODUCER_TLS_CERT_FILE` and `PRODUCER_TLS_KEY_FILE`: serve the event API over TLS
+    /// with this PEM certificate chain and key, read again when they change.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// `PRODUCER_MAX_HEADER_BYTES`, `PRODUCER_MAX_HEADERS`, `PRODUCER_HEADER_TIMEOUT`: what a
+    /// request's line and headers may be, on the event API's listener.
+    pub server_limits: service_runtime::server::ServerLimits,
     /// `PRODUCER_RESEND_WINDOW`: how long an acknowledged event is remembered, to answer its
     /// resends with the first answer; zero turns it off.
     pub resend_window: Duration,
@@ -100,6 +106,17 @@ impl ProducerConfig {
                     return Err(ConfigError::new("PRODUCER_BODY_TIMEOUT", "must be greater than zero"));
                 }
                 timeout => timeout,
+            },
+            tls: tls_files(env)?,
+            server_limits: service_runtime::server::ServerLimits {
+                max_header_bytes: env.bounded("PRODUCER_MAX_HEADER_BYTES", 32 * 1024, 8 * 1024, 1024 * 1024)?,
+                max_headers: env.bounded("PRODUCER_MAX_HEADERS", 64, 8, 1000)?,
+                header_timeout: match env.duration("PRODUCER_HEADER_TIMEOUT", Duration::from_secs(10))? {
+                    zero if zero.is_zero() => {
+                        return Err(ConfigError::new("PRODUCER_HEADER_TIMEOUT", "must be greater than zero"));
+                    }
+                    timeout => timeout,
+                },
             },
             resend_window: env.duration("PRODUCER_RESEND_WINDOW", Duration::from_secs(600))?,
             resend_cache: env.bounded("PRODUCER_RESEND_CACHE", 200_000, 0, 100_000_000)?,
@@ -169,5 +186,23 @@ fn access(env: &Env) -> Result<Access, ConfigError> {
             Ok(Access::Keys(source))
         }
         other => Err(ConfigError::new(AUTH, format!("{other:?} is not valid: use api-keys or none"))),
+    }
+}
+
+/// `PRODUCER_TLS_CERT_FILE` and `PRODUCER_TLS_KEY_FILE`: both or neither.
+fn tls_files(env: &Env) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, ConfigError> {
+    let cert = env.raw("PRODUCER_TLS_CERT_FILE").map(str::trim).filter(|v| !v.is_empty());
+    let key = env.raw("PRODUCER_TLS_KEY_FILE").map(str::trim).filter(|v| !v.is_empty());
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some((cert.into(), key.into()))),
+        (Some(_), None) => Err(ConfigError::new(
+            "PRODUCER_TLS_KEY_FILE",
+            "must be set with PRODUCER_TLS_CERT_FILE: the certificate's private key (PEM)",
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            "PRODUCER_TLS_CERT_FILE",
+            "must be set with PRODUCER_TLS_KEY_FILE: the certificate chain (PEM), leaf first",
+        )),
     }
 }

@@ -22,6 +22,7 @@ use service_runtime::http::{self, Probes};
 use service_runtime::kafka::{KafkaCheck, KafkaCluster, TopicState};
 use service_runtime::readiness::Readiness;
 use service_runtime::retry::Backoff;
+use service_runtime::server;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +62,18 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
             api::Gate::Keys(store)
         }
     };
+    let tls = match &config.tls {
+        None => None,
+        Some((cert, key)) => {
+            let certificate = Arc::new(
+                service_runtime::server::ReloadingCertificate::load(cert, key)
+                    .map_err(|e| anyhow::anyhow!("PRODUCER_TLS_CERT_FILE / PRODUCER_TLS_KEY_FILE: {e}"))?,
+            );
+            tokio::spawn(reload_certificate(Arc::clone(&certificate), metrics.clone(), shutdown.clone()));
+            Some(certificate.acceptor().map_err(anyhow::Error::msg)?)
+        }
+    };
+    let limits = config.server_limits;
     let admin = match config.admin_addr {
         Some(addr) => Some(http::listen_as("ADMIN_ADDR", addr).await?),
         None => None,
@@ -84,12 +97,14 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
     match admin {
         None => {
             let router = probes.merge(api::router(api));
-            http::serve_limited(listener, router, shutdown.cancelled_owned()).await.context("HTTP server failed")?;
+            server::serve(listener, router, tls, limits, shutdown.cancelled_owned())
+                .await
+                .context("HTTP server failed")?;
         }
         Some(admin) => {
             // The probes and metrics on their own listener, the event API alone on HTTP_ADDR.
             let (served, admin_served) = tokio::join!(
-                http::serve_limited(listener, api::router(api), shutdown.clone().cancelled_owned()),
+                server::serve(listener, api::router(api), tls, limits, shutdown.clone().cancelled_owned()),
                 http::serve(admin, probes, shutdown.clone().cancelled_owned()),
             );
             served.context("HTTP server failed")?;
@@ -119,6 +134,32 @@ async fn reload_keys(store: Arc<auth::KeyStore>, metrics: metrics::Metrics, shut
             Err(problem) => {
                 metrics.api_keys_reload_errors.inc();
                 tracing::error!(%problem, "The changed API keys file cannot be used; the keys before it stay in force.");
+            }
+        }
+    }
+}
+
+/// Reads the TLS certificate and key again whenever either file changes, until shutdown;
+/// a pair that cannot be used (one file replaced, not yet the other) leaves the one in force.
+async fn reload_certificate(
+    certificate: Arc<service_runtime::server::ReloadingCertificate>,
+    metrics: metrics::Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(auth::RELOAD_EVERY) => {}
+        }
+        match certificate.reload_if_changed() {
+            Ok(false) => {}
+            Ok(true) => {
+                metrics.tls_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!("TLS certificate reloaded.");
+            }
+            Err(problem) => {
+                metrics.tls_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(%problem, "The changed TLS certificate cannot be used; the one before it stays in force.");
             }
         }
     }

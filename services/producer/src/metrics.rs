@@ -22,6 +22,9 @@ pub struct Metrics {
     /// `producer_resends_total`: events of POST /v1/events answered without being written
     /// again: acknowledged before (`PRODUCER_RESEND_WINDOW`) or repeated in one request.
     pub resends: IntCounter,
+    /// `producer_tls_reloads_total{outcome}`: the event API's certificate read again after
+    /// its files changed (`ok`), or found unusable and kept (`error`).
+    pub tls_reloads: IntCounterVec,
     /// `producer_kafka_errors_total`: sends with at least one record not acknowledged.
     pub kafka_errors: IntCounter,
     /// `producer_api_keys`: API keys in force (`PRODUCER_AUTH=api-keys`).
@@ -71,6 +74,16 @@ impl Metrics {
                 ),
             ),
             in_flight: registered(registry, IntGauge::new("producer_requests_in_flight", "API requests being served.")),
+            tls_reloads: registered(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "producer_tls_reloads_total",
+                        "TLS certificate reloads after its files changed, by outcome.",
+                    ),
+                    &["outcome"],
+                ),
+            ),
             resends: registered(
                 registry,
                 IntCounter::new(

@@ -295,18 +295,6 @@ impl tokio::io::AsyncWrite for LimitedStream {
     }
 }
 
-/// Serves `router` on a [`LimitedListener`] until `shutdown` resolves, as [`serve`] does.
-pub async fn serve_limited(
-    listener: LimitedListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    if let Ok(addr) = listener.listener.local_addr() {
-        tracing::info!(%addr, max_connections = listener.available(), "HTTP server listening.");
-    }
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
-}
-
 #[cfg(test)]
 mod limited_tests {
     use std::time::Duration;

@@ -11,6 +11,7 @@ pub mod process;
 pub mod readiness;
 pub mod retry;
 pub mod s3;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -95,10 +95,11 @@ pub fn headers(envelope: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The example event of the original README.
+/// The example event of the original README, with a request_id of its own: the same
+/// event posted twice would be a resend, answered from the producer's memory.
 pub fn example() -> Value {
     serde_json::json!({
-        "request_id": "f5570d0f-5389-4bce-98c3-7ed5380eefb2",
+        "request_id": uuid::Uuid::new_v4().to_string(),
         "event_type": "inventory_event",
         "store_id": 6,
         "cust_id": 206,
