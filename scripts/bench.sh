@@ -121,12 +121,28 @@ elapsed=$(calc "$(now) - $start")
 acked=$(echo "$summary" | sed -E 's/.*"tot_msgs":([0-9]+).*/\1/')
 generator_rate=$(calc "$acked / $elapsed")
 log "producer HTTP path: wrk, ${http_seconds}s, batches of 100"
+# Every request carries 100 events never sent before, as stores send them: the same body
+# again would be answered from the producer's memory of acknowledged events
+# (PRODUCER_RESEND_WINDOW) and measure nothing. Each wrk thread numbers its requests.
 cat >"$work/post.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$work/batch100.json", "r")
-wrk.body = f:read("*a")
-f:close()
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tag", threads)
+end
+local template, sent
+function init(args)
+  local f = io.open("$work/batch100.json", "r")
+  template = f:read("*a")
+  f:close()
+  sent = 0
+end
+function request()
+  sent = sent + 1
+  local suffix = string.format("-%d-%d", tag, sent)
+  local body = template:gsub('"request_id":"([^"]*)"', function(id) return '"request_id":"' .. id .. suffix .. '"' end)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
 EOF
 wrk -t2 -c32 -d"${http_seconds}s" --latency -s "$work/post.lua" http://127.0.0.1:18080/v1/events >"$work/wrk.txt"
 http_requests=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
@@ -138,7 +154,10 @@ http_non2xx=$(awk '/Non-2xx/ {print $4}' "$work/wrk.txt")
 # 250 requests/s of 100 events (BENCH_STEADY_RPS), sent by vegeta whatever the answers take.
 half_rps=${BENCH_STEADY_RPS:-250}
 log "producer HTTP path at a fixed rate: vegeta, ${half_rps} requests/s of 100 events, ${http_seconds}s"
-printf 'POST http://127.0.0.1:18080/v1/events\nContent-Type: application/json\n@%s\n' "$work/batch100.json" >"$work/vegeta.targets"
+# vegeta sends one body: without request ids, so that the producer gives each event a new one.
+python3 -c 'import json, sys; print(json.dumps([{k: v for k, v in e.items() if k != "request_id"} for e in json.load(open(sys.argv[1]))]))' \
+  "$work/batch100.json" >"$work/batch100-no-ids.json"
+printf 'POST http://127.0.0.1:18080/v1/events\nContent-Type: application/json\n@%s\n' "$work/batch100-no-ids.json" >"$work/vegeta.targets"
 "$vegeta" attack -targets="$work/vegeta.targets" -rate="$half_rps/1s" -duration="${http_seconds}s" -max-workers=64 |
   "$vegeta" report -type=json >"$work/vegeta.json"
 read -r half_p50 half_p99 half_success < <(python3 - "$work/vegeta.json" <<'PY'
@@ -154,11 +173,15 @@ kill -TERM "$producer_pid"
 wait "$producer_pid" || true
 
 # 3. Consumers: drain a backlog of mixed events (bare JSON, as the original Lambda wrote),
-# each alone, then both together; then the peers alone on the same backlog.
+# each alone, then both together; then the peers alone on the same backlog. Every event
+# of it is distinct (kafka-producer-perf-test would repeat its payload file's 20,000
+# events, which the consumers would rightly remove as resends): the generator's events
+# written with kcat, lz4, no key.
 backlog_topic=bench-backlog-$run_id
 create_topic "$backlog_topic"
 log "Filling a backlog of $backlog_events events"
-perf_produce "$backlog_topic" "$backlog_events" >/dev/null
+"$bin/producer" generate --count "$backlog_events" --seed 9 --bad-share 0.1 |
+  kcat -P -b 127.0.0.1:9092 -t "$backlog_topic" -z lz4 -X linger.ms=5 -X batch.size=524288 -X queue.buffering.max.messages=1000000
 # What each tool must store, counted by a reader that is none of ours (scripts/bench/delivery.py).
 kcat -C -b 127.0.0.1:9092 -t "$backlog_topic" -o beginning -e -q -f '%s\n' |
   scripts/py.sh python scripts/bench/delivery.py expect "$work/expected.json"
@@ -196,14 +219,14 @@ finish() {
 # backlog, "stored" when its committed offsets did: the gap is mostly the last batch's
 # BATCH_MAX_AGE.
 drain_ours() {
-  local run=$1 name port
+  local run=$1 name port dedup_window=${DRAIN_DEDUP_WINDOW:-24h}
   shift
   declare -A pid
   local start
   start=$(now)
   for name in "$@"; do
     port=${consumer_port[$name]}
-    STORE_EVENTS_TOPIC=$backlog_topic S3_PREFIX=b$run_id-$run-$name HTTP_ADDR=127.0.0.1:$port \
+    STORE_EVENTS_TOPIC=$backlog_topic S3_PREFIX=b$run_id-$run-$name HTTP_ADDR=127.0.0.1:$port DEDUP_WINDOW=$dedup_window \
       CONSUMER_GROUP_ID=bench-$run_id-$run-$name LOG_FORMAT=json RUST_LOG=warn "$bin/$name" >"$work/$name-$run.log" 2>&1 &
     pid[$name]=$!
     pids+=("${pid[$name]}")
@@ -227,6 +250,8 @@ drain_ours() {
 declare -A consumer_port=([sales-consumer]=18081 [inventory-consumer]=18082)
 log "sales-consumer alone"
 drain_ours alone sales-consumer
+log "sales-consumer alone, resend removal off (DEDUP_WINDOW=0)"
+DRAIN_DEDUP_WINDOW=0 drain_ours no-dedup sales-consumer
 log "inventory-consumer alone"
 drain_ours alone inventory-consumer
 log "both consumers together"
@@ -377,6 +402,7 @@ both, copies beyond those on the topic.
 | run | events/s, stored | × perf-test | events/s, read | stored (s) | read (s) | CPU-s per M events | peak RSS (MiB) | objects | lines (+ dead letters) / expected | missing | duplicates |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $(drain_row alone:sales-consumer "sales-consumer alone")
+$(drain_row no-dedup:sales-consumer "sales-consumer alone, resend removal off (DEDUP_WINDOW=0)")
 $(drain_row alone:inventory-consumer "inventory-consumer alone")
 $(drain_row together:sales-consumer "sales-consumer, both running")
 $(drain_row together:inventory-consumer "inventory-consumer, both running")
@@ -387,6 +413,8 @@ $(drain_row flink "Flink 2.2 keeping sale_event (mini cluster, 1 GiB heap; job a
 sales-consumer alone against Benthos keeping sale_event: $(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate benthos-filter)") × its events/s,
 $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m benthos-filter)") × its CPU per event, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[benthos-filter]}") × its peak RSS; against Flink:
 $(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate flink)") × its events/s, $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m flink)") × its CPU per event, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[flink]}") × its peak RSS.
+Removing resends (DEDUP_WINDOW=24h, the default, against 0): $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m no-dedup:sales-consumer)") × the CPU per event,
+$(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate no-dedup:sales-consumer)") × the events/s, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[no-dedup:sales-consumer]}") × the peak RSS of the sales-consumer alone.
 Flink writes plain JSON lines (its row format has no gzip), the others gzip. Audit of the sales consumer's
 output after the run of both: $audit
 EOF
@@ -401,7 +429,7 @@ cat >"$out/latest.json" <<EOF
   "producer_http_half_rate_p99_ms": $half_p99, "producer_http_half_rate_success": $half_success,
   "baseline_one_put_per_event_eps": $(r "$baseline_rate"), "baseline_records": $baseline_records,
   "producer_cpu_seconds": $producer_cpu, "producer_peak_rss_mib": $producer_rss,
-  "drain": {$(for run in alone:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
+  "drain": {$(for run in alone:sales-consumer no-dedup:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
     printf '\n    "%s": {"stored_seconds": %s, "read_seconds": %s, "cpu_seconds": %s, "peak_rss_mib": %s, "delivery": %s},' \
       "$run" "${stored_s[$run]}" "${read_s[$run]:-null}" "${cpu_s[$run]}" "${rss_mib[$run]}" "${delivery[$run]}"
   done | sed '$ s/,$//')
@@ -415,7 +443,7 @@ for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate
   "$latency_events" "$half_p99" "$baseline_rate" "${stored_s[@]}" "${cpu_s[@]}" "${rss_mib[@]}"; do
   [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk "BEGIN {exit !($value > 0)}" || { log "a measure is missing: '$value'"; exit 1; }
 done
-[ ${#stored_s[@]} -eq 7 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }
+[ ${#stored_s[@]} -eq 8 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }
 # Every tool stored every record it keeps, and nothing twice.
 for run in "${!delivery[@]}"; do
   [ "$(field "$run" missing)" = 0 ] && [ "$(field "$run" duplicates)" = 0 ] ||

@@ -7,7 +7,7 @@
 record, and for each type the records a filter on `event_type` keeps (a JSON object with
 that field, whatever else it holds). Records are compared by their JSON, keys sorted (a
 tool may write the same object with other spacing or key order); a value that is not JSON
-is compared as text. The backlog repeats its payloads, so these are counts, not sets.
+is compared as text. These are counts, not sets: a backlog may hold a record twice.
 
 `check` reads every object under PREFIX (gzip or not; `_ledger/` skipped), takes each
 line, and for a dead-letter object of the consumers (`dead_letter/` in its key) the
@@ -58,7 +58,7 @@ def expect(out: str) -> None:
     every, typed, seen = Counter(), {t: Counter() for t in TYPES}, {}
     for raw in sys.stdin.buffer:
         line = raw.rstrip(b"\n").decode("utf-8", errors="replace")
-        if line not in seen:  # the backlog repeats its payloads: judge each once
+        if line not in seen:  # judge each distinct record once
             seen[line] = (key(line), event_type(line))
         k, kind = seen[line]
         every[k] += 1
