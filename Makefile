@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: audit check-deploy help up down test test-containers test-compose compose-images image test-kafka-3 test-cluster interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke
+.PHONY: audit check-deploy help up down test test-containers test-compose compose-images image test-kafka-3 test-cluster interop vendor-test stack-up stack-down stack-reset lint fmt unit bench bench-smoke fuzz fuzz-smoke
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -86,3 +86,9 @@ bench: ## Measure the services against Kafka's own perf tools; writes benches/re
 
 bench-smoke: ## The benchmark harness, tiny: checks that every part produces a number (CI).
 	@BENCH_PRODUCE_EVENTS=5000 BENCH_BACKLOG_EVENTS=20000 BENCH_HTTP_SECONDS=2 BENCH_LATENCY_SECONDS=8 BENCH_BASELINE_EVENTS=200 BENCH_OUT=.local/bench/smoke scripts/bench.sh
+
+fuzz-smoke: ## The fuzz targets (cargo fuzz, nightly), 60 s each from the kept corpus (CI).
+	scripts/fuzz.sh 60
+
+fuzz: ## The fuzz targets for FUZZ_SECONDS (600) each; inputs reaching new code join fuzz/corpus.
+	scripts/fuzz.sh $${FUZZ_SECONDS:-600} merge

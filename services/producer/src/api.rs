@@ -21,7 +21,7 @@ use axum::routing::post;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use store_event::{EventType, FieldError, Generator, Invalid, StoreEvent};
+use store_event::{BodyFormat, EventType, FieldError, Generator, StoreEvent, parse_body};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, KeyStore, Principal, Stores};
@@ -152,11 +152,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-enum Format {
-    Json,
-    Ndjson,
-}
-
 async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Response {
     let _in_flight = InFlight::new(&api.metrics);
     // Before the body is read: an unknown client costs a header lookup and a hash.
@@ -165,8 +160,8 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let format = match media.as_str() {
-        "application/json" => Format::Json,
-        "application/x-ndjson" | "application/ndjson" => Format::Ndjson,
+        "application/json" => BodyFormat::Json,
+        "application/x-ndjson" | "application/ndjson" => BodyFormat::Ndjson,
         _ => {
             rejected("unsupported_media_type");
             let shown = if content_type.is_empty() { "none".to_owned() } else { format!("{content_type:?}") };
@@ -206,7 +201,7 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
             json!({}),
         );
     }
-    let values = match parse(&bytes, &format) {
+    let values = match parse_body(&bytes, format) {
         Ok(values) => values,
         Err(message) => {
             rejected("not_json");
@@ -399,36 +394,6 @@ fn ts_too_far_ahead(event: &StoreEvent, now: chrono::DateTime<Utc>, max_ahead: D
 
 /// Parses a JSON document (an object or an array of objects) or NDJSON into values;
 /// the error names the line and column.
-fn parse(bytes: &[u8], format: &Format) -> Result<Vec<Value>, String> {
-    let at =
-        |e: serde_json::Error| Invalid::Syntax { line: e.line(), column: e.column(), message: without_position(&e) };
-    match format {
-        Format::Json => match serde_json::from_slice::<Value>(bytes).map_err(|e| at(e).to_string())? {
-            Value::Array(values) => Ok(values),
-            value => Ok(vec![value]),
-        },
-        Format::Ndjson => {
-            let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
-            let mut values = Vec::new();
-            for (number, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let value = serde_json::from_str::<Value>(line).map_err(|e| {
-                    format!("not JSON: {} at line {} column {}", without_position(&e), number + 1, e.column())
-                })?;
-                values.push(value);
-            }
-            Ok(values)
-        }
-    }
-}
-
-fn without_position(e: &serde_json::Error) -> String {
-    let message = e.to_string();
-    message.split(" at line ").next().unwrap_or(&message).to_owned()
-}
-
 /// The body of `POST /v1/simulate`: a count or a duration.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,6 +6,7 @@
 //! producers that send no key and no headers (the original Lambda did exactly that) are
 //! first-class: [`classify`] attributes them from their JSON body.
 
+mod body;
 mod document;
 mod generator;
 mod identity;
@@ -13,6 +14,7 @@ mod kafka;
 mod model;
 mod validate;
 
+pub use body::{BodyFormat, parse_body};
 pub use document::Document;
 pub use generator::{CATEGORIES, GeneratedEvent, Generator, VARIANTS};
 pub use identity::EventId;
