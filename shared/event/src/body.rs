@@ -18,10 +18,12 @@ pub enum BodyFormat {
 /// The values of a body, in order; what is wrong with its syntax, saying where.
 pub fn parse_body(bytes: &[u8], format: BodyFormat) -> Result<Vec<Value>, String> {
     match format {
-        BodyFormat::Json => match serde_json::from_slice::<Value>(bytes).map_err(|e| Invalid::from_syntax(e).to_string())? {
-            Value::Array(values) => Ok(values),
-            value => Ok(vec![value]),
-        },
+        BodyFormat::Json => {
+            match serde_json::from_slice::<Value>(bytes).map_err(|e| Invalid::from_syntax(e).to_string())? {
+                Value::Array(values) => Ok(values),
+                value => Ok(vec![value]),
+            }
+        }
         BodyFormat::Ndjson => {
             let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
             let mut values = Vec::new();
