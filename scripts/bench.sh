@@ -131,6 +131,8 @@ function setup(thread)
   thread:set("tag", threads)
 end
 local template, sent
+local headers = {["Content-Type"] = "application/json"}
+if os.getenv("BENCH_AUTHORIZATION") then headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION") end
 function init(args)
   local f = io.open("$work/batch100.json", "r")
   template = f:read("*a")
@@ -141,10 +143,12 @@ function request()
   sent = sent + 1
   local suffix = string.format("-%d-%d", tag, sent)
   local body = template:gsub('"request_id":"([^"]*)"', function(id) return '"request_id":"' .. id .. suffix .. '"' end)
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", nil, headers, body)
 end
 EOF
+http_cpu_before=$(cpu_seconds "$producer_pid")
 wrk -t2 -c32 -d"${http_seconds}s" --latency -s "$work/post.lua" http://127.0.0.1:18080/v1/events >"$work/wrk.txt"
+http_cpu=$(calc "$(cpu_seconds "$producer_pid") - $http_cpu_before")
 http_requests=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
 http_rate=$(calc "$http_requests * 100")
 http_p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
@@ -171,6 +175,55 @@ producer_cpu=$(cpu_seconds "$producer_pid")
 producer_rss=$(peak_rss_mib "$producer_pid")
 kill -TERM "$producer_pid"
 wait "$producer_pid" || true
+
+# 2b. Authentication's cost, and one store flooding beside another. The same producer with
+# API keys on (PRODUCER_AUTH=api-keys, as deployed): the wrk load again with a key without
+# a rate limit; then a quiet store at a fixed rate (vegeta, 20 requests/s of 100 events),
+# alone and while another key floods with wrk (limited to PRODUCER_RATE_LIMIT, 1,000 events/s:
+# its excess gets 429 before its body is read).
+key_entry() { # key_entry PRINCIPAL RATE: "KEY ENTRY" (the entry with its rate)
+  local out
+  out=$("$bin/producer" issue-key "$1" '*')
+  printf '%s %s\n' "$(awk '/^sek_/ {print; exit}' <<<"$out")" "$(awk '/^\{/ {print; exit}' <<<"$out" | sed "s/}\$/,\"rate\":$2}/")"
+}
+read -r load_key load_entry < <(key_entry bench-load 0)
+read -r quiet_key quiet_entry < <(key_entry bench-quiet 0)
+read -r flood_key flood_entry < <(key_entry bench-flood null)
+flood_entry=${flood_entry/,\"rate\":null/}
+printf '{"keys": [%s, %s, %s]}\n' "$load_entry" "$quiet_entry" "$flood_entry" >"$work/api-keys.json"
+STORE_EVENTS_TOPIC=$producer_topic HTTP_ADDR=127.0.0.1:18085 PRODUCER_AUTH=api-keys \
+  PRODUCER_API_KEYS_FILE=$work/api-keys.json LOG_FORMAT=json RUST_LOG=warn \
+  "$bin/producer" >"$work/producer-auth.log" 2>&1 &
+auth_pid=$!
+pids+=("$auth_pid")
+wait_ready http://127.0.0.1:18085
+log "producer HTTP path with API keys: wrk, ${http_seconds}s, batches of 100"
+auth_cpu_before=$(cpu_seconds "$auth_pid")
+BENCH_AUTHORIZATION="Bearer $load_key" wrk -t2 -c32 -d"${http_seconds}s" --latency -s "$work/post.lua" \
+  http://127.0.0.1:18085/v1/events >"$work/wrk-auth.txt"
+auth_cpu=$(calc "$(cpu_seconds "$auth_pid") - $auth_cpu_before")
+auth_rate=$(calc "$(awk '/Requests\/sec/ {print $2}' "$work/wrk-auth.txt") * 100")
+auth_non2xx=$(awk '/Non-2xx/ {print $4}' "$work/wrk-auth.txt")
+# quiet_p99 OUT: the quiet store's p99 (ms) over 10 s at 20 requests/s of 100 events.
+quiet_p99() {
+  printf 'POST http://127.0.0.1:18085/v1/events\nContent-Type: application/json\nAuthorization: Bearer %s\n@%s\n' \
+    "$quiet_key" "$work/batch100-no-ids.json" >"$work/quiet.targets"
+  "$vegeta" attack -targets="$work/quiet.targets" -rate=20/1s -duration=10s -max-workers=16 |
+    "$vegeta" report -type=json >"$work/$1"
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(f"{r[\"latencies\"][\"99th\"] / 1e6:.1f} {r[\"success\"]:.4f}")' "$work/$1"
+}
+log "a quiet store alone, then beside a flooding one"
+read -r quiet_alone_p99 quiet_alone_success < <(quiet_p99 quiet-alone.json)
+BENCH_AUTHORIZATION="Bearer $flood_key" wrk -t2 -c32 -d12s -s "$work/post.lua" \
+  http://127.0.0.1:18085/v1/events >"$work/wrk-flood.txt" &
+flood_pid=$!
+sleep 1
+read -r quiet_flood_p99 quiet_flood_success < <(quiet_p99 quiet-flood.json)
+wait "$flood_pid" || true
+flood_rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk-flood.txt")
+flood_non2xx=$(awk '/Non-2xx/ {print $4}' "$work/wrk-flood.txt")
+kill -TERM "$auth_pid"
+wait "$auth_pid" || true
 
 # 3. Consumers: drain a backlog of mixed events (bare JSON, as the original Lambda wrote),
 # each alone, then both together; then the peers alone on the same backlog. Every event
@@ -382,6 +435,8 @@ Producer events: $produce_events; consumer backlog: $backlog_events (bare JSON, 
 | producer, generator path (POST /v1/simulate) | $(r "$generator_rate") | $(ratio "$generator_rate" "$ceiling_produce") × ceiling | |
 | producer, HTTP path (wrk, batches of 100, 32 connections) | $(r "$http_rate") | $(ratio "$http_rate" "$ceiling_produce") × ceiling | p50 $http_p50, p99 $http_p99 per request; non-2xx: ${http_non2xx:-0} |
 | producer, HTTP path at a fixed rate (vegeta, batches of 100) | $(r "$(calc "$half_rps * 100")") | | p50 ${half_p50} ms, p99 ${half_p99} ms per request of 100; success ratio $half_success |
+| producer, HTTP path with API keys (PRODUCER_AUTH=api-keys, wrk as above) | $(r "$auth_rate") | $(ratio "$auth_rate" "$ceiling_produce") × ceiling | $(ratio "$auth_rate" "$http_rate") × without keys; CPU $(printf '%.2f' "$(calc "$auth_cpu * 1000000 / ($auth_rate * $http_seconds)")") s per million events against $(printf '%.2f' "$(calc "$http_cpu * 1000000 / ($http_rate * $http_seconds)")") without; non-2xx: ${auth_non2xx:-0} |
+| a quiet store (20 requests/s of 100) while another floods (wrk, 32 connections, over its 1,000 events/s) | | | p99 $quiet_flood_p99 ms against $quiet_alone_p99 ms alone ($(ratio "$quiet_flood_p99" "$quiet_alone_p99") ×); success $quiet_flood_success (alone $quiet_alone_success); the flood: $(r "$flood_rps") requests/s, ${flood_non2xx:-0} answered 429 |
 | producer process | | | CPU $producer_cpu s, peak RSS $producer_rss MiB |
 | kafka-consumer-perf-test (ceiling, fetch rate) | $(r "$ceiling_consume") | 1.00 | |
 | baseline: the original consumer's design, one S3 PUT per event (Python, boto3) | $(r "$baseline_rate") | sales-consumer = $(ratio "$(stored_rate alone:sales-consumer)" "$baseline_rate") × baseline | $baseline_stored of $baseline_records records stored (the rest were not JSON: lost, as in the original) |
@@ -429,6 +484,8 @@ cat >"$out/latest.json" <<EOF
   "producer_http_half_rate_p99_ms": $half_p99, "producer_http_half_rate_success": $half_success,
   "baseline_one_put_per_event_eps": $(r "$baseline_rate"), "baseline_records": $baseline_records,
   "producer_cpu_seconds": $producer_cpu, "producer_peak_rss_mib": $producer_rss,
+  "producer_http_cpu_seconds": $http_cpu, "producer_http_auth_eps": $(r "$auth_rate"), "producer_http_auth_cpu_seconds": $auth_cpu,
+  "quiet_store_p99_ms_alone": $quiet_alone_p99, "quiet_store_p99_ms_flooded": $quiet_flood_p99, "flood_rps": $flood_rps,
   "drain": {$(for run in alone:sales-consumer no-dedup:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
     printf '\n    "%s": {"stored_seconds": %s, "read_seconds": %s, "cpu_seconds": %s, "peak_rss_mib": %s, "delivery": %s},' \
       "$run" "${stored_s[$run]}" "${read_s[$run]:-null}" "${cpu_s[$run]}" "${rss_mib[$run]}" "${delivery[$run]}"
@@ -440,7 +497,7 @@ EOF
 cat "$out/latest.md"
 # Every part must have produced a number (the smoke run in CI checks only this).
 for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate" "$producer_rss" "$latency_p99" \
-  "$latency_events" "$half_p99" "$baseline_rate" "${stored_s[@]}" "${cpu_s[@]}" "${rss_mib[@]}"; do
+  "$latency_events" "$half_p99" "$auth_rate" "$quiet_alone_p99" "$quiet_flood_p99" "$baseline_rate" "${stored_s[@]}" "${cpu_s[@]}" "${rss_mib[@]}"; do
   [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk "BEGIN {exit !($value > 0)}" || { log "a measure is missing: '$value'"; exit 1; }
 done
 [ ${#stored_s[@]} -eq 8 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }

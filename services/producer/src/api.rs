@@ -156,6 +156,14 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
     let _in_flight = InFlight::new(&api.metrics);
     // Before the body is read: an unknown client costs a header lookup and a hash.
     let Some(principal) = authenticate(&api, &headers) else { return unauthorized(&api) };
+    // A principal already over its rate is refused before its body is read: a flood costs
+    // a header lookup, a hash and this check, not the parsing of what it sends.
+    let rate = principal.rate.unwrap_or(api.rate_limit);
+    if rate > 0.0
+        && let Err(wait) = api.limiter.take(&principal.name, rate, 0, Instant::now())
+    {
+        return rate_limited(&api, &principal.name, rate, wait);
+    }
     let rejected = |reason: &str| api.metrics.rejected.with_label_values(&[reason]).inc();
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -287,22 +295,11 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
         api.metrics.resends.inc_by(resent as u64);
     }
 
-    let rate = principal.rate.unwrap_or(api.rate_limit);
     if rate > 0.0
         && !to_send.is_empty()
         && let Err(wait) = api.limiter.take(&principal.name, rate, to_send.len(), Instant::now())
     {
-        rejected("rate_limited");
-        let seconds = wait.as_secs_f64().ceil().max(1.0);
-        let mut response = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("{:?} is over its rate limit of {rate} events/s; retry in {seconds}s", principal.name),
-            json!({}),
-        );
-        if let Ok(value) = header::HeaderValue::from_str(&format!("{seconds}")) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
+        return rate_limited(&api, &principal.name, rate, wait);
     }
 
     let mut failures: Vec<Option<String>> = vec![None; events.len()];
@@ -373,6 +370,21 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
         (StatusCode::OK, axum::Json(json!({ "accepted": written.len(), "events": written }))).into_response();
     if to_send.is_empty() {
         response.headers_mut().insert(REPLAYED_HEADER, header::HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// The 429 of a principal over its rate, with the whole seconds to wait in `Retry-After`.
+fn rate_limited(api: &Api, principal: &str, rate: f64, wait: Duration) -> Response {
+    api.metrics.rejected.with_label_values(&["rate_limited"]).inc();
+    let seconds = wait.as_secs_f64().ceil().max(1.0);
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("{principal:?} is over its rate limit of {rate} events/s; retry in {seconds}s"),
+        json!({}),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&format!("{seconds}")) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }

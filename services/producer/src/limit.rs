@@ -24,7 +24,8 @@ struct Bucket {
 impl Limiter {
     /// Takes `events` from `principal`'s bucket, which holds at most `rate` (events per
     /// second) and refills at that rate: `Ok(())`, or `Err(wait)` when the principal is in
-    /// debt, `wait` being how long until it is not.
+    /// debt, `wait` being how long until it is not. Taking 0 events asks only whether the
+    /// principal is in debt (before a request's body is read).
     pub fn take(&self, principal: &str, rate: f64, events: usize, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let bucket = buckets.entry(principal.to_owned()).or_insert(Bucket { tokens: rate, updated: now });
