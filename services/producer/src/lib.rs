@@ -58,7 +58,8 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
             let store = Arc::new(auth::KeyStore::open(source.clone()).map_err(anyhow::Error::msg)?);
             metrics.api_keys.set(store.keys().len() as i64);
             tracing::info!(keys = store.keys().len(), "API keys loaded.");
-            tokio::spawn(reload_keys(Arc::clone(&store), metrics.clone(), shutdown.clone()));
+            let (keys, metrics) = (Arc::clone(&store), metrics.clone());
+            tokio::spawn(every_reload_period(shutdown.clone(), move || reload_keys(&keys, &metrics)));
             api::Gate::Keys(store)
         }
     };
@@ -69,7 +70,8 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
                 service_runtime::server::ReloadingCertificate::load(cert, key)
                     .map_err(|e| anyhow::anyhow!("PRODUCER_TLS_CERT_FILE / PRODUCER_TLS_KEY_FILE: {e}"))?,
             );
-            tokio::spawn(reload_certificate(Arc::clone(&certificate), metrics.clone(), shutdown.clone()));
+            let (watched, metrics) = (Arc::clone(&certificate), metrics.clone());
+            tokio::spawn(every_reload_period(shutdown.clone(), move || reload_certificate(&watched, &metrics)));
             Some(certificate.acceptor().map_err(anyhow::Error::msg)?)
         }
     };
@@ -117,50 +119,45 @@ pub async fn run(config: ProducerConfig, listener: TcpListener, shutdown: Cancel
     Ok(())
 }
 
-/// Reads the keys file again whenever it changes, until shutdown; a file that cannot be
-/// used leaves the keys in force and is logged and counted.
-async fn reload_keys(store: Arc<auth::KeyStore>, metrics: metrics::Metrics, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(auth::RELOAD_EVERY) => {}
+/// Reads the keys file again whenever it changes; a file that cannot be used leaves the
+/// keys in force and is logged and counted.
+fn reload_keys(store: &auth::KeyStore, metrics: &metrics::Metrics) {
+    match store.reload_if_changed() {
+        Ok(None) => {}
+        Ok(Some(count)) => {
+            metrics.api_keys.set(count as i64);
+            tracing::info!(keys = count, "API keys reloaded.");
         }
-        match store.reload_if_changed() {
-            Ok(None) => {}
-            Ok(Some(count)) => {
-                metrics.api_keys.set(count as i64);
-                tracing::info!(keys = count, "API keys reloaded.");
-            }
-            Err(problem) => {
-                metrics.api_keys_reload_errors.inc();
-                tracing::error!(%problem, "The changed API keys file cannot be used; the keys before it stay in force.");
-            }
+        Err(problem) => {
+            metrics.api_keys_reload_errors.inc();
+            tracing::error!(%problem, "The changed API keys file cannot be used; the keys before it stay in force.");
         }
     }
 }
 
-/// Reads the TLS certificate and key again whenever either file changes, until shutdown;
-/// a pair that cannot be used (one file replaced, not yet the other) leaves the one in force.
-async fn reload_certificate(
-    certificate: Arc<service_runtime::server::ReloadingCertificate>,
-    metrics: metrics::Metrics,
-    shutdown: CancellationToken,
-) {
+/// Reads the TLS certificate and key again whenever either file changes; a pair that
+/// cannot be used (one file replaced, not yet the other) leaves the one in force.
+fn reload_certificate(certificate: &service_runtime::server::ReloadingCertificate, metrics: &metrics::Metrics) {
+    match certificate.reload_if_changed() {
+        Ok(false) => {}
+        Ok(true) => {
+            metrics.tls_reloads.with_label_values(&["ok"]).inc();
+            tracing::info!("TLS certificate reloaded.");
+        }
+        Err(problem) => {
+            metrics.tls_reloads.with_label_values(&["error"]).inc();
+            tracing::error!(%problem, "The changed TLS certificate cannot be used; the one before it stays in force.");
+        }
+    }
+}
+
+/// Runs `check` every `auth::RELOAD_EVERY` until shutdown: the watch of a mounted file
+/// (a Kubernetes Secret is updated in place by the kubelet, with no event to wait for).
+async fn every_reload_period(shutdown: CancellationToken, mut check: impl FnMut() + Send) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(auth::RELOAD_EVERY) => {}
-        }
-        match certificate.reload_if_changed() {
-            Ok(false) => {}
-            Ok(true) => {
-                metrics.tls_reloads.with_label_values(&["ok"]).inc();
-                tracing::info!("TLS certificate reloaded.");
-            }
-            Err(problem) => {
-                metrics.tls_reloads.with_label_values(&["error"]).inc();
-                tracing::error!(%problem, "The changed TLS certificate cannot be used; the one before it stays in force.");
-            }
+            _ = tokio::time::sleep(auth::RELOAD_EVERY) => check(),
         }
     }
 }
