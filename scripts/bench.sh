@@ -210,7 +210,11 @@ quiet_p99() {
     "$quiet_key" "$work/batch100-no-ids.json" >"$work/quiet.targets"
   "$vegeta" attack -targets="$work/quiet.targets" -rate=20/1s -duration=10s -max-workers=16 |
     "$vegeta" report -type=json >"$work/$1"
-  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(f"{r[\"latencies\"][\"99th\"] / 1e6:.1f} {r[\"success\"]:.4f}")' "$work/$1"
+  python3 - "$work/$1" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+print(f"{report['latencies']['99th'] / 1e6:.1f}", f"{report['success']:.4f}")
+PY
 }
 log "a quiet store alone, then beside a flooding one"
 read -r quiet_alone_p99 quiet_alone_success < <(quiet_p99 quiet-alone.json)
