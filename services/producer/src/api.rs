@@ -21,7 +21,7 @@ use axum::routing::post;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use store_event::{BodyFormat, EventType, FieldError, Generator, StoreEvent, parse_body};
+use store_event::{BodyFormat, Document, EventType, FieldError, Generator, StoreEvent, parse_body};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, KeyStore, Principal, Stores};
@@ -225,10 +225,8 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
     let mut events = Vec::with_capacity(values.len());
     let mut invalid = Vec::new();
     for (index, mut value) in values.into_iter().enumerate() {
-        if let Some(object) = value.as_object_mut() {
-            object.entry("request_id").or_insert_with(|| Value::from(uuid::Uuid::new_v4().to_string()));
-        }
-        match StoreEvent::from_value(&value) {
+        value.insert_if_absent("request_id", || Document::String(uuid::Uuid::new_v4().to_string().into()));
+        match StoreEvent::from_document(&value) {
             Ok(event) => match ts_too_far_ahead(&event, Utc::now(), api.ts_max_ahead) {
                 None => events.push(event),
                 Some(error) => {
@@ -275,7 +273,7 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body
     // request is answered with its first copy's result. Only first copies are written.
     let ids: Vec<_> = events.iter().map(StoreEvent::id).collect();
     let mut answers = api.acknowledged.lookup(&ids, Instant::now());
-    let mut first_index: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+    let mut first_index: std::collections::HashMap<_, usize, foldhash::fast::RandomState> = Default::default();
     let mut copy_of: Vec<Option<usize>> = vec![None; events.len()];
     let mut to_send = Vec::new();
     for (index, id) in ids.iter().enumerate() {

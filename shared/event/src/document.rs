@@ -75,6 +75,16 @@ impl<'a> Document<'a> {
         }
     }
 
+    /// Adds the member `key` to an object that lacks it, last (where `Value`'s map would
+    /// put it); does nothing to an object that has it or to a non-object.
+    pub fn insert_if_absent(&mut self, key: &'a str, value: impl FnOnce() -> Document<'a>) {
+        if let Document::Object(members) = self
+            && !members.iter().any(|(k, _)| k == key)
+        {
+            members.push((Cow::Borrowed(key), value()));
+        }
+    }
+
     /// The number as `f64`, when it is a number.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
@@ -95,6 +105,22 @@ impl<'a> From<&'a Value> for Document<'a> {
             Value::Array(items) => Document::Array(items.iter().map(Document::from).collect()),
             Value::Object(map) => {
                 Document::Object(map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Document::from(v))).collect())
+            }
+        }
+    }
+}
+
+impl From<&Document<'_>> for Value {
+    /// The `Value` serde_json would have read from the same bytes.
+    fn from(document: &Document<'_>) -> Value {
+        match document {
+            Document::Null => Value::Null,
+            Document::Bool(b) => Value::Bool(*b),
+            Document::Number(n) => Value::Number(n.clone()),
+            Document::String(s) => Value::String(s.as_ref().to_owned()),
+            Document::Array(items) => Value::Array(items.iter().map(Value::from).collect()),
+            Document::Object(members) => {
+                Value::Object(members.iter().map(|(k, v)| (k.as_ref().to_owned(), Value::from(v))).collect())
             }
         }
     }

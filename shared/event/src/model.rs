@@ -7,6 +7,7 @@ use chrono::{DateTime, FixedOffset, SecondsFormat};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::document::Document;
 use crate::validate::{self, Invalid};
 
 /// The kinds of event that stores send. Each consumer keeps one of them.
@@ -70,7 +71,8 @@ impl<'de> Deserialize<'de> for EventType {
 }
 
 /// One store event, valid by construction: the only way to get one from untrusted input
-/// is [`StoreEvent::from_value`] or [`StoreEvent::from_json`], which check every field.
+/// is [`StoreEvent::from_value`], [`StoreEvent::from_document`] or [`StoreEvent::from_json`],
+/// which check every field.
 ///
 /// Fields this version does not know are kept in `extra` and written back on
 /// serialisation, so a service never drops data a newer producer added.
@@ -129,6 +131,12 @@ impl StoreEvent {
     /// Checks a JSON value and builds the event, or returns every problem found.
     pub fn from_value(value: &Value) -> Result<StoreEvent, Invalid> {
         validate::event(value)
+    }
+
+    /// Checks a document and builds the event, as [`StoreEvent::from_value`] does for the
+    /// `Value` of the same bytes.
+    pub fn from_document(document: &Document<'_>) -> Result<StoreEvent, Invalid> {
+        validate::event_from_document(document)
     }
 
     /// Parses JSON bytes and checks them; a syntax error reports its line and column.

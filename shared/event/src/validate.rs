@@ -313,15 +313,20 @@ fn fields<'d>(document: &'d Document<'_>) -> Result<Fields<'d>, Invalid> {
 
 /// Checks every field of `value` and builds the event, unknown fields kept in `extra`.
 pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
-    let document = Document::from(value);
-    let f = fields(&document)?;
-    let extra: Map<String, Value> = value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    event_from_document(&Document::from(value))
+}
+
+/// The same, from a document read without building a `Value` (the producer's bodies).
+pub(crate) fn event_from_document(document: &Document<'_>) -> Result<StoreEvent, Invalid> {
+    let f = fields(document)?;
+    let extra: Map<String, Value> = match document {
+        Document::Object(members) => members
+            .iter()
+            .filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_ref()))
+            .map(|(k, v)| (k.as_ref().to_owned(), Value::from(v)))
+            .collect(),
+        _ => Map::new(),
+    };
     Ok(StoreEvent {
         request_id: f.request_id.to_owned(),
         event_type: f.event_type,
