@@ -20,6 +20,10 @@ use producer::ProducerConfig;
 use service_runtime::config::{Env, exit_on_error};
 use service_runtime::{shutdown, telemetry};
 
+/// As the producer's binary (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// CPU-seconds this process has used (user + system), from /proc.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");

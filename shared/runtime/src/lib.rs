@@ -15,12 +15,6 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 
-/// Every service allocates with mimalloc: under the producer's HTTP load glibc's malloc and
-/// free took about a third of its CPU (`services/producer/examples/profile_http.rs`). Being
-/// here, it is the allocator of every binary and test built on this crate.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// An error and its sources, outermost first: `streaming error: body checksum mismatch ...`.
 /// The AWS SDK's errors say little at the top and what happened further down.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
