@@ -241,8 +241,13 @@ impl PartitionClient {
                 .await;
         }
         let n = records.len() as i64;
-        let request = &build_produce_request(self.partition, &self.topic, records, compression);
-        self.send_produce(request, n).await
+        let request = Arc::new(build_produce_request(
+            self.partition,
+            &self.topic,
+            records,
+            compression,
+        ));
+        self.send_produce(&request, n).await
     }
 
     /// store-events patch 9: a batch under the producer id, with this partition's next
@@ -257,7 +262,12 @@ impl PartitionClient {
         let mut sequence = idempotence.sequence.lock().await;
         let n = records.len();
         // Built once; a resend under a new producer id only renumbers the batch.
-        let mut request = build_produce_request(self.partition, &self.topic, records, compression);
+        let mut request = Arc::new(build_produce_request(
+            self.partition,
+            &self.topic,
+            records,
+            compression,
+        ));
         let mut refused_once = false;
         loop {
             let identity = idempotence.producer.identity().await?;
@@ -267,7 +277,14 @@ impl PartitionClient {
                     next: 0,
                 };
             }
-            set_producer(&mut request, identity, sequence.next);
+            // store-events patch 13: a merged request holds the batch only until its
+            // answer came, so it is unshared again here.
+            let Some(unshared) = Arc::get_mut(&mut request) else {
+                return Err(Error::InvalidResponse(
+                    "a produce request is still shared after its answer".to_owned(),
+                ));
+            };
+            set_producer(unshared, identity, sequence.next);
             match self.send_produce(&request, n as i64).await {
                 Ok(offsets) => {
                     sequence.next = next_sequence(sequence.next, n);
@@ -293,7 +310,7 @@ impl PartitionClient {
     }
 
     /// Sends a produce request, retried as rskafka retries (the same bytes each time).
-    async fn send_produce(&self, request: &ProduceRequest, n: i64) -> Result<Vec<i64>> {
+    async fn send_produce(&self, request: &Arc<ProduceRequest>, n: i64) -> Result<Vec<i64>> {
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
@@ -304,8 +321,9 @@ impl PartitionClient {
                     .get()
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
+                // store-events patch 13: with the other partitions' batches for this broker.
                 let response = broker
-                    .request(&request)
+                    .produce_merged(Arc::clone(request))
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
                 maybe_throttle(response.throttle_time_ms)?;
@@ -348,7 +366,13 @@ impl PartitionClient {
         bytes: Range<i32>,
         max_wait_ms: i32,
     ) -> Result<FetchedRecords> {
-        let request = &build_fetch_request(offset, bytes, max_wait_ms, self.partition, &self.topic);
+        let request = &Arc::new(build_fetch_request(
+            offset,
+            bytes,
+            max_wait_ms,
+            self.partition,
+            &self.topic,
+        ));
 
         let partition = maybe_retry(
             &self.backoff_config,
@@ -360,8 +384,9 @@ impl PartitionClient {
                     .get()
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
+                // store-events patch 13: with the other partitions' fetches from this broker.
                 let response = broker
-                    .request(&request)
+                    .fetch_merged(Arc::clone(request))
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
                 maybe_throttle(response.throttle_time_ms)?;
@@ -577,7 +602,8 @@ impl BrokerCache for &PartitionClient {
         //
         let (leader, gen_leader_from_arbitrary) =
             self.get_leader(MetadataLookupMode::CachedArbitrary).await?;
-        let broker = match self.brokers.connect(leader).await {
+        // store-events patch 13: the broker's shared connection, not one of our own.
+        let broker = match self.brokers.shared_connection(leader).await {
             Ok(Some(c)) => Ok(c),
             Ok(None) => {
                 if let Some(r#gen) = gen_leader_from_arbitrary {
@@ -657,7 +683,7 @@ impl BrokerCache for &PartitionClient {
             topic=%self.topic,
             partition=%self.partition,
             leader,
-            "Created new partition-specific broker connection",
+            "Using the leader's shared broker connection", // store-events patch 13
         );
         Ok((broker, current_broker.gen_broker))
     }
@@ -801,7 +827,8 @@ fn set_producer(request: &mut ProduceRequest, identity: ProducerIdentity, sequen
     }
 }
 
-fn build_produce_request(
+// store-events patch 13: pub(crate), for the merge tests.
+pub(crate) fn build_produce_request(
     partition: i32,
     topic: &str,
     records: Vec<Record>,
@@ -917,7 +944,8 @@ fn process_produce_response(
     }
 }
 
-fn build_fetch_request(
+// store-events patch 13: pub(crate), for the merge tests.
+pub(crate) fn build_fetch_request(
     offset: i64,
     bytes: Range<i32>,
     max_wait_ms: i32,
@@ -1404,11 +1432,88 @@ mod tests {
             .iter()
             .map(|c| c.load(Ordering::SeqCst))
             .collect();
+        // The start-up answer (broker 0), the old leader's own (broker 1), and at least
+        // one refresh: over the bootstrap connection, or (store-events patch 13) over the
+        // connection the partition shares with broker 1.
         assert!(
-            asked[0] >= 2,
+            asked[0] + asked[1] >= 3,
             "the cached metadata was never refreshed: {asked:?}"
         );
         assert!(asked[2] >= 1, "the new leader was never asked: {asked:?}");
+    }
+
+    /// store-events patch 13: the partitions a broker leads share one connection to it,
+    /// opened once although every partition asks at the same time; metadata goes over
+    /// it too, and the connection of the first metadata request is closed.
+    #[tokio::test]
+    async fn the_partitions_of_a_broker_share_one_connection() {
+        use crate::client::{ClientBuilder, fake_broker};
+        use std::sync::atomic::Ordering;
+        use std::time::Duration;
+
+        let cluster = fake_broker::start(2, "t", Arc::new(|_, _| 1)).await;
+        cluster.partitions.store(16, Ordering::SeqCst);
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        let partitions = futures::future::join_all(
+            (0..16).map(|p| client.partition_client("t", p, UnknownTopicHandling::Error)),
+        )
+        .await;
+        let partitions: Vec<PartitionClient> = partitions.into_iter().map(Result::unwrap).collect();
+        let connections =
+            futures::future::join_all(partitions.iter().map(|p| async move { p.get().await }))
+                .await;
+        let connections: Vec<_> = connections.into_iter().map(|c| c.unwrap().0).collect();
+        assert!(
+            connections.iter().all(|c| Arc::ptr_eq(c, &connections[0])),
+            "every partition has the leader's one connection"
+        );
+        // Metadata now goes over the shared connection; the first one is closed.
+        client.list_topics().await.unwrap();
+        let open = || -> Vec<usize> {
+            cluster
+                .open
+                .iter()
+                .map(|o| o.load(Ordering::SeqCst))
+                .collect()
+        };
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while open() != [0, 1] {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("one connection, to the leader: {:?}", open()));
+        drop(connections);
+        drop(partitions);
+        drop(client);
+    }
+
+    /// store-events patch 13: the connection of the first metadata request, to the
+    /// broker that leads the partitions, becomes their shared connection: a (re)start
+    /// opens one connection to that broker, not two.
+    #[tokio::test]
+    async fn the_first_connection_becomes_the_shared_one_of_its_broker() {
+        use crate::client::{ClientBuilder, fake_broker};
+        use std::sync::atomic::Ordering;
+
+        let cluster = fake_broker::start(1, "t", Arc::new(|_, _| 0)).await;
+        cluster.partitions.store(4, Ordering::SeqCst);
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        for partition in 0..4 {
+            let partition = client
+                .partition_client("t", partition, UnknownTopicHandling::Error)
+                .await
+                .unwrap();
+            (&partition).get().await.unwrap();
+        }
+        client.list_topics().await.unwrap();
+        assert_eq!(cluster.open[0].load(Ordering::SeqCst), 1);
     }
 
     /// store-events patch 6.
