@@ -18,21 +18,25 @@ use std::io::Write;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use rand::seq::SliceRandom;
 use tokio::sync::oneshot;
 
-use crate::messenger::RequestError;
+use crate::messenger::{Received, RequestError};
 use crate::protocol::{
     api_key::ApiKey,
     api_version::{ApiVersion, ApiVersionRange},
     messages::{
         FetchRequest, FetchRequestPartition, FetchRequestTopic, FetchResponse,
         FetchResponsePartition, FetchResponseTopic, ProduceRequest, ProduceRequestPartitionData,
-        ProduceResponse, ProduceResponsePartitionResponse, ProduceResponseResponse, RequestBody,
-        WriteVersionedError, WriteVersionedType,
+        ProduceResponse, ProduceResponsePartitionResponse, ProduceResponseResponse,
+        ReadVersionedType, RequestBody, WriteVersionedError, WriteVersionedType,
     },
     primitives::{Int32, String_},
     traits::WriteType,
 };
+
+/// A merged fetch's response holds at most this many times the largest part's size.
+pub(crate) const MERGED_FETCH_PARTS: i64 = 16;
 
 /// One caller's request, as a part of a merged one.
 pub(crate) trait Part: Send + Sync + 'static {
@@ -135,11 +139,16 @@ impl<P: Part> Merger<P> {
         round
     }
 
-    /// Sends rounds until nothing waits; `send` sends one merged request.
+    /// Sends rounds until nothing waits; `send` sends one merged request and receives
+    /// its response. A response is decoded and handed out by a task of its own, so that
+    /// the next round is on the wire while it is: at most one merged request in flight
+    /// per connection, as the Java client keeps one fetch in flight per broker, without
+    /// the decoding (decompression, for fetches) holding the connection idle.
     pub(crate) async fn drive<F, Fut>(&self, send: F)
     where
         F: Fn(P::Merged) -> Fut,
-        Fut: std::future::Future<Output = Result<P::Response, RequestError>>,
+        Fut: std::future::Future<Output = Result<Received<P::Merged>, RequestError>>,
+        P::Response: ReadVersionedType<std::io::Cursor<Vec<u8>>>,
     {
         loop {
             let round = self.next_round();
@@ -147,17 +156,21 @@ impl<P: Part> Merger<P> {
                 return;
             }
             let parts: Vec<Arc<P>> = round.iter().map(|w| Arc::clone(&w.part)).collect();
-            let result = send(P::merge(&parts)).await;
-            let answers: Vec<Result<P::Response, RequestError>> = match result {
-                Ok(response) => P::split(&parts, response).into_iter().map(Ok).collect(),
-                Err(error) => shared_error(error, parts.len()),
-            };
-            // The caller gets its part back unshared (it may renumber it and send it again).
-            drop(parts);
-            for (Waiting { part, answer }, result) in round.into_iter().zip(answers) {
-                drop(part);
-                answer.send(result).ok();
-            }
+            let received = send(P::merge(&parts)).await;
+            tokio::spawn(async move {
+                let answers: Vec<Result<P::Response, RequestError>> =
+                    match received.and_then(Received::decode) {
+                        Ok(response) => P::split(&parts, response).into_iter().map(Ok).collect(),
+                        Err(error) => shared_error(error, parts.len()),
+                    };
+                // The caller gets its part back unshared (it may renumber it and send it
+                // again).
+                drop(parts);
+                for (Waiting { part, answer }, result) in round.into_iter().zip(answers) {
+                    drop(part);
+                    answer.send(result).ok();
+                }
+            });
         }
     }
 }
@@ -202,14 +215,17 @@ impl Part for FetchRequest {
             .collect()
     }
 
-    /// The partitions in the order of the parts (the oldest first: a partition left
-    /// without records by the response's size limit asks again at the front of the next
-    /// round), grouped by topic. The shortest wait and the smallest minimum of the parts,
-    /// so that no part waits longer than it asked; the response's size limit is the sum
-    /// of theirs, as separate requests would have had.
+    /// The partitions grouped by topic, in a random order: a broker fills the response up
+    /// to its size limit in the order asked, so no partition may always be last. The
+    /// shortest wait and the smallest minimum of the parts, so that no part waits longer
+    /// than it asked. The response's size limit is the sum of the parts' up to
+    /// `MERGED_FETCH_PARTS` times the largest: the records of a response are decoded at
+    /// once, so 64 partitions must not bring 64 partitions' worth into memory.
     fn merge(parts: &[Arc<Self>]) -> FetchRequest {
+        let mut order: Vec<&Arc<Self>> = parts.iter().collect();
+        order.shuffle(&mut rand::thread_rng());
         let mut topics: Vec<FetchRequestTopic> = Vec::new();
-        for part in parts {
+        for part in order {
             for topic in &part.topics {
                 let partitions = topic.partitions.iter().map(|p| FetchRequestPartition {
                     partition: p.partition,
@@ -225,11 +241,18 @@ impl Part for FetchRequest {
                 }
             }
         }
-        let max_bytes = parts
+        let sizes: Option<Vec<i64>> = parts
             .iter()
             .map(|p| p.max_bytes.map(|b| i64::from(b.0)))
-            .try_fold(0i64, |sum, bytes| bytes.map(|b| sum + b))
-            .map(|sum| Int32(sum.min(i64::from(i32::MAX)) as i32));
+            .collect();
+        let max_bytes = sizes.map(|sizes| {
+            let largest = sizes.iter().copied().max().unwrap_or(0);
+            let limit = sizes
+                .iter()
+                .sum::<i64>()
+                .min(largest.saturating_mul(MERGED_FETCH_PARTS));
+            Int32(limit.min(i64::from(i32::MAX)) as i32)
+        });
         FetchRequest {
             replica_id: parts[0].replica_id,
             max_wait_ms: Int32(parts.iter().map(|p| p.max_wait_ms.0).min().unwrap_or(0)),
@@ -791,6 +814,20 @@ mod tests {
             assert!(matches!(error, RequestError::Poisoned(_)), "{error}");
         }
         assert!(messenger.is_poisoned());
+    }
+
+    #[test]
+    fn a_merged_fetch_asks_for_at_most_sixteen_times_the_largest_part() {
+        let parts: Vec<Arc<FetchRequest>> = (0..64).map(|p| fetch(p, 500)).collect();
+        let merged = FetchRequest::merge(&parts);
+        assert_eq!(merged.max_bytes, Some(Int32(16 * 1000)));
+        let mut asked: Vec<i32> = merged.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.partition.0)
+            .collect();
+        asked.sort_unstable();
+        assert_eq!(asked, (0..64).collect::<Vec<_>>());
     }
 
     #[test]

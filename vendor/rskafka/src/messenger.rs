@@ -420,7 +420,7 @@ where
             tokio::spawn(async move {
                 let messenger = &messenger;
                 merger(messenger)
-                    .drive(|merged| messenger.request(merged))
+                    .drive(|merged| messenger.request_received(merged))
                     .await;
             });
         }
@@ -480,6 +480,32 @@ where
     where
         R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
         R::ResponseBody: ReadVersionedType<Cursor<Vec<u8>>>,
+    {
+        self.send_and_receive(msg, version_ranges, request_timeout)
+            .await?
+            .decode()
+    }
+
+    /// store-events patch 13: a request sent and its response received, not decoded: the
+    /// merged requests' rounds go on while the last response is decoded elsewhere.
+    pub(crate) async fn request_received<R>(&self, msg: R) -> Result<Received<R>, RequestError>
+    where
+        R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
+    {
+        self.send_and_receive(msg, &self.version_ranges, self.request_timeout)
+            .await
+    }
+
+    // store-events patch 13: request_inner's sending and receiving, its decoding in
+    // `Received::decode`.
+    async fn send_and_receive<R>(
+        &self,
+        msg: R,
+        version_ranges: &HashMap<ApiKey, ApiVersionRange>,
+        request_timeout: Option<std::time::Duration>,
+    ) -> Result<Received<R>, RequestError>
+    where
+        R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
     {
         let body_api_version = version_ranges
             .get(&R::API_KEY)
@@ -561,22 +587,12 @@ where
                 }
             },
         };
-        let mut response = response.expect("Who closed this channel?!")?;
-        let body = R::ResponseBody::read_versioned(&mut response.data, body_api_version)?;
-
-        // check if we fully consumed the message, otherwise there might be a bug in our protocol code
-        let read_bytes = response.data.position();
-        let message_bytes = response.data.into_inner().len() as u64;
-        if read_bytes != message_bytes {
-            return Err(RequestError::TooMuchData {
-                message_size: message_bytes,
-                read: read_bytes,
-                api_key: R::API_KEY,
-                api_version: body_api_version,
-            });
-        }
-
-        Ok(body)
+        let response = response.expect("Who closed this channel?!")?;
+        Ok(Received {
+            response,
+            version: body_api_version,
+            request: std::marker::PhantomData,
+        })
     }
 
     async fn send_message(&self, msg: Vec<u8>) -> Result<(), RequestError> {
@@ -783,6 +799,39 @@ where
         }
 
         Ok(())
+    }
+}
+
+/// store-events patch 13: the response to a request of type `R`, received, not decoded.
+#[derive(Debug)]
+pub(crate) struct Received<R> {
+    response: Response,
+    version: ApiVersion,
+    request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> Received<R>
+where
+    R: RequestBody,
+    R::ResponseBody: ReadVersionedType<Cursor<Vec<u8>>>,
+{
+    /// The response body, as `Messenger::request` returns it.
+    pub(crate) fn decode(mut self) -> Result<R::ResponseBody, RequestError> {
+        let body = R::ResponseBody::read_versioned(&mut self.response.data, self.version)?;
+
+        // check if we fully consumed the message, otherwise there might be a bug in our protocol code
+        let read_bytes = self.response.data.position();
+        let message_bytes = self.response.data.into_inner().len() as u64;
+        if read_bytes != message_bytes {
+            return Err(RequestError::TooMuchData {
+                message_size: message_bytes,
+                read: read_bytes,
+                api_key: R::API_KEY,
+                api_version: self.version,
+            });
+        }
+
+        Ok(body)
     }
 }
 
