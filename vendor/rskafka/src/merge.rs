@@ -14,7 +14,7 @@
 //! at once, as before.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -25,14 +25,17 @@ use crate::messenger::{Received, RequestError};
 use crate::protocol::{
     api_key::ApiKey,
     api_version::{ApiVersion, ApiVersionRange},
+    error::Error as ApiError,
     messages::{
         FetchRequest, FetchRequestPartition, FetchRequestTopic, FetchResponse,
-        FetchResponsePartition, FetchResponseTopic, ProduceRequest, ProduceRequestPartitionData,
-        ProduceResponse, ProduceResponsePartitionResponse, ProduceResponseResponse,
+        FetchResponseAbortedTransaction, FetchResponsePartition, FetchResponseTopic,
+        ProduceRequest, ProduceRequestPartitionData, ProduceResponse,
+        ProduceResponsePartitionResponse, ProduceResponseResponse, ReadVersionedError,
         ReadVersionedType, RequestBody, WriteVersionedError, WriteVersionedType,
+        read_versioned_array,
     },
-    primitives::{Int32, String_},
-    traits::WriteType,
+    primitives::{Int16, Int32, Int64, NullableBytes, Records, String_},
+    traits::{ReadError, ReadType, WriteType},
 };
 
 /// A merged fetch's response holds at most this many times the largest part's size.
@@ -196,9 +199,127 @@ fn shared_error<T>(error: RequestError, n: usize) -> Vec<Result<T, RequestError>
         .collect()
 }
 
+/// A fetch response whose records are not decoded yet: a merged fetch's response is only
+/// split by the connection's driver, and each caller decodes (decompresses) its own
+/// partitions' records, in its own task, while the next round is on the wire.
+#[derive(Debug)]
+pub struct RawFetchResponse {
+    pub throttle_time_ms: Option<Int32>,
+    pub responses: Vec<RawFetchResponseTopic>,
+}
+
+/// A topic of a [`RawFetchResponse`].
+#[derive(Debug)]
+pub struct RawFetchResponseTopic {
+    pub topic: String_,
+    pub partitions: Vec<RawFetchResponsePartition>,
+}
+
+/// A partition of a [`RawFetchResponse`]: `FetchResponsePartition` with its records' bytes.
+#[derive(Debug)]
+pub struct RawFetchResponsePartition {
+    pub partition_index: Int32,
+    pub error_code: Option<ApiError>,
+    pub high_watermark: Int64,
+    pub last_stable_offset: Option<Int64>,
+    pub aborted_transactions: Vec<FetchResponseAbortedTransaction>,
+    pub records: Vec<u8>,
+}
+
+impl<R: Read> ReadVersionedType<R> for RawFetchResponsePartition {
+    fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
+        let v = version.0.0;
+        assert!(v <= 4);
+        Ok(Self {
+            partition_index: Int32::read(reader)?,
+            error_code: ApiError::new(Int16::read(reader)?.0),
+            high_watermark: Int64::read(reader)?,
+            last_stable_offset: (v >= 4).then(|| Int64::read(reader)).transpose()?,
+            aborted_transactions: (v >= 4)
+                .then(|| read_versioned_array(reader, version))
+                .transpose()?
+                .flatten()
+                .unwrap_or_default(),
+            records: NullableBytes::read(reader)?.0.unwrap_or_default(),
+        })
+    }
+}
+
+impl<R: Read> ReadVersionedType<R> for RawFetchResponseTopic {
+    fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
+        Ok(Self {
+            topic: String_::read(reader)?,
+            partitions: read_versioned_array(reader, version)?.unwrap_or_default(),
+        })
+    }
+}
+
+impl<R: Read> ReadVersionedType<R> for RawFetchResponse {
+    fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
+        let v = version.0.0;
+        assert!(v <= 4);
+        Ok(Self {
+            throttle_time_ms: (v >= 1).then(|| Int32::read(reader)).transpose()?,
+            responses: read_versioned_array(reader, version)?.unwrap_or_default(),
+        })
+    }
+}
+
+impl RawFetchResponse {
+    /// The response with its records decoded, as `FetchRequest`'s own response reads.
+    pub fn decode(self) -> Result<FetchResponse, ReadError> {
+        let mut responses = Vec::with_capacity(self.responses.len());
+        for topic in self.responses {
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for p in topic.partitions {
+                partitions.push(FetchResponsePartition {
+                    partition_index: p.partition_index,
+                    error_code: p.error_code,
+                    high_watermark: p.high_watermark,
+                    last_stable_offset: p.last_stable_offset,
+                    aborted_transactions: p.aborted_transactions,
+                    records: Records::from_bytes(p.records)?,
+                });
+            }
+            responses.push(FetchResponseTopic {
+                topic: topic.topic,
+                partitions,
+            });
+        }
+        Ok(FetchResponse {
+            throttle_time_ms: self.throttle_time_ms,
+            responses,
+        })
+    }
+}
+
+/// A merged fetch: written as `FetchRequest` is, read as a [`RawFetchResponse`].
+#[derive(Debug)]
+pub(crate) struct MergedFetch(pub(crate) FetchRequest);
+
+impl<W: Write> WriteVersionedType<W> for MergedFetch {
+    fn write_versioned(
+        &self,
+        writer: &mut W,
+        version: ApiVersion,
+    ) -> Result<(), WriteVersionedError> {
+        self.0.write_versioned(writer, version)
+    }
+}
+
+impl RequestBody for MergedFetch {
+    type ResponseBody = RawFetchResponse;
+    const API_KEY: ApiKey = <FetchRequest as RequestBody>::API_KEY;
+    const API_VERSION_RANGE: ApiVersionRange = <FetchRequest as RequestBody>::API_VERSION_RANGE;
+    const FIRST_TAGGED_FIELD_IN_REQUEST_VERSION: ApiVersion =
+        <FetchRequest as RequestBody>::FIRST_TAGGED_FIELD_IN_REQUEST_VERSION;
+    const FIRST_TAGGED_FIELD_IN_RESPONSE_VERSION: ApiVersion =
+        <FetchRequest as RequestBody>::FIRST_TAGGED_FIELD_IN_RESPONSE_VERSION;
+}
+
 impl Part for FetchRequest {
-    type Merged = FetchRequest;
-    type Response = FetchResponse;
+    type Merged = MergedFetch;
+    type Response = RawFetchResponse;
 
     fn compatible(&self, other: &Self) -> bool {
         self.replica_id == other.replica_id && self.isolation_level == other.isolation_level
@@ -221,7 +342,7 @@ impl Part for FetchRequest {
     /// than it asked. The response's size limit is the sum of the parts' up to
     /// `MERGED_FETCH_PARTS` times the largest: the records of a response are decoded at
     /// once, so 64 partitions must not bring 64 partitions' worth into memory.
-    fn merge(parts: &[Arc<Self>]) -> FetchRequest {
+    fn merge(parts: &[Arc<Self>]) -> MergedFetch {
         let mut order: Vec<&Arc<Self>> = parts.iter().collect();
         order.shuffle(&mut rand::thread_rng());
         let mut topics: Vec<FetchRequestTopic> = Vec::new();
@@ -253,22 +374,22 @@ impl Part for FetchRequest {
                 .min(largest.saturating_mul(MERGED_FETCH_PARTS));
             Int32(limit.min(i64::from(i32::MAX)) as i32)
         });
-        FetchRequest {
+        MergedFetch(FetchRequest {
             replica_id: parts[0].replica_id,
             max_wait_ms: Int32(parts.iter().map(|p| p.max_wait_ms.0).min().unwrap_or(0)),
             min_bytes: Int32(parts.iter().map(|p| p.min_bytes.0).min().unwrap_or(1)),
             max_bytes,
             isolation_level: parts[0].isolation_level,
             topics,
-        }
+        })
     }
 
-    fn split(parts: &[Arc<Self>], response: FetchResponse) -> Vec<FetchResponse> {
+    fn split(parts: &[Arc<Self>], response: RawFetchResponse) -> Vec<RawFetchResponse> {
         if parts.len() == 1 {
             return vec![response];
         }
         let throttle_time_ms = response.throttle_time_ms;
-        let mut answered: HashMap<(String, i32), FetchResponsePartition> = HashMap::new();
+        let mut answered: HashMap<(String, i32), RawFetchResponsePartition> = HashMap::new();
         for topic in response.responses {
             for partition in topic.partitions {
                 answered.insert(
@@ -279,12 +400,12 @@ impl Part for FetchRequest {
         }
         parts
             .iter()
-            .map(|part| FetchResponse {
+            .map(|part| RawFetchResponse {
                 throttle_time_ms,
                 responses: part
                     .topics
                     .iter()
-                    .map(|topic| FetchResponseTopic {
+                    .map(|topic| RawFetchResponseTopic {
                         topic: String_(topic.topic.0.clone()),
                         partitions: topic
                             .partitions
@@ -429,7 +550,6 @@ mod tests {
     use super::*;
     use crate::client::partition::{Compression, build_fetch_request, build_produce_request};
     use crate::messenger::Messenger;
-    use crate::protocol::primitives::Int16;
     use crate::record::Record;
 
     fn key(api_key: ApiKey) -> i16 {
@@ -819,7 +939,7 @@ mod tests {
     #[test]
     fn a_merged_fetch_asks_for_at_most_sixteen_times_the_largest_part() {
         let parts: Vec<Arc<FetchRequest>> = (0..64).map(|p| fetch(p, 500)).collect();
-        let merged = FetchRequest::merge(&parts);
+        let MergedFetch(merged) = FetchRequest::merge(&parts);
         assert_eq!(merged.max_bytes, Some(Int32(16 * 1000)));
         let mut asked: Vec<i32> = merged.topics[0]
             .partitions
@@ -828,6 +948,34 @@ mod tests {
             .collect();
         asked.sort_unstable();
         assert_eq!(asked, (0..64).collect::<Vec<_>>());
+    }
+
+    /// A fetch response read raw and decoded by its caller is the response `FetchRequest`
+    /// itself reads, records included.
+    #[test]
+    fn a_raw_fetch_response_decodes_to_what_the_fetch_response_reads() {
+        let produced = Arc::try_unwrap(produce(3)).unwrap();
+        let records = &produced.topic_data[0].partition_data[0].records;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&0i32.to_be_bytes()); // throttle
+        bytes.extend_from_slice(&1i32.to_be_bytes()); // one topic
+        String_("events".to_owned()).write(&mut bytes).unwrap();
+        bytes.extend_from_slice(&1i32.to_be_bytes()); // one partition
+        bytes.extend_from_slice(&3i32.to_be_bytes());
+        bytes.extend_from_slice(&0i16.to_be_bytes());
+        bytes.extend_from_slice(&9i64.to_be_bytes()); // high watermark
+        bytes.extend_from_slice(&9i64.to_be_bytes()); // last stable offset
+        bytes.extend_from_slice(&0i32.to_be_bytes()); // aborted transactions
+        records.write(&mut bytes).unwrap();
+        let version = ApiVersion(Int16(4));
+        let raw = RawFetchResponse::read_versioned(&mut std::io::Cursor::new(&bytes), version)
+            .unwrap()
+            .decode()
+            .unwrap();
+        let read =
+            FetchResponse::read_versioned(&mut std::io::Cursor::new(&bytes), version).unwrap();
+        assert_eq!(format!("{raw:?}"), format!("{read:?}"));
+        assert_eq!(read.responses[0].partitions[0].records.0.len(), 1);
     }
 
     #[test]

@@ -27,8 +27,8 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use crate::merge::{Merger, Part};
-use crate::protocol::messages::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse};
+use crate::merge::{Merger, Part, RawFetchResponse};
+use crate::protocol::messages::{FetchRequest, ProduceRequest, ProduceResponse};
 use crate::protocol::{messages::ApiVersionsRequest, traits::ReadType};
 use crate::{
     backoff::ErrorOrThrottle,
@@ -379,11 +379,11 @@ where
 
     /// store-events patch 13: a fetch, sent with the other fetches of this connection that
     /// wait for a request in flight (see `crate::merge`); the response has `request`'s
-    /// partitions only.
+    /// partitions only, their records not decoded yet (`RawFetchResponse::decode`).
     pub async fn fetch_merged(
         self: &Arc<Self>,
         request: Arc<FetchRequest>,
-    ) -> Result<FetchResponse, RequestError>
+    ) -> Result<RawFetchResponse, RequestError>
     where
         RW: Sync,
     {

@@ -389,6 +389,10 @@ impl PartitionClient {
                     .fetch_merged(Arc::clone(request))
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
+                // Its records decoded here, in this partition's task.
+                let response = response.decode().map_err(|e| {
+                    ErrorOrThrottle::Error((RequestError::from(e).into(), Some(r#gen)))
+                })?;
                 maybe_throttle(response.throttle_time_ms)?;
                 process_fetch_response(self.partition, &self.topic, response, offset)
                     .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))
