@@ -227,11 +227,13 @@ pub struct BrokerConnector {
     /// (their requests merged, see `crate::merge`) and by metadata requests.
     shared_connections: Mutex<HashMap<i32, BrokerConnection>>,
 
-    /// store-events patch 13: one connection per group coordinator, shared by the group
-    /// clients. Apart from the data connection, as the Java client keeps it: a
-    /// `JoinGroup` is answered only when the group has rebalanced, and a broker answers
-    /// a connection's requests in order, so fetches must not wait behind it.
-    coordinator_connections: Mutex<HashMap<i32, BrokerConnection>>,
+    /// store-events patches 13 and 14: a second connection per broker, for the requests
+    /// the broker may hold before it answers: a fetch that waits for records
+    /// (`max_wait_ms` > 0), and the group clients' requests to their coordinator (a
+    /// `JoinGroup` is answered only when the group has rebalanced). A broker answers a
+    /// connection's requests in order, so the fetches that find records at once, the
+    /// produce requests and metadata must not wait behind them on the shared connection.
+    waiting_connections: Mutex<HashMap<i32, BrokerConnection>>,
 }
 
 impl BrokerConnector {
@@ -258,7 +260,7 @@ impl BrokerConnector {
             max_message_size,
             request_timeout,
             shared_connections: Mutex::new(HashMap::new()),
-            coordinator_connections: Mutex::new(HashMap::new()),
+            waiting_connections: Mutex::new(HashMap::new()),
         }
     }
 
@@ -420,10 +422,11 @@ impl BrokerConnector {
         self.pooled(&self.shared_connections, broker_id).await
     }
 
-    /// store-events patch 13: the connection to the group coordinator `broker_id` that
-    /// the group clients share (see `coordinator_connections`).
-    pub async fn coordinator_connection(&self, broker_id: i32) -> Result<Option<BrokerConnection>> {
-        self.pooled(&self.coordinator_connections, broker_id).await
+    /// store-events patches 13 and 14: the connection to the broker `broker_id` for the
+    /// requests it may hold (see `waiting_connections`): fetches that wait for records,
+    /// and the group clients' requests when it is their coordinator.
+    pub async fn waiting_connection(&self, broker_id: i32) -> Result<Option<BrokerConnection>> {
+        self.pooled(&self.waiting_connections, broker_id).await
     }
 
     async fn pooled(

@@ -441,18 +441,16 @@ impl GroupClient {
             });
         }
         let id = response.node_id.0;
-        // store-events patch 13: the coordinator's connection, shared by the group clients.
-        let connection = match self.brokers.coordinator_connection(id).await? {
+        // store-events patches 13 and 14: the coordinator's connection for requests it may
+        // hold, shared by the group clients (and by the fetches from it that wait).
+        let connection = match self.brokers.waiting_connection(id).await? {
             Some(connection) => connection,
             None => {
                 // A broker the cluster's metadata did not list yet.
                 self.brokers.refresh_metadata().await?;
-                self.brokers
-                    .coordinator_connection(id)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::InvalidResponse(format!("coordinator {id} is not in the metadata"))
-                    })?
+                self.brokers.waiting_connection(id).await?.ok_or_else(|| {
+                    Error::InvalidResponse(format!("coordinator {id} is not in the metadata"))
+                })?
             }
         };
         *slot = Some(Arc::clone(&connection));

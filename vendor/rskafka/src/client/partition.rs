@@ -94,6 +94,11 @@ pub struct FetchedRecords {
     pub records: Vec<RecordAndOffset>,
     /// The partition's high watermark.
     pub high_watermark: i64,
+    /// store-events patch 14: the end of what a fetch can read now (it reads committed
+    /// records): the partition's last stable offset, or the high watermark from a broker
+    /// that sends none (fetch versions before 4). A fetch from below it finds records at
+    /// once, unless the response's size limit left this partition out.
+    pub last_stable_offset: i64,
     /// Where the next fetch starts: one past the last offset of the response's last batch,
     /// or the requested offset when the response held no batch.
     pub next_offset: i64,
@@ -122,6 +127,8 @@ pub enum OffsetAt {
 #[derive(Debug)]
 struct CurrentBroker {
     broker: Option<BrokerConnection>,
+    /// store-events patch 14: the id of the broker `broker` connects to.
+    leader: Option<i32>,
     gen_broker: BrokerCacheGeneration,
     gen_leader_from_arbitrary: Option<MetadataCacheGeneration>,
     gen_leader_from_self: Option<MetadataCacheGeneration>,
@@ -175,6 +182,7 @@ impl PartitionClient {
             backoff_config,
             current_broker: Mutex::new(CurrentBroker {
                 broker: None,
+                leader: None,
                 gen_broker: BrokerCacheGeneration::START,
                 gen_leader_from_arbitrary: None,
                 gen_leader_from_self: None,
@@ -380,8 +388,10 @@ impl PartitionClient {
             self,
             "fetch_records",
             || async move {
+                // store-events patch 14: a fetch that may wait goes on the broker's waiting
+                // connection, so that it holds back no fetch that finds records at once.
                 let (broker, r#gen) = self
-                    .get()
+                    .fetch_connection(max_wait_ms)
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
                 // store-events patch 13: with the other partitions' fetches from this broker.
@@ -411,8 +421,49 @@ impl PartitionClient {
         Ok(FetchedRecords {
             records,
             high_watermark: partition.high_watermark.0,
+            last_stable_offset: partition
+                .last_stable_offset
+                .map_or(partition.high_watermark.0, |offset| offset.0),
             next_offset,
         })
+    }
+
+    /// store-events patch 14: the connection a fetch waiting up to `max_wait_ms` goes on:
+    /// the leader's shared connection when it does not wait, else the leader's waiting
+    /// connection (`BrokerConnector::waiting_connection`). A broker answers a
+    /// connection's requests one at a time, so a fetch that waits for records (a partition
+    /// that has caught up) would hold back, for up to `max_wait_ms`, every fetch and
+    /// produce request behind it, although their records are there: a partition with a
+    /// backlog would get one fetch per `max_wait_ms` while another is idle. Fetches that
+    /// wait are merged with each other on that connection, as on the shared one.
+    async fn fetch_connection(
+        &self,
+        max_wait_ms: i32,
+    ) -> Result<(BrokerConnection, BrokerCacheGeneration)> {
+        let (broker, r#gen) = self.get().await?;
+        if max_wait_ms <= 0 {
+            return Ok((broker, r#gen));
+        }
+        let leader = {
+            let current = self.current_broker.lock().await;
+            current.leader.filter(|_| current.gen_broker == r#gen)
+        };
+        let Some(leader) = leader else {
+            // The leader was invalidated since: the next attempt looks it up again.
+            return Err(Error::ServerError {
+                protocol_error: ProtocolError::NotLeaderOrFollower,
+                error_message: None,
+                request: RequestContext::Partition(self.topic.clone(), self.partition),
+                response: None,
+                is_virtual: true,
+            });
+        };
+        match self.brokers.waiting_connection(leader).await? {
+            Some(waiting) => Ok((waiting, r#gen)),
+            None => Err(Error::InvalidResponse(format!(
+                "Partition leader {leader} not found in metadata response"
+            ))),
+        }
     }
 
     /// Get offset for this partition.
@@ -678,6 +729,7 @@ impl BrokerCache for &PartitionClient {
 
         *current_broker = CurrentBroker {
             broker: Some(Arc::clone(&broker)),
+            leader: Some(leader),
             gen_broker: current_broker.gen_broker.bump(),
             gen_leader_from_arbitrary,
             gen_leader_from_self,
@@ -1518,6 +1570,77 @@ mod tests {
         }
         client.list_topics().await.unwrap();
         assert_eq!(cluster.open[0].load(Ordering::SeqCst), 1);
+    }
+
+    /// store-events patch 14: a fetch that waits for records goes on the leader's second
+    /// connection, shared by the partitions' waiting fetches and by the group clients when
+    /// the leader is their coordinator; a fetch that does not wait goes on the shared one.
+    /// Two connections to the broker, whatever the partition count.
+    #[tokio::test]
+    async fn fetches_that_wait_go_on_the_leaders_second_connection() {
+        use crate::client::{ClientBuilder, fake_broker};
+        use std::sync::atomic::Ordering;
+        use std::time::Duration;
+
+        let groups = fake_broker::GroupScript {
+            coordinator: Arc::new(|_, _| 1),
+            commit_error: Arc::new(|_, _| 0),
+            heartbeat_error: Arc::new(|_, _| 0),
+            describe_error: Arc::new(|_, _| 0),
+        };
+        let cluster =
+            fake_broker::start_with_groups(2, "t", Arc::new(|_, _| 1), Some(groups)).await;
+        cluster.partitions.store(8, Ordering::SeqCst);
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        let mut partitions = vec![];
+        for partition in 0..8 {
+            partitions.push(
+                client
+                    .partition_client("t", partition, UnknownTopicHandling::Error)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut at_once = vec![];
+        let mut waiting = vec![];
+        for partition in &partitions {
+            at_once.push(partition.fetch_connection(0).await.unwrap().0);
+            waiting.push(partition.fetch_connection(500).await.unwrap().0);
+        }
+        assert!(at_once.iter().all(|c| Arc::ptr_eq(c, &at_once[0])));
+        assert!(waiting.iter().all(|c| Arc::ptr_eq(c, &waiting[0])));
+        assert!(
+            !Arc::ptr_eq(&at_once[0], &waiting[0]),
+            "a fetch that waits must not share the connection of those that do not"
+        );
+        let group = client.group_client("g");
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            group.commit_offsets("t", &[(0, 5)]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let open = || -> Vec<usize> {
+            cluster
+                .open
+                .iter()
+                .map(|o| o.load(Ordering::SeqCst))
+                .collect()
+        };
+        // Broker 0's bootstrap connection is closed once unused; broker 1 (the leader and
+        // the coordinator): the shared connection and the waiting one.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while open()[1] != 2 || open()[0] > 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("two connections to the leader: {:?}", open()));
+        drop((at_once, waiting, partitions, group, client));
     }
 
     /// store-events patch 6.
