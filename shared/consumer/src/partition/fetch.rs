@@ -65,18 +65,16 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
             entry.first_offset
         )));
     }
-    let timeout = settings.request_timeout + MAX_FETCH_WAIT;
+    // The records are there: a fetch that does not wait, on the shared connection.
+    let timeout = settings.request_timeout;
     let config = &shared.config;
     let mut batch = Batch::new(entry.first_offset);
     let mut resends = Replay::of(entry.event_ids.as_ref());
     let mut offset = entry.first_offset;
     while offset < entry.next_offset {
-        let fetched = within(
-            timeout,
-            "fetching a batch to write again",
-            client.fetch(offset, 1..config.fetch_max_bytes, MAX_FETCH_WAIT.as_millis() as i32),
-        )
-        .await;
+        let fetched =
+            within(timeout, "fetching a batch to write again", client.fetch(offset, 1..config.fetch_max_bytes, 0))
+                .await;
         let fetched = match fetched {
             Ok(fetched) => fetched,
             Err(KafkaError::Client {
@@ -173,6 +171,10 @@ pub(super) struct PartitionLoop {
     /// The first offset not yet committed.
     committed: i64,
     high_watermark: i64,
+    /// Whether the next fetch will find records at once: the partition's readable end (its
+    /// last stable offset) is past where it starts. Such a fetch does not wait, so it
+    /// goes on the shared connection (rskafka patch 14).
+    behind: bool,
 }
 
 impl PartitionLoop {
@@ -201,6 +203,7 @@ impl PartitionLoop {
             commits: Pipeline::new(ledger),
             committed: next,
             high_watermark: next,
+            behind: false,
         }
     }
 
@@ -279,8 +282,12 @@ impl PartitionLoop {
                     // partitions that share a broker connection share its requests (rskafka
                     // patch 13), and one that asked only after taking its records would
                     // miss the request in flight and wait for it.
-                    if let Some(last) = fetched.records.last() {
-                        let from = (last.offset + 1).max(fetched.next_offset).max(self.next);
+                    let from = fetched.records.last().map_or(self.next, |last| last.offset + 1);
+                    let from = from.max(fetched.next_offset).max(self.next);
+                    // Records are there when the partition's readable end is past them,
+                    // also when the response's size limit left this partition out.
+                    self.behind = from < fetched.last_stable_offset;
+                    if !fetched.records.is_empty() {
                         self.prefetched = Some(Prefetch::start(&self.shared, &client, from, self.fetch_wait()));
                     }
                     self.client = Some(client);
@@ -346,9 +353,12 @@ impl PartitionLoop {
         sleep_or_stop(wait, &self.shutdown).await;
     }
 
-    /// How long the next fetch may wait for records: until the open batch is due.
+    /// How long the next fetch may wait for records: not at all when they are there
+    /// (`behind`), else until the open batch is due.
     fn fetch_wait(&self) -> Duration {
-        if self.batch.is_empty() {
+        if self.behind {
+            Duration::ZERO
+        } else if self.batch.is_empty() {
             MAX_FETCH_WAIT
         } else {
             let limits = self.shared.config.batch;
