@@ -58,9 +58,9 @@ perf_produce() {
     --payload-file "$work/payload.ndjson" --throughput -1 \
     --producer-props bootstrap.servers=127.0.0.1:9092 acks=all compression.type=lz4 linger.ms=5 batch.size=524288
 }
-create_topic() {
+create_topic() { # create_topic NAME [PARTITIONS (2)]
   kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --create \
-    --topic "$1" --partitions 2 --replication-factor 1 >/dev/null
+    --topic "$1" --partitions "${2:-2}" --replication-factor 1 >/dev/null
 }
 
 scripts/stack.sh up
@@ -158,6 +158,7 @@ http_cpu_before=$(cpu_seconds "$producer_pid")
 /usr/bin/time -f '%U %S' -o "$work/wrk.time" \
   wrk -t2 -c32 -d"${http_seconds}s" --latency -s "$work/post.lua" http://127.0.0.1:18080/v1/events >"$work/wrk.txt"
 wrk_cpu=$(awk '{printf "%.2f", $1 + $2}' "$work/wrk.time")
+producer_connections=$(metric_sum http://127.0.0.1:18080 kafka_broker_connections || echo "?")
 http_cpu=$(calc "$(cpu_seconds "$producer_pid") - $http_cpu_before")
 http_requests=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
 http_rate=$(calc "$http_requests * 100")
@@ -256,7 +257,7 @@ expected_of() { python3 -c 'import json, sys; print(sum(json.load(open(sys.argv[
 declare -A keeps=([sales-consumer]=sale_event [inventory-consumer]=inventory_event)
 # Per run (`alone`, `together`, a peer's name): seconds until every record was read and
 # until every one was stored, CPU seconds, peak RSS, and the delivery check's answer.
-declare -A read_s stored_s cpu_s rss_mib delivery
+declare -A read_s stored_s cpu_s rss_mib delivery connections
 # delivered RUN PREFIX KIND: the delivery check of what RUN stored under PREFIX.
 delivered() { delivery[$1]=$(scripts/py.sh python scripts/bench/delivery.py check "$work/expected.json" "$2" "$3"); }
 
@@ -286,14 +287,14 @@ finish() {
 # backlog, "stored" when its committed offsets did: the gap is mostly the last batch's
 # BATCH_MAX_AGE.
 drain_ours() {
-  local run=$1 name port dedup_window=${DRAIN_DEDUP_WINDOW:-24h}
+  local run=$1 name port dedup_window=${DRAIN_DEDUP_WINDOW:-24h} topic=${DRAIN_TOPIC:-$backlog_topic} open
   shift
   declare -A pid
   local start
   start=$(now)
   for name in "$@"; do
     port=${consumer_port[$name]}
-    STORE_EVENTS_TOPIC=$backlog_topic S3_PREFIX=b$run_id-$run-$name HTTP_ADDR=127.0.0.1:$port DEDUP_WINDOW=$dedup_window \
+    STORE_EVENTS_TOPIC=$topic S3_PREFIX=b$run_id-$run-$name HTTP_ADDR=127.0.0.1:$port DEDUP_WINDOW=$dedup_window \
       CONSUMER_GROUP_ID=bench-$run_id-$run-$name LOG_FORMAT=json RUST_LOG=warn "$bin/$name" >"$work/$name-$run.log" 2>&1 &
     pid[$name]=$!
     pids+=("${pid[$name]}")
@@ -304,6 +305,9 @@ drain_ours() {
     remaining=0
     for name in "$@"; do
       [ -n "${stored_s[$run:$name]:-}" ] && continue
+      # The most broker connections the process had open (kafka_broker_connections).
+      open=$(metric_sum "http://127.0.0.1:${consumer_port[$name]}" kafka_broker_connections || echo 0)
+      [ "${open:-0}" -le "${connections[$run:$name]:-0}" ] || connections[$run:$name]=$open
       progress "$run:$name" "http://127.0.0.1:${consumer_port[$name]}" "$start" \
         consumer_position "$backlog_events" consumer_committed_offset "$backlog_events"
       [ -n "${stored_s[$run:$name]:-}" ] || remaining=$((remaining + 1))
@@ -323,6 +327,15 @@ log "inventory-consumer alone"
 drain_ours alone inventory-consumer
 log "both consumers together"
 drain_ours together sales-consumer inventory-consumer
+# The same backlog on 64 partitions (issue #27): the partitions share one connection per
+# broker and one fetch request, so memory, CPU and connections should not grow with them.
+wide_topic=bench-backlog64-$run_id
+create_topic "$wide_topic" 64
+log "Copying the backlog to a topic of 64 partitions"
+kcat -C -b 127.0.0.1:9092 -t "$backlog_topic" -o beginning -e -q -f '%s\n' |
+  kcat -P -b 127.0.0.1:9092 -t "$wide_topic" -z lz4 -X linger.ms=5 -X batch.size=524288 -X queue.buffering.max.messages=1000000
+log "sales-consumer alone, 64 partitions"
+DRAIN_TOPIC=$wide_topic drain_ours p64 sales-consumer
 audit=$(S3_PREFIX=b$run_id-together-sales-consumer STORE_EVENTS_TOPIC=$backlog_topic "$bin/sales-consumer" audit | tail -n +2 | awk '{print $NF}' | sort -u | tr '\n' ' ')
 
 # Benthos v4.27.0 (MIT): kafka_franz -> aws_s3, batches of 10,000 events / 8 MB / 5 s,
@@ -451,7 +464,7 @@ Producer events: $produce_events; consumer backlog: $backlog_events (bare JSON, 
 | producer, HTTP path at a fixed rate (vegeta, batches of 100) | $(r "$(calc "$half_rps * 100")") | | p50 ${half_p50} ms, p99 ${half_p99} ms per request of 100; success ratio $half_success |
 | producer, HTTP path with API keys (PRODUCER_AUTH=api-keys, wrk as above) | $(r "$auth_rate") | $(ratio "$auth_rate" "$ceiling_produce") × ceiling | $(ratio "$auth_rate" "$http_rate") × without keys; CPU $(printf '%.2f' "$(calc "$auth_cpu * 1000000 / ($auth_rate * $http_seconds)")") s per million events against $(printf '%.2f' "$(calc "$http_cpu * 1000000 / ($http_rate * $http_seconds)")") without; non-2xx: ${auth_non2xx:-0} |
 | a quiet store (20 requests/s of 100) while another floods (wrk, 32 connections, over its 1,000 events/s) | | | p99 $quiet_flood_p99 ms against $quiet_alone_p99 ms alone ($(ratio "$quiet_flood_p99" "$quiet_alone_p99") ×); success $quiet_flood_success (alone $quiet_alone_success); the flood: $(r "$flood_rps") requests/s, ${flood_non2xx:-0} answered 429 |
-| producer process | | | CPU $producer_cpu s, peak RSS $producer_rss MiB |
+| producer process | | | CPU $producer_cpu s, peak RSS $producer_rss MiB; broker connections after the HTTP load: $producer_connections |
 | kafka-consumer-perf-test (ceiling, fetch rate) | $(r "$ceiling_consume") | 1.00 | |
 | baseline: the original consumer's design, one S3 PUT per event (Python, boto3) | $(r "$baseline_rate") | sales-consumer = $(ratio "$(stored_rate alone:sales-consumer)" "$baseline_rate") × baseline | $baseline_stored of $baseline_records records stored (the rest were not JSON: lost, as in the original) |
 | produce-to-S3 latency, sales-consumer, BATCH_MAX_AGE=5s, 1,000 events/s | | | p50 ${latency_p50} s, p99 ${latency_p99} s over $latency_events stored events |
@@ -472,6 +485,7 @@ both, copies beyond those on the topic.
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $(drain_row alone:sales-consumer "sales-consumer alone")
 $(drain_row no-dedup:sales-consumer "sales-consumer alone, resend removal off (DEDUP_WINDOW=0)")
+$(drain_row p64:sales-consumer "sales-consumer alone, the backlog on 64 partitions")
 $(drain_row alone:inventory-consumer "inventory-consumer alone")
 $(drain_row together:sales-consumer "sales-consumer, both running")
 $(drain_row together:inventory-consumer "inventory-consumer, both running")
@@ -484,6 +498,10 @@ $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m benthos-filter)") × it
 $(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate flink)") × its events/s, $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m flink)") × its CPU per event, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[flink]}") × its peak RSS.
 Removing resends (DEDUP_WINDOW=24h, the default, against 0): $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m no-dedup:sales-consumer)") × the CPU per event,
 $(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate no-dedup:sales-consumer)") × the events/s, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[no-dedup:sales-consumer]}") × the peak RSS of the sales-consumer alone.
+64 partitions against 2 (the sales-consumer alone): $(ratio "${rss_mib[p64:sales-consumer]}" "${rss_mib[alone:sales-consumer]}") × the peak RSS,
+$(ratio "$(cpu_per_m p64:sales-consumer)" "$(cpu_per_m alone:sales-consumer)") × the CPU per event, $(ratio "$(stored_rate p64:sales-consumer)" "$(stored_rate alone:sales-consumer)") × the events/s;
+broker connections open at most (\`kafka_broker_connections\`, one broker): ${connections[alone:sales-consumer]:-?} on 2 partitions, ${connections[p64:sales-consumer]:-?} on 64
+(from the process's start: a restart opens no more).
 Flink writes plain JSON lines (its row format has no gzip), the others gzip. Audit of the sales consumer's
 output after the run of both: $audit
 EOF
@@ -500,7 +518,9 @@ cat >"$out/latest.json" <<EOF
   "producer_cpu_seconds": $producer_cpu, "producer_peak_rss_mib": $producer_rss,
   "producer_http_cpu_seconds": $http_cpu, "producer_http_auth_eps": $(r "$auth_rate"), "producer_http_auth_cpu_seconds": $auth_cpu,
   "quiet_store_p99_ms_alone": $quiet_alone_p99, "quiet_store_p99_ms_flooded": $quiet_flood_p99, "flood_rps": $flood_rps,
-  "drain": {$(for run in alone:sales-consumer no-dedup:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
+  "consumer_broker_connections_2_partitions": ${connections[alone:sales-consumer]:-null},
+  "consumer_broker_connections_64_partitions": ${connections[p64:sales-consumer]:-null},
+  "drain": {$(for run in alone:sales-consumer no-dedup:sales-consumer p64:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
     printf '\n    "%s": {"stored_seconds": %s, "read_seconds": %s, "cpu_seconds": %s, "peak_rss_mib": %s, "delivery": %s},' \
       "$run" "${stored_s[$run]}" "${read_s[$run]:-null}" "${cpu_s[$run]}" "${rss_mib[$run]}" "${delivery[$run]}"
   done | sed '$ s/,$//')
@@ -514,7 +534,7 @@ for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate
   "$latency_events" "$half_p99" "$auth_rate" "$quiet_alone_p99" "$quiet_flood_p99" "$baseline_rate" "${stored_s[@]}" "${cpu_s[@]}" "${rss_mib[@]}"; do
   [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk "BEGIN {exit !($value > 0)}" || { log "a measure is missing: '$value'"; exit 1; }
 done
-[ ${#stored_s[@]} -eq 8 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }
+[ ${#stored_s[@]} -eq 9 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }
 # Every tool stored every record it keeps, and nothing twice.
 for run in "${!delivery[@]}"; do
   [ "$(field "$run" missing)" = 0 ] && [ "$(field "$run" duplicates)" = 0 ] ||

@@ -133,6 +133,10 @@ def run(tmp_path_factory) -> Run:
     # Other producers, like the original Lambda: bare JSON, no key, no headers; good events,
     # the original's bad events, and records no type can be claimed by.
     bare_good = [make_event(rng, t, DAYS[0]) for t in ["sale_event", "inventory_event"] * 15]
+    # Some long events (a field the consumers keep as sent): their objects are larger than
+    # a gzip member (128 KiB of lines), so the readers below read objects of several members.
+    for event in bare_good[:16]:
+        event["note"] = " ".join(f"{rng.randint(0, 10**6):x}" for _ in range(4_000))
     flagged = [{**make_event(rng, t, DAYS[0]), "bad_msg": True} for t in ["sale_event", "inventory_event"] * 3]
     for event in flagged:
         del event["store_id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -107,6 +108,29 @@ def test_boto3_reads_each_object_and_its_metadata(run: Run):
             lines = gzip.decompress(obj["Body"].read()).decode().splitlines()
             assert len(lines) == count, key
             assert key.endswith(f"+{entry['partition']}+{entry['first_offset']:020}.jsonl.gz"), key
+
+
+def gzip_members(data: bytes) -> int:
+    """The gzip members (RFC 1952, 2.2) `data` is made of, counted with zlib."""
+    members = 0
+    while data:
+        decoder = zlib.decompressobj(wbits=31)
+        decoder.decompress(data)
+        assert decoder.eof, "a gzip member is cut short"
+        data = decoder.unused_data
+        members += 1
+    return members
+
+
+def test_objects_larger_than_a_gzip_member_are_read_whole(run: Run, copy: Path):
+    """The consumers compress a batch as it fills, a gzip member per 128 KiB of lines: the
+    readers here (gzip, DuckDB, the AWS CLI's copy) must see every member's lines."""
+    multi = [path for path in copy.glob("event_type=*/dt=*/*.jsonl.gz") if gzip_members(path.read_bytes()) > 1]
+    assert multi, "no object of several gzip members: the long events did not make one"
+    for path in multi:
+        lines = gzip.open(path, "rt").read().splitlines()
+        assert any("note" in json.loads(line) for line in lines), path
+        assert duckdb.sql(f"SELECT count(*) FROM read_json('{path.as_posix()}', format = 'newline_delimited')").fetchall() == [(len(lines),)]
 
 
 def test_stored_events_are_exactly_the_events_sent(run: Run, copy: Path):

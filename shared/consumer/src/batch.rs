@@ -42,9 +42,9 @@ pub struct Batch {
     /// One past the last offset it accounts for.
     pub next_offset: i64,
     date: Option<NaiveDate>,
-    stored: Vec<u8>,
+    stored: GzipLines,
     stored_count: u64,
-    dead: Vec<u8>,
+    dead: GzipLines,
     dead_count: u64,
     skipped: u64,
     duplicates: u64,
@@ -132,9 +132,9 @@ impl Batch {
             first_offset,
             next_offset: first_offset,
             date: None,
-            stored: Vec::new(),
+            stored: GzipLines::default(),
             stored_count: 0,
-            dead: Vec::new(),
+            dead: GzipLines::default(),
             dead_count: 0,
             skipped: 0,
             duplicates: 0,
@@ -169,7 +169,7 @@ impl Batch {
 
     /// Whether a size limit is reached.
     pub fn is_full(&self, limits: &BatchLimits) -> bool {
-        self.records as usize >= limits.max_events || self.stored.len() + self.dead.len() >= limits.max_bytes
+        self.records as usize >= limits.max_events || self.stored.raw_len() + self.dead.raw_len() >= limits.max_bytes
     }
 
     /// Time since the first record arrived.
@@ -207,10 +207,10 @@ impl Batch {
                 }
                 Ok((document, id)) => {
                     self.event_ids.push(id);
-                    if serde_json::to_writer(&mut self.stored, &document).is_err() {
+                    if serde_json::to_writer(self.stored.line(), &document).is_err() {
                         unreachable!("a document always serialises to a Vec");
                     }
-                    self.stored.push(b'\n');
+                    self.stored.end_line();
                     self.stored_count += 1;
                     return Outcome::Stored;
                 }
@@ -230,18 +230,18 @@ impl Batch {
             headers: record.record.headers.iter().map(|(k, v)| (k.as_str(), Encoded::of(v))).collect(),
             value: value.map(Encoded::of),
         };
-        if serde_json::to_writer(&mut self.dead, &letter).is_ok() {
-            self.dead.push(b'\n');
+        if serde_json::to_writer(self.dead.line(), &letter).is_ok() {
+            self.dead.end_line();
         }
         self.dead_count += 1;
         *self.dead_kinds.entry(kind).or_default() += 1;
         Outcome::DeadLettered(kind)
     }
 
-    /// Compresses the objects and freezes the counts; the entry lists the stored events'
+    /// Compresses what is left of the objects and freezes the counts; the entry lists the stored events'
     /// identities when `remove_resends`.
     pub fn seal(self, remove_resends: bool) -> Sealed {
-        let raw_bytes = self.stored.len() + self.dead.len();
+        let raw_bytes = self.stored.raw_len() + self.dead.raw_len();
         let age = self.age();
         Sealed {
             first_offset: self.first_offset,
@@ -254,8 +254,8 @@ impl Batch {
             duplicates: self.duplicates,
             event_ids: remove_resends.then_some(EventIds(self.event_ids)),
             age,
-            data: (self.stored_count > 0).then(|| gzip(&self.stored)),
-            dead_letters: (self.dead_count > 0).then(|| gzip(&self.dead)),
+            data: (self.stored_count > 0).then(|| self.stored.finish()),
+            dead_letters: (self.dead_count > 0).then(|| self.dead.finish()),
             dead_kinds: self.dead_kinds,
             raw_bytes,
         }
@@ -300,13 +300,65 @@ fn check<'a>(
     }
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    // Level 3: most of level 6's ratio on JSON at about twice the speed. flate2 writes no
-    // timestamp in the header, so equal input gives equal output.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 6), Compression::new(3));
-    match encoder.write_all(bytes).and_then(|()| encoder.finish()) {
-        Ok(compressed) => compressed,
-        Err(_) => unreachable!("writing to a Vec cannot fail"),
+/// Uncompressed bytes of JSON lines compressed into one gzip member.
+const MEMBER_BYTES: usize = 128 * 1024;
+
+/// A gzip JSON Lines object, compressed as its lines come: a gzip member (RFC 1952 §2.2:
+/// a gzip file is a series of members, and `gzip -d`, Python's `gzip`, Hadoop's codec
+/// under Athena, DuckDB and flate2's `MultiGzDecoder` read them all) for each
+/// `MEMBER_BYTES` of lines. An open batch holds its lines compressed, not as text: an
+/// instance that reads 64 partitions holds 64 open batches. Members end at the first
+/// line end past `MEMBER_BYTES`, so the same lines give the same bytes.
+#[derive(Debug, Default)]
+struct GzipLines {
+    /// The members so far.
+    compressed: Vec<u8>,
+    /// Lines not yet in a member.
+    tail: Vec<u8>,
+    /// Uncompressed bytes in `compressed`.
+    members_raw: usize,
+}
+
+impl GzipLines {
+    /// Where the next line is written; [`GzipLines::end_line`] ends it.
+    fn line(&mut self) -> &mut Vec<u8> {
+        if self.tail.capacity() == 0 {
+            self.tail.reserve_exact(MEMBER_BYTES + MEMBER_BYTES / 8);
+        }
+        &mut self.tail
+    }
+
+    fn end_line(&mut self) {
+        self.tail.push(b'\n');
+        if self.tail.len() >= MEMBER_BYTES {
+            self.compress_tail();
+        }
+    }
+
+    /// Uncompressed bytes of all its lines.
+    fn raw_len(&self) -> usize {
+        self.members_raw + self.tail.len()
+    }
+
+    fn compress_tail(&mut self) {
+        if self.tail.is_empty() {
+            return;
+        }
+        // Level 3: most of level 6's ratio on JSON at about twice the speed. flate2 writes
+        // no timestamp in the header, so equal input gives equal output.
+        let mut encoder = GzEncoder::new(std::mem::take(&mut self.compressed), Compression::new(3));
+        match encoder.write_all(&self.tail).and_then(|()| encoder.finish()) {
+            Ok(compressed) => self.compressed = compressed,
+            Err(_) => unreachable!("writing to a Vec cannot fail"),
+        }
+        self.members_raw += self.tail.len();
+        self.tail.clear();
+    }
+
+    /// The object: every member.
+    fn finish(mut self) -> Vec<u8> {
+        self.compress_tail();
+        self.compressed
     }
 }
 
@@ -315,7 +367,7 @@ mod tests {
     use std::io::Read;
 
     use chrono::TimeZone;
-    use flate2::read::GzDecoder;
+    use flate2::read::MultiGzDecoder;
     use rskafka::record::Record;
     use serde_json::{Value, json};
     use store_event::{EVENT_TYPE_HEADER, Generator};
@@ -341,7 +393,7 @@ mod tests {
 
     fn gunzip_lines(bytes: &[u8]) -> Vec<Value> {
         let mut text = String::new();
-        let _ = GzDecoder::new(bytes).read_to_string(&mut text);
+        let _ = MultiGzDecoder::new(bytes).read_to_string(&mut text);
         text.lines().map(|l| serde_json::from_str(l).unwrap_or(Value::Null)).collect()
     }
 
@@ -424,7 +476,7 @@ mod tests {
         assert_eq!(push(&mut batch, EventType::Sale, "t", 0, &record(0, &[], Some(text.as_bytes()))), Outcome::Stored);
         let mut stored = String::new();
         let data = batch.seal(false).data.unwrap_or_default();
-        let _ = GzDecoder::new(data.as_slice()).read_to_string(&mut stored);
+        let _ = MultiGzDecoder::new(data.as_slice()).read_to_string(&mut stored);
         let as_value: Value = serde_json::from_str(&text).unwrap_or_default();
         assert_eq!(stored, format!("{}\n", serde_json::to_string(&as_value).unwrap_or_default()));
         assert!(stored.starts_with(r#"{"added_later":{"k":[1,2.5]},"store_id":42,"#), "{stored}");
@@ -478,6 +530,47 @@ mod tests {
             (sealed.data, sealed.dead_letters)
         };
         assert_eq!(seal(), seal());
+    }
+
+    /// Members of the gzip object (RFC 1952: each starts with 1f 8b 08), counted by
+    /// decompressing them one at a time.
+    fn gzip_members(mut bytes: &[u8]) -> usize {
+        let mut members = 0;
+        while !bytes.is_empty() {
+            let mut decoder = flate2::bufread::GzDecoder::new(bytes);
+            let _ = std::io::copy(&mut decoder, &mut std::io::sink());
+            bytes = decoder.into_inner();
+            members += 1;
+        }
+        members
+    }
+
+    #[test]
+    fn a_large_batch_is_compressed_as_it_fills_into_members_that_decode_to_every_line() {
+        let records: Vec<RecordAndOffset> = (0..2_000).map(|i| record(i, &[], Some(&event(EventType::Sale)))).collect();
+        let seal = || {
+            let mut batch = Batch::new(0);
+            for record in &records {
+                push(&mut batch, EventType::Sale, "t", 0, record);
+                // Only the lines of the member being filled are held as text.
+                assert!(batch.stored.tail.len() < MEMBER_BYTES + 4096);
+            }
+            batch.seal(false)
+        };
+        let sealed = seal();
+        let data = sealed.data.clone().unwrap_or_default();
+        let lines = gunzip_lines(&data);
+        assert_eq!(lines.len(), 2_000);
+        let expected: Vec<Value> = records
+            .iter()
+            .map(|r| serde_json::from_slice(r.record.value.as_deref().unwrap_or_default()).unwrap_or_default())
+            .collect();
+        assert_eq!(lines, expected);
+        let members = gzip_members(&data);
+        assert_eq!(members, sealed.raw_bytes.div_ceil(MEMBER_BYTES).max(1), "{} raw bytes", sealed.raw_bytes);
+        assert!(members >= 3);
+        // The same records, the same bytes.
+        assert_eq!(seal().data, Some(data));
     }
 
     #[test]

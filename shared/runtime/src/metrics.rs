@@ -11,7 +11,39 @@ pub fn registry() -> Registry {
     if let Err(error) = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())) {
         tracing::warn!(%error, "Process metrics are unavailable.");
     }
+    register(&registry, &BrokerConnections::new());
     registry
+}
+
+/// `kafka_broker_connections`: the connections to Kafka brokers the process has open, all
+/// its clients together, read when scraped. What a broker's connection quota counts (MSK
+/// limits them per broker, README "Amazon MSK"): a partition does not open its own, the
+/// partitions a broker leads share one (rskafka patch 13).
+#[derive(Clone)]
+struct BrokerConnections {
+    gauge: prometheus::IntGauge,
+}
+
+impl BrokerConnections {
+    fn new() -> BrokerConnections {
+        let gauge = prometheus::IntGauge::new(
+            "kafka_broker_connections",
+            "Connections to Kafka brokers this process has open (all its clients).",
+        )
+        .unwrap_or_else(|e| unreachable!("a metric's constant options are invalid: {e}"));
+        BrokerConnections { gauge }
+    }
+}
+
+impl prometheus::core::Collector for BrokerConnections {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.gauge.set(rskafka::open_connections() as i64);
+        self.gauge.collect()
+    }
 }
 
 /// Renders every metric of `registry` in the Prometheus text format.

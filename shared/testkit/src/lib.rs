@@ -419,7 +419,7 @@ pub async fn read_jsonl_gz(client: &aws_sdk_s3::Client, key: &str) -> Vec<serde_
         client.get_object().bucket(BUCKET).key(key).send().await.unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
     let bytes = object.body.collect().await.unwrap_or_else(|e| panic!("reading {key}: {e}")).into_bytes();
     let mut text = String::new();
-    flate2::read::GzDecoder::new(bytes.as_ref())
+    flate2::read::MultiGzDecoder::new(bytes.as_ref())
         .read_to_string(&mut text)
         .unwrap_or_else(|e| panic!("gunzip {key}: {e}"));
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{key}: bad line {l}: {e}"))).collect()

@@ -1,4 +1,5 @@
 use rand::prelude::*;
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -166,6 +167,8 @@ impl ConnectionHandler for BrokerRepresentation {
             })?;
 
         let mut messenger = Messenger::new(BufStream::new(transport), max_message_size, client_id);
+        // store-events patch 13: so that a partition can adopt it (`BrokerConnector::pooled`).
+        messenger.set_address(url.clone());
         // store-events patch 5: before the handshake, which is requests too.
         messenger.set_request_timeout(request_timeout);
         messenger.sync_versions().await?;
@@ -219,6 +222,18 @@ pub struct BrokerConnector {
 
     /// store-events patch 5: the longest a request waits for its response.
     request_timeout: Option<Duration>,
+
+    /// store-events patch 13: one connection per broker, shared by the partition clients
+    /// (their requests merged, see `crate::merge`) and by metadata requests.
+    shared_connections: Mutex<HashMap<i32, BrokerConnection>>,
+
+    /// store-events patches 13 and 14: a second connection per broker, for the requests
+    /// the broker may hold before it answers: a fetch that waits for records
+    /// (`max_wait_ms` > 0), and the group clients' requests to their coordinator (a
+    /// `JoinGroup` is answered only when the group has rebalanced). A broker answers a
+    /// connection's requests in order, so the fetches that find records at once, the
+    /// produce requests and metadata must not wait behind them on the shared connection.
+    waiting_connections: Mutex<HashMap<i32, BrokerConnection>>,
 }
 
 impl BrokerConnector {
@@ -244,6 +259,8 @@ impl BrokerConnector {
             sasl_config,
             max_message_size,
             request_timeout,
+            shared_connections: Mutex::new(HashMap::new()),
+            waiting_connections: Mutex::new(HashMap::new()),
         }
     }
 
@@ -375,6 +392,69 @@ impl BrokerConnector {
         }
     }
 
+    /// store-events patch 13: the connection to the broker with the provided id that the
+    /// partition clients share, opened when there is none or it broke. `None` when the
+    /// broker is unknown. Connections are opened one at a time, so that the partitions of
+    /// a restart share the first instead of racing to open one each.
+    pub async fn shared_connection(&self, broker_id: i32) -> Result<Option<BrokerConnection>> {
+        let mut pool = self.shared_connections.lock().await;
+        if let Some(connection) = pool.get(&broker_id)
+            && !connection.is_poisoned()
+        {
+            return Ok(Some(Arc::clone(connection)));
+        }
+        // The connection opened for the first metadata request (to a bootstrap address)
+        // becomes the broker's shared one when it is to that broker, instead of a second
+        // connection: a restart opens one connection per broker for data and metadata.
+        if let Some(broker) = self.topology.get_broker(broker_id).await {
+            let address = broker.to_string();
+            // Lock order: the pool, then the arbitrary broker (never the other way).
+            let mut arbitrary = self.cached_arbitrary_broker.lock().await;
+            let adopt = arbitrary.0.as_ref().is_some_and(|connection| {
+                connection.address() == Some(address.as_str()) && !connection.is_poisoned()
+            });
+            if adopt && let Some(connection) = arbitrary.0.take() {
+                pool.insert(broker_id, Arc::clone(&connection));
+                return Ok(Some(connection));
+            }
+        }
+        drop(pool);
+        self.pooled(&self.shared_connections, broker_id).await
+    }
+
+    /// store-events patches 13 and 14: the connection to the broker `broker_id` for the
+    /// requests it may hold (see `waiting_connections`): fetches that wait for records,
+    /// and the group clients' requests when it is their coordinator.
+    pub async fn waiting_connection(&self, broker_id: i32) -> Result<Option<BrokerConnection>> {
+        self.pooled(&self.waiting_connections, broker_id).await
+    }
+
+    async fn pooled(
+        &self,
+        pool: &Mutex<HashMap<i32, BrokerConnection>>,
+        broker_id: i32,
+    ) -> Result<Option<BrokerConnection>> {
+        let mut pool = pool.lock().await;
+        if let Some(connection) = pool.get(&broker_id) {
+            if !connection.is_poisoned() {
+                return Ok(Some(Arc::clone(connection)));
+            }
+            pool.remove(&broker_id);
+        }
+        let Some(connection) = self.connect(broker_id).await? else {
+            return Ok(None);
+        };
+        pool.insert(broker_id, Arc::clone(&connection));
+        Ok(Some(connection))
+    }
+
+    /// store-events patch 13: any shared connection that is not broken.
+    async fn any_shared_connection(&self) -> Option<BrokerConnection> {
+        let mut shared = self.shared_connections.lock().await;
+        shared.retain(|_, connection| !connection.is_poisoned());
+        shared.values().next().cloned()
+    }
+
     /// Either the topology or the bootstrap brokers to be used as a connection
     fn brokers(&self) -> Vec<BrokerRepresentation> {
         if self.topology.is_empty() {
@@ -468,6 +548,15 @@ impl BrokerCache for &BrokerConnector {
     type E = Error;
 
     async fn get(&self) -> Result<(Arc<Self::R>, BrokerCacheGeneration), Self::E> {
+        // store-events patch 13: once partitions share a connection, metadata goes over it
+        // too, and a connection opened for metadata to another broker is closed: at most
+        // one connection per broker for data and metadata. (The pool is asked before the
+        // arbitrary broker is locked: `shared_connection` takes them in the other order.)
+        if let Some(shared) = self.any_shared_connection().await {
+            let mut current_broker = self.cached_arbitrary_broker.lock().await;
+            current_broker.0 = None;
+            return Ok((shared, current_broker.1));
+        }
         let mut current_broker = self.cached_arbitrary_broker.lock().await;
         if let Some(broker) = &current_broker.0 {
             return Ok((Arc::clone(broker), current_broker.1));

@@ -29,6 +29,8 @@ mod connection;
 
 pub use connection::Error as ConnectionError;
 pub use messenger::SaslError;
+// store-events patch 13.
+pub use messenger::open_connections;
 
 #[cfg(feature = "unstable-fuzzing")]
 pub mod messenger;
@@ -41,6 +43,9 @@ pub mod protocol;
 mod protocol;
 
 pub mod record;
+
+// store-events patch 13.
+mod merge;
 
 mod throttle;
 

@@ -5,7 +5,7 @@ use std::{
     ops::DerefMut,
     sync::{
         Arc,
-        atomic::{AtomicI32, Ordering},
+        atomic::{AtomicI32, AtomicUsize, Ordering},
     },
     task::Poll,
 };
@@ -27,6 +27,8 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
+use crate::merge::{Merger, Part, RawFetchResponse};
+use crate::protocol::messages::{FetchRequest, ProduceRequest, ProduceResponse};
 use crate::protocol::{messages::ApiVersionsRequest, traits::ReadType};
 use crate::{
     backoff::ErrorOrThrottle,
@@ -133,6 +135,22 @@ pub struct Messenger<RW> {
 
     /// store-events patch 5: the longest a request waits for its response.
     request_timeout: Option<std::time::Duration>,
+
+    /// store-events patch 13: the `host:port` connected to, when known.
+    address: Option<String>,
+
+    /// store-events patch 13: fetches and produce requests of several partitions merged.
+    fetches: Merger<FetchRequest>,
+    produces: Merger<ProduceRequest>,
+}
+
+/// store-events patch 13: connections open in this process (messengers not yet dropped).
+static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// store-events patch 13: the broker connections this process has open, every client
+/// together: what a broker's connection quota counts.
+pub fn open_connections() -> usize {
+    OPEN_CONNECTIONS.load(Ordering::Relaxed)
 }
 
 #[derive(Error, Debug)]
@@ -171,6 +189,11 @@ pub enum RequestError {
 
     #[error("Connection is poisoned: {0}")]
     Poisoned(Arc<RequestError>),
+
+    /// store-events patch 13: the request this one was merged into failed with an error
+    /// that did not break the connection (see `crate::merge`); not retried.
+    #[error("The merged request failed: {0}")]
+    Merged(Arc<RequestError>),
 
     /// store-events patch 5: no response within the request timeout.
     #[error("No response to {api_key:?} within {timeout:?}")]
@@ -228,6 +251,8 @@ where
     pub fn new(stream: RW, max_message_size: usize, client_id: Arc<str>) -> Self {
         let (stream_read, stream_write) = tokio::io::split(stream);
         let state = Arc::new(Mutex::new(MessengerState::RequestMap(HashMap::default())));
+        // store-events patch 13: counted until dropped.
+        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         let state_captured = Arc::clone(&state);
 
         let join_handle = tokio::spawn(async move {
@@ -312,7 +337,20 @@ where
             state,
             join_handle,
             request_timeout: None,
+            address: None,
+            fetches: Merger::default(),
+            produces: Merger::default(),
         }
+    }
+
+    /// store-events patch 13: records the `host:port` this messenger is connected to.
+    pub(crate) fn set_address(&mut self, address: String) {
+        self.address = Some(address);
+    }
+
+    /// store-events patch 13: the `host:port` this messenger is connected to, when known.
+    pub(crate) fn address(&self) -> Option<&str> {
+        self.address.as_deref()
     }
 
     /// store-events patch 5: requests that get no response within `timeout` fail with
@@ -328,8 +366,71 @@ where
     }
 
     /// Set supported version range.
-    fn set_version_ranges(&mut self, ranges: HashMap<ApiKey, ApiVersionRange>) {
+    // store-events patch 13: pub(crate), for the merge tests.
+    pub(crate) fn set_version_ranges(&mut self, ranges: HashMap<ApiKey, ApiVersionRange>) {
         self.version_ranges = ranges;
+    }
+
+    /// store-events patch 13: whether the connection is broken for good (a new one is
+    /// needed).
+    pub fn is_poisoned(&self) -> bool {
+        matches!(*self.state.lock(), MessengerState::Poison(_))
+    }
+
+    /// store-events patch 13: a fetch, sent with the other fetches of this connection that
+    /// wait for a request in flight (see `crate::merge`); the response has `request`'s
+    /// partitions only, their records not decoded yet (`RawFetchResponse::decode`).
+    pub async fn fetch_merged(
+        self: &Arc<Self>,
+        request: Arc<FetchRequest>,
+    ) -> Result<RawFetchResponse, RequestError>
+    where
+        RW: Sync,
+    {
+        self.merged(request, |messenger| &messenger.fetches).await
+    }
+
+    /// store-events patch 13: a produce request, sent with the other produce requests of
+    /// this connection that wait for a request in flight; the response has `request`'s
+    /// partitions only. `request` comes back unshared once this returns.
+    pub async fn produce_merged(
+        self: &Arc<Self>,
+        request: Arc<ProduceRequest>,
+    ) -> Result<ProduceResponse, RequestError>
+    where
+        RW: Sync,
+    {
+        self.merged(request, |messenger| &messenger.produces).await
+    }
+
+    async fn merged<P: Part>(
+        self: &Arc<Self>,
+        part: Arc<P>,
+        merger: fn(&Self) -> &Merger<P>,
+    ) -> Result<P::Response, RequestError>
+    where
+        RW: Sync,
+        P::Response: ReadVersionedType<Cursor<Vec<u8>>>,
+    {
+        let (start, answer) = merger(self).enqueue(part);
+        if start {
+            // The rounds are sent by a task of their own: a caller that gives up (its
+            // future dropped) does not stop the others' requests.
+            let messenger = Arc::clone(self);
+            tokio::spawn(async move {
+                let messenger = &messenger;
+                merger(messenger)
+                    .drive(|merged| messenger.request_received(merged))
+                    .await;
+            });
+        }
+        match answer.await {
+            Ok(result) => result,
+            // The driver stops only with the runtime; the connection is as good as broken.
+            Err(_) => Err(RequestError::Poisoned(Arc::new(RequestError::IO(
+                std::io::Error::other("the merged request's task ended"),
+            )))),
+        }
     }
 
     pub async fn request<R>(&self, msg: R) -> Result<R::ResponseBody, RequestError>
@@ -379,6 +480,32 @@ where
     where
         R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
         R::ResponseBody: ReadVersionedType<Cursor<Vec<u8>>>,
+    {
+        self.send_and_receive(msg, version_ranges, request_timeout)
+            .await?
+            .decode()
+    }
+
+    /// store-events patch 13: a request sent and its response received, not decoded: the
+    /// merged requests' rounds go on while the last response is decoded elsewhere.
+    pub(crate) async fn request_received<R>(&self, msg: R) -> Result<Received<R>, RequestError>
+    where
+        R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
+    {
+        self.send_and_receive(msg, &self.version_ranges, self.request_timeout)
+            .await
+    }
+
+    // store-events patch 13: request_inner's sending and receiving, its decoding in
+    // `Received::decode`.
+    async fn send_and_receive<R>(
+        &self,
+        msg: R,
+        version_ranges: &HashMap<ApiKey, ApiVersionRange>,
+        request_timeout: Option<std::time::Duration>,
+    ) -> Result<Received<R>, RequestError>
+    where
+        R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
     {
         let body_api_version = version_ranges
             .get(&R::API_KEY)
@@ -460,22 +587,12 @@ where
                 }
             },
         };
-        let mut response = response.expect("Who closed this channel?!")?;
-        let body = R::ResponseBody::read_versioned(&mut response.data, body_api_version)?;
-
-        // check if we fully consumed the message, otherwise there might be a bug in our protocol code
-        let read_bytes = response.data.position();
-        let message_bytes = response.data.into_inner().len() as u64;
-        if read_bytes != message_bytes {
-            return Err(RequestError::TooMuchData {
-                message_size: message_bytes,
-                read: read_bytes,
-                api_key: R::API_KEY,
-                api_version: body_api_version,
-            });
-        }
-
-        Ok(body)
+        let response = response.expect("Who closed this channel?!")?;
+        Ok(Received {
+            response,
+            version: body_api_version,
+            request: std::marker::PhantomData,
+        })
     }
 
     async fn send_message(&self, msg: Vec<u8>) -> Result<(), RequestError> {
@@ -685,9 +802,44 @@ where
     }
 }
 
+/// store-events patch 13: the response to a request of type `R`, received, not decoded.
+#[derive(Debug)]
+pub(crate) struct Received<R> {
+    response: Response,
+    version: ApiVersion,
+    request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> Received<R>
+where
+    R: RequestBody,
+    R::ResponseBody: ReadVersionedType<Cursor<Vec<u8>>>,
+{
+    /// The response body, as `Messenger::request` returns it.
+    pub(crate) fn decode(mut self) -> Result<R::ResponseBody, RequestError> {
+        let body = R::ResponseBody::read_versioned(&mut self.response.data, self.version)?;
+
+        // check if we fully consumed the message, otherwise there might be a bug in our protocol code
+        let read_bytes = self.response.data.position();
+        let message_bytes = self.response.data.into_inner().len() as u64;
+        if read_bytes != message_bytes {
+            return Err(RequestError::TooMuchData {
+                message_size: message_bytes,
+                read: read_bytes,
+                api_key: R::API_KEY,
+                api_version: self.version,
+            });
+        }
+
+        Ok(body)
+    }
+}
+
 impl<RW> Drop for Messenger<RW> {
     fn drop(&mut self) {
         self.join_handle.abort();
+        // store-events patch 13.
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

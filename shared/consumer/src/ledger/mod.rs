@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -173,7 +173,7 @@ pub async fn check_object(store: &dyn Store, key: &str, count: u64, deep: bool) 
             Err(GetError::Request(error)) => return Err(error),
         };
         let mut text = String::new();
-        if GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).is_err() {
+        if MultiGzDecoder::new(bytes.as_slice()).read_to_string(&mut text).is_err() {
             return Ok(Some(format!("{key} is not valid gzip text")));
         }
         let lines = text.lines().count() as u64;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rskafka::client::error::{Error as ClientError, ProtocolError};
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{FetchedRecords, OffsetAt, PartitionClient, UnknownTopicHandling};
 use service_runtime::kafka::{KafkaError, within};
 use service_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
@@ -65,18 +65,16 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
             entry.first_offset
         )));
     }
-    let timeout = settings.request_timeout + MAX_FETCH_WAIT;
+    // The records are there: a fetch that does not wait, on the shared connection.
+    let timeout = settings.request_timeout;
     let config = &shared.config;
     let mut batch = Batch::new(entry.first_offset);
     let mut resends = Replay::of(entry.event_ids.as_ref());
     let mut offset = entry.first_offset;
     while offset < entry.next_offset {
-        let fetched = within(
-            timeout,
-            "fetching a batch to write again",
-            client.fetch(offset, 1..config.fetch_max_bytes, MAX_FETCH_WAIT.as_millis() as i32),
-        )
-        .await;
+        let fetched =
+            within(timeout, "fetching a batch to write again", client.fetch(offset, 1..config.fetch_max_bytes, 0))
+                .await;
         let fetched = match fetched {
             Ok(fetched) => fetched,
             Err(KafkaError::Client {
@@ -107,6 +105,45 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
     Ok(batch.seal(entry.event_ids.is_some()))
 }
 
+/// One fetch of `partition` from `offset`, waiting up to `wait` for records.
+async fn fetch_records(
+    shared: &Shared,
+    client: &PartitionClient,
+    offset: i64,
+    wait: Duration,
+) -> Result<FetchedRecords, KafkaError> {
+    let timeout = shared.cluster.settings().request_timeout + wait;
+    let fetch = client.fetch(offset, 1..shared.config.fetch_max_bytes, wait.as_millis() as i32);
+    within(timeout, "fetching records", fetch).await
+}
+
+/// A fetch sent ahead, as the Java client and librdkafka fetch while the application takes
+/// the records already fetched. Used only if the loop is still where it expected to be
+/// (`offset`); dropped (and stopped) otherwise.
+struct Prefetch {
+    offset: i64,
+    task: tokio::task::JoinHandle<Result<FetchedRecords, KafkaError>>,
+}
+
+impl Prefetch {
+    fn start(shared: &Arc<Shared>, client: &Arc<PartitionClient>, offset: i64, wait: Duration) -> Prefetch {
+        let (shared, client) = (Arc::clone(shared), Arc::clone(client));
+        let task = tokio::spawn(async move { fetch_records(&shared, &client, offset, wait).await });
+        Prefetch { offset, task }
+    }
+
+    /// Its answer; `None` if its task did not finish (the loop then fetches again).
+    async fn result(mut self) -> Option<Result<FetchedRecords, KafkaError>> {
+        (&mut self.task).await.ok()
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// What a batch's commit brings back to be counted once it is committed.
 struct Counts {
     next_offset: i64,
@@ -122,7 +159,10 @@ pub(super) struct PartitionLoop {
     label: String,
     next: i64,
     batch: Batch,
-    client: Option<PartitionClient>,
+    client: Option<Arc<PartitionClient>>,
+    /// The fetch from where this loop will be once it has taken the last response's
+    /// records, sent before it takes them (see `Prefetch`).
+    prefetched: Option<Prefetch>,
     /// The identities stored in the window, to remove resends.
     seen: Seen,
     shutdown: CancellationToken,
@@ -131,6 +171,10 @@ pub(super) struct PartitionLoop {
     /// The first offset not yet committed.
     committed: i64,
     high_watermark: i64,
+    /// Whether the next fetch will find records at once: the partition's readable end (its
+    /// last stable offset) is past where it starts. Such a fetch does not wait, so it
+    /// goes on the shared connection (rskafka patch 14).
+    behind: bool,
 }
 
 impl PartitionLoop {
@@ -153,11 +197,13 @@ impl PartitionLoop {
             next,
             batch: Batch::new(next),
             client: None,
+            prefetched: None,
             seen,
             shutdown,
             commits: Pipeline::new(ledger),
             committed: next,
             high_watermark: next,
+            behind: false,
         }
     }
 
@@ -196,22 +242,25 @@ impl PartitionLoop {
             let client = match self.client.take() {
                 Some(client) => client,
                 None => match partition_client(&self.shared, self.partition).await {
-                    Ok(client) => client,
+                    Ok(client) => Arc::new(client),
                     Err(error) => {
                         self.kafka_failed("open", &error.to_string(), &mut backoff).await;
                         continue;
                     }
                 },
             };
-            let wait = if self.batch.is_empty() {
-                MAX_FETCH_WAIT
-            } else {
-                limits.max_age.saturating_sub(self.batch.age()).clamp(Duration::from_millis(10), MAX_FETCH_WAIT)
-            };
-            let timeout = self.shared.cluster.settings().request_timeout + wait;
+            let prefetched = self.prefetched.take().filter(|prefetch| prefetch.offset == self.next);
             let fetched = {
-                let fetch = client.fetch(self.next, 1..self.shared.config.fetch_max_bytes, wait.as_millis() as i32);
-                let fetch = within(timeout, "fetching records", fetch);
+                let (shared, next, wait) = (Arc::clone(&self.shared), self.next, self.fetch_wait());
+                let client = &client;
+                let fetch = async move {
+                    if let Some(prefetch) = prefetched
+                        && let Some(fetched) = prefetch.result().await
+                    {
+                        return fetched;
+                    }
+                    fetch_records(&shared, client, next, wait).await
+                };
                 tokio::pin!(fetch);
                 // The batch being written is settled as soon as it is, not at the next
                 // flush: the committed offset, readiness and the group's offsets follow.
@@ -229,6 +278,18 @@ impl PartitionLoop {
             };
             match fetched {
                 Ok(fetched) => {
+                    // The next fetch goes out now, while these records are taken: the
+                    // partitions that share a broker connection share its requests (rskafka
+                    // patch 13), and one that asked only after taking its records would
+                    // miss the request in flight and wait for it.
+                    let from = fetched.records.last().map_or(self.next, |last| last.offset + 1);
+                    let from = from.max(fetched.next_offset).max(self.next);
+                    // Records are there when the partition's readable end is past them,
+                    // also when the response's size limit left this partition out.
+                    self.behind = from < fetched.last_stable_offset;
+                    if !fetched.records.is_empty() {
+                        self.prefetched = Some(Prefetch::start(&self.shared, &client, from, self.fetch_wait()));
+                    }
                     self.client = Some(client);
                     backoff.reset();
                     self.high_watermark = fetched.high_watermark;
@@ -287,8 +348,22 @@ impl PartitionLoop {
         tracing::warn!(error, retry_in = ?wait, "Kafka request failed; reconnecting.");
         self.shared.health.set(self.partition, Err(format!("Kafka: {error}")));
         self.client = None;
+        self.prefetched = None;
         self.shared.cluster.reset().await;
         sleep_or_stop(wait, &self.shutdown).await;
+    }
+
+    /// How long the next fetch may wait for records: not at all when they are there
+    /// (`behind`), else until the open batch is due.
+    fn fetch_wait(&self) -> Duration {
+        if self.behind {
+            Duration::ZERO
+        } else if self.batch.is_empty() {
+            MAX_FETCH_WAIT
+        } else {
+            let limits = self.shared.config.batch;
+            limits.max_age.saturating_sub(self.batch.age()).clamp(Duration::from_millis(10), MAX_FETCH_WAIT)
+        }
     }
 
     fn update_lag(&self) {

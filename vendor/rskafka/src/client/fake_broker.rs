@@ -12,6 +12,7 @@
 //! `LEADER_NOT_AVAILABLE` (being created) when the request allows auto-creation and
 //! `UNKNOWN_TOPIC_OR_PARTITION` when it does not; patch 12 `DescribeGroups` (v4: the
 //! group `Stable` with one member `m-1` of client `c`, or `GroupScript::describe_error`).
+//! Patch 13 counts the connections open to each broker (`FakeCluster::open`).
 //! Other requests close the connection.
 
 use std::sync::{
@@ -90,6 +91,8 @@ pub(crate) struct FakeCluster {
     /// store-events patch 10: how many partitions the topic has (1 at start); raise it to
     /// add partitions, led by the same broker as partition 0.
     pub(crate) partitions: Arc<AtomicUsize>,
+    /// store-events patch 13: connections open, per broker.
+    pub(crate) open: Arc<Vec<AtomicUsize>>,
 }
 
 /// Starts `brokers` brokers serving one topic with one partition, replicated on all.
@@ -146,7 +149,13 @@ async fn start_full(
     let commits = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = Arc::new(std::sync::Mutex::new(FakeLog::default()));
     let partitions = Arc::new(AtomicUsize::new(1));
+    let open = Arc::new(
+        (0..brokers)
+            .map(|_| AtomicUsize::new(0))
+            .collect::<Vec<_>>(),
+    );
     for (id, listener) in listeners.into_iter().enumerate() {
+        let open = Arc::clone(&open);
         let (produce, log, partitions) =
             (produce.clone(), Arc::clone(&log), Arc::clone(&partitions));
         let (addresses, counts) = (addresses.clone(), Arc::clone(&metadata_requests));
@@ -171,7 +180,12 @@ async fn start_full(
                     log: Arc::clone(&log),
                     partitions: Arc::clone(&partitions),
                 };
-                tokio::spawn(broker.serve(stream));
+                let open = Arc::clone(&open);
+                open[id].fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    broker.serve(stream).await;
+                    open[id].fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
     }
@@ -181,6 +195,7 @@ async fn start_full(
         commits,
         log,
         partitions,
+        open,
     }
 }
 

@@ -441,12 +441,14 @@ impl GroupClient {
             });
         }
         let id = response.node_id.0;
-        let connection = match self.brokers.connect(id).await? {
+        // store-events patches 13 and 14: the coordinator's connection for requests it may
+        // hold, shared by the group clients (and by the fetches from it that wait).
+        let connection = match self.brokers.waiting_connection(id).await? {
             Some(connection) => connection,
             None => {
                 // A broker the cluster's metadata did not list yet.
                 self.brokers.refresh_metadata().await?;
-                self.brokers.connect(id).await?.ok_or_else(|| {
+                self.brokers.waiting_connection(id).await?.ok_or_else(|| {
                     Error::InvalidResponse(format!("coordinator {id} is not in the metadata"))
                 })?
             }
@@ -508,6 +510,43 @@ mod tests {
         let commits = cluster.commits.lock().unwrap().clone();
         let expected = vec![("t".to_owned(), 0, 6), ("t".to_owned(), 1, 7)];
         assert_eq!(commits, [(2, "g".to_owned(), -1, expected)]);
+    }
+
+    /// store-events patch 13: the group clients of one client (a consumer's membership
+    /// and its offset committer) share one connection to the coordinator.
+    #[tokio::test]
+    async fn group_clients_share_the_coordinators_connection() {
+        use std::sync::atomic::Ordering;
+
+        let groups = fake_broker::GroupScript {
+            coordinator: Arc::new(|_, _| 1),
+            commit_error: Arc::new(|_, _| 0),
+            heartbeat_error: Arc::new(|_, _| 0),
+            describe_error: Arc::new(|_, _| 0),
+        };
+        let cluster =
+            fake_broker::start_with_groups(2, "t", Arc::new(|_, _| 0), Some(groups)).await;
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        let (membership, committer) = (client.group_client("g"), client.group_client("g"));
+        let within = Duration::from_secs(10);
+        for group in [&membership, &committer, &membership] {
+            tokio::time::timeout(within, group.commit_offsets("t", &[(0, 5)]))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(cluster.commits.lock().unwrap().len(), 3);
+        // Broker 0: the bootstrap connection (metadata, FindCoordinator); broker 1, the
+        // coordinator: one connection for both group clients.
+        let open: Vec<usize> = cluster
+            .open
+            .iter()
+            .map(|o| o.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(open, [1, 1]);
     }
 
     /// store-events patch 8: a dynamic member's first join is answered

@@ -94,6 +94,11 @@ pub struct FetchedRecords {
     pub records: Vec<RecordAndOffset>,
     /// The partition's high watermark.
     pub high_watermark: i64,
+    /// store-events patch 14: the end of what a fetch can read now (it reads committed
+    /// records): the partition's last stable offset, or the high watermark from a broker
+    /// that sends none (fetch versions before 4). A fetch from below it finds records at
+    /// once, unless the response's size limit left this partition out.
+    pub last_stable_offset: i64,
     /// Where the next fetch starts: one past the last offset of the response's last batch,
     /// or the requested offset when the response held no batch.
     pub next_offset: i64,
@@ -122,6 +127,8 @@ pub enum OffsetAt {
 #[derive(Debug)]
 struct CurrentBroker {
     broker: Option<BrokerConnection>,
+    /// store-events patch 14: the id of the broker `broker` connects to.
+    leader: Option<i32>,
     gen_broker: BrokerCacheGeneration,
     gen_leader_from_arbitrary: Option<MetadataCacheGeneration>,
     gen_leader_from_self: Option<MetadataCacheGeneration>,
@@ -175,6 +182,7 @@ impl PartitionClient {
             backoff_config,
             current_broker: Mutex::new(CurrentBroker {
                 broker: None,
+                leader: None,
                 gen_broker: BrokerCacheGeneration::START,
                 gen_leader_from_arbitrary: None,
                 gen_leader_from_self: None,
@@ -241,8 +249,13 @@ impl PartitionClient {
                 .await;
         }
         let n = records.len() as i64;
-        let request = &build_produce_request(self.partition, &self.topic, records, compression);
-        self.send_produce(request, n).await
+        let request = Arc::new(build_produce_request(
+            self.partition,
+            &self.topic,
+            records,
+            compression,
+        ));
+        self.send_produce(&request, n).await
     }
 
     /// store-events patch 9: a batch under the producer id, with this partition's next
@@ -257,7 +270,12 @@ impl PartitionClient {
         let mut sequence = idempotence.sequence.lock().await;
         let n = records.len();
         // Built once; a resend under a new producer id only renumbers the batch.
-        let mut request = build_produce_request(self.partition, &self.topic, records, compression);
+        let mut request = Arc::new(build_produce_request(
+            self.partition,
+            &self.topic,
+            records,
+            compression,
+        ));
         let mut refused_once = false;
         loop {
             let identity = idempotence.producer.identity().await?;
@@ -267,7 +285,14 @@ impl PartitionClient {
                     next: 0,
                 };
             }
-            set_producer(&mut request, identity, sequence.next);
+            // store-events patch 13: a merged request holds the batch only until its
+            // answer came, so it is unshared again here.
+            let Some(unshared) = Arc::get_mut(&mut request) else {
+                return Err(Error::InvalidResponse(
+                    "a produce request is still shared after its answer".to_owned(),
+                ));
+            };
+            set_producer(unshared, identity, sequence.next);
             match self.send_produce(&request, n as i64).await {
                 Ok(offsets) => {
                     sequence.next = next_sequence(sequence.next, n);
@@ -293,7 +318,7 @@ impl PartitionClient {
     }
 
     /// Sends a produce request, retried as rskafka retries (the same bytes each time).
-    async fn send_produce(&self, request: &ProduceRequest, n: i64) -> Result<Vec<i64>> {
+    async fn send_produce(&self, request: &Arc<ProduceRequest>, n: i64) -> Result<Vec<i64>> {
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
@@ -304,8 +329,9 @@ impl PartitionClient {
                     .get()
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
+                // store-events patch 13: with the other partitions' batches for this broker.
                 let response = broker
-                    .request(&request)
+                    .produce_merged(Arc::clone(request))
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
                 maybe_throttle(response.throttle_time_ms)?;
@@ -348,7 +374,13 @@ impl PartitionClient {
         bytes: Range<i32>,
         max_wait_ms: i32,
     ) -> Result<FetchedRecords> {
-        let request = &build_fetch_request(offset, bytes, max_wait_ms, self.partition, &self.topic);
+        let request = &Arc::new(build_fetch_request(
+            offset,
+            bytes,
+            max_wait_ms,
+            self.partition,
+            &self.topic,
+        ));
 
         let partition = maybe_retry(
             &self.backoff_config,
@@ -356,14 +388,21 @@ impl PartitionClient {
             self,
             "fetch_records",
             || async move {
+                // store-events patch 14: a fetch that may wait goes on the broker's waiting
+                // connection, so that it holds back no fetch that finds records at once.
                 let (broker, r#gen) = self
-                    .get()
+                    .fetch_connection(max_wait_ms)
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
+                // store-events patch 13: with the other partitions' fetches from this broker.
                 let response = broker
-                    .request(&request)
+                    .fetch_merged(Arc::clone(request))
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
+                // Its records decoded here, in this partition's task.
+                let response = response.decode().map_err(|e| {
+                    ErrorOrThrottle::Error((RequestError::from(e).into(), Some(r#gen)))
+                })?;
                 maybe_throttle(response.throttle_time_ms)?;
                 process_fetch_response(self.partition, &self.topic, response, offset)
                     .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))
@@ -382,8 +421,49 @@ impl PartitionClient {
         Ok(FetchedRecords {
             records,
             high_watermark: partition.high_watermark.0,
+            last_stable_offset: partition
+                .last_stable_offset
+                .map_or(partition.high_watermark.0, |offset| offset.0),
             next_offset,
         })
+    }
+
+    /// store-events patch 14: the connection a fetch waiting up to `max_wait_ms` goes on:
+    /// the leader's shared connection when it does not wait, else the leader's waiting
+    /// connection (`BrokerConnector::waiting_connection`). A broker answers a
+    /// connection's requests one at a time, so a fetch that waits for records (a partition
+    /// that has caught up) would hold back, for up to `max_wait_ms`, every fetch and
+    /// produce request behind it, although their records are there: a partition with a
+    /// backlog would get one fetch per `max_wait_ms` while another is idle. Fetches that
+    /// wait are merged with each other on that connection, as on the shared one.
+    async fn fetch_connection(
+        &self,
+        max_wait_ms: i32,
+    ) -> Result<(BrokerConnection, BrokerCacheGeneration)> {
+        let (broker, r#gen) = self.get().await?;
+        if max_wait_ms <= 0 {
+            return Ok((broker, r#gen));
+        }
+        let leader = {
+            let current = self.current_broker.lock().await;
+            current.leader.filter(|_| current.gen_broker == r#gen)
+        };
+        let Some(leader) = leader else {
+            // The leader was invalidated since: the next attempt looks it up again.
+            return Err(Error::ServerError {
+                protocol_error: ProtocolError::NotLeaderOrFollower,
+                error_message: None,
+                request: RequestContext::Partition(self.topic.clone(), self.partition),
+                response: None,
+                is_virtual: true,
+            });
+        };
+        match self.brokers.waiting_connection(leader).await? {
+            Some(waiting) => Ok((waiting, r#gen)),
+            None => Err(Error::InvalidResponse(format!(
+                "Partition leader {leader} not found in metadata response"
+            ))),
+        }
     }
 
     /// Get offset for this partition.
@@ -577,7 +657,8 @@ impl BrokerCache for &PartitionClient {
         //
         let (leader, gen_leader_from_arbitrary) =
             self.get_leader(MetadataLookupMode::CachedArbitrary).await?;
-        let broker = match self.brokers.connect(leader).await {
+        // store-events patch 13: the broker's shared connection, not one of our own.
+        let broker = match self.brokers.shared_connection(leader).await {
             Ok(Some(c)) => Ok(c),
             Ok(None) => {
                 if let Some(r#gen) = gen_leader_from_arbitrary {
@@ -648,6 +729,7 @@ impl BrokerCache for &PartitionClient {
 
         *current_broker = CurrentBroker {
             broker: Some(Arc::clone(&broker)),
+            leader: Some(leader),
             gen_broker: current_broker.gen_broker.bump(),
             gen_leader_from_arbitrary,
             gen_leader_from_self,
@@ -657,7 +739,7 @@ impl BrokerCache for &PartitionClient {
             topic=%self.topic,
             partition=%self.partition,
             leader,
-            "Created new partition-specific broker connection",
+            "Using the leader's shared broker connection", // store-events patch 13
         );
         Ok((broker, current_broker.gen_broker))
     }
@@ -801,7 +883,8 @@ fn set_producer(request: &mut ProduceRequest, identity: ProducerIdentity, sequen
     }
 }
 
-fn build_produce_request(
+// store-events patch 13: pub(crate), for the merge tests.
+pub(crate) fn build_produce_request(
     partition: i32,
     topic: &str,
     records: Vec<Record>,
@@ -917,7 +1000,8 @@ fn process_produce_response(
     }
 }
 
-fn build_fetch_request(
+// store-events patch 13: pub(crate), for the merge tests.
+pub(crate) fn build_fetch_request(
     offset: i64,
     bytes: Range<i32>,
     max_wait_ms: i32,
@@ -1404,11 +1488,159 @@ mod tests {
             .iter()
             .map(|c| c.load(Ordering::SeqCst))
             .collect();
+        // The start-up answer (broker 0), the old leader's own (broker 1), and at least
+        // one refresh: over the bootstrap connection, or (store-events patch 13) over the
+        // connection the partition shares with broker 1.
         assert!(
-            asked[0] >= 2,
+            asked[0] + asked[1] >= 3,
             "the cached metadata was never refreshed: {asked:?}"
         );
         assert!(asked[2] >= 1, "the new leader was never asked: {asked:?}");
+    }
+
+    /// store-events patch 13: the partitions a broker leads share one connection to it,
+    /// opened once although every partition asks at the same time; metadata goes over
+    /// it too, and the connection of the first metadata request is closed.
+    #[tokio::test]
+    async fn the_partitions_of_a_broker_share_one_connection() {
+        use crate::client::{ClientBuilder, fake_broker};
+        use std::sync::atomic::Ordering;
+        use std::time::Duration;
+
+        let cluster = fake_broker::start(2, "t", Arc::new(|_, _| 1)).await;
+        cluster.partitions.store(16, Ordering::SeqCst);
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        let partitions = futures::future::join_all(
+            (0..16).map(|p| client.partition_client("t", p, UnknownTopicHandling::Error)),
+        )
+        .await;
+        let partitions: Vec<PartitionClient> = partitions.into_iter().map(Result::unwrap).collect();
+        let connections =
+            futures::future::join_all(partitions.iter().map(|p| async move { p.get().await }))
+                .await;
+        let connections: Vec<_> = connections.into_iter().map(|c| c.unwrap().0).collect();
+        assert!(
+            connections.iter().all(|c| Arc::ptr_eq(c, &connections[0])),
+            "every partition has the leader's one connection"
+        );
+        // Metadata now goes over the shared connection; the first one is closed.
+        client.list_topics().await.unwrap();
+        let open = || -> Vec<usize> {
+            cluster
+                .open
+                .iter()
+                .map(|o| o.load(Ordering::SeqCst))
+                .collect()
+        };
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while open() != [0, 1] {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("one connection, to the leader: {:?}", open()));
+        drop(connections);
+        drop(partitions);
+        drop(client);
+    }
+
+    /// store-events patch 13: the connection of the first metadata request, to the
+    /// broker that leads the partitions, becomes their shared connection: a (re)start
+    /// opens one connection to that broker, not two.
+    #[tokio::test]
+    async fn the_first_connection_becomes_the_shared_one_of_its_broker() {
+        use crate::client::{ClientBuilder, fake_broker};
+        use std::sync::atomic::Ordering;
+
+        let cluster = fake_broker::start(1, "t", Arc::new(|_, _| 0)).await;
+        cluster.partitions.store(4, Ordering::SeqCst);
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        for partition in 0..4 {
+            let partition = client
+                .partition_client("t", partition, UnknownTopicHandling::Error)
+                .await
+                .unwrap();
+            (&partition).get().await.unwrap();
+        }
+        client.list_topics().await.unwrap();
+        assert_eq!(cluster.open[0].load(Ordering::SeqCst), 1);
+    }
+
+    /// store-events patch 14: a fetch that waits for records goes on the leader's second
+    /// connection, shared by the partitions' waiting fetches and by the group clients when
+    /// the leader is their coordinator; a fetch that does not wait goes on the shared one.
+    /// Two connections to the broker, whatever the partition count.
+    #[tokio::test]
+    async fn fetches_that_wait_go_on_the_leaders_second_connection() {
+        use crate::client::{ClientBuilder, fake_broker};
+        use std::sync::atomic::Ordering;
+        use std::time::Duration;
+
+        let groups = fake_broker::GroupScript {
+            coordinator: Arc::new(|_, _| 1),
+            commit_error: Arc::new(|_, _| 0),
+            heartbeat_error: Arc::new(|_, _| 0),
+            describe_error: Arc::new(|_, _| 0),
+        };
+        let cluster =
+            fake_broker::start_with_groups(2, "t", Arc::new(|_, _| 1), Some(groups)).await;
+        cluster.partitions.store(8, Ordering::SeqCst);
+        let client = ClientBuilder::new(vec![cluster.addresses[0].clone()])
+            .build()
+            .await
+            .unwrap();
+        let mut partitions = vec![];
+        for partition in 0..8 {
+            partitions.push(
+                client
+                    .partition_client("t", partition, UnknownTopicHandling::Error)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut at_once = vec![];
+        let mut waiting = vec![];
+        for partition in &partitions {
+            at_once.push(partition.fetch_connection(0).await.unwrap().0);
+            waiting.push(partition.fetch_connection(500).await.unwrap().0);
+        }
+        assert!(at_once.iter().all(|c| Arc::ptr_eq(c, &at_once[0])));
+        assert!(waiting.iter().all(|c| Arc::ptr_eq(c, &waiting[0])));
+        assert!(
+            !Arc::ptr_eq(&at_once[0], &waiting[0]),
+            "a fetch that waits must not share the connection of those that do not"
+        );
+        let group = client.group_client("g");
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            group.commit_offsets("t", &[(0, 5)]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let open = || -> Vec<usize> {
+            cluster
+                .open
+                .iter()
+                .map(|o| o.load(Ordering::SeqCst))
+                .collect()
+        };
+        // Broker 0's bootstrap connection is closed once unused; broker 1 (the leader and
+        // the coordinator): the shared connection and the waiting one.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while open()[1] != 2 || open()[0] > 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("two connections to the leader: {:?}", open()));
+        drop((at_once, waiting, partitions, group, client));
     }
 
     /// store-events patch 6.

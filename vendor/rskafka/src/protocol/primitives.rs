@@ -813,6 +813,14 @@ where
 {
     fn read(reader: &mut R) -> Result<Self, ReadError> {
         let buf = NullableBytes::read(reader)?.0.unwrap_or_default();
+        Self::from_bytes(buf)
+    }
+}
+
+impl Records {
+    /// store-events patch 13: the batches of a `RECORDS` field's bytes (without its
+    /// length), so that a merged fetch's records are decoded by each caller.
+    pub(crate) fn from_bytes(buf: Vec<u8>) -> Result<Self, ReadError> {
         let len = u64::try_from(buf.len())?;
         let mut buf = Cursor::new(buf);
 

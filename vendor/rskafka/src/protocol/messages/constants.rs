@@ -14,7 +14,8 @@ pub const NORMAL_CONSUMER: Int32 = Int32(-1);
 /// Added in version 2.
 ///
 /// [KIP-98]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-98+-+Exactly+Once+Delivery+and+Transactional+Messaging
-#[derive(Debug, Clone, Copy)]
+// store-events patch 13: PartialEq and Eq, so that fetches of one level can be merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsolationLevel {
     ReadCommitted,
     ReadUncommitted,

@@ -154,7 +154,8 @@ impl<T: RequestBody> RequestBody for &T {
 /// normally use [`read_compact_versioned_array`] to comply with [KIP-482].
 ///
 /// [KIP-482]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-482%3A+The+Kafka+Protocol+should+Support+Optional+Tagged+Fields
-fn read_versioned_array<R: Read, T: ReadVersionedType<R>>(
+// store-events patch 13: pub(crate), for the merged fetch's raw response.
+pub(crate) fn read_versioned_array<R: Read, T: ReadVersionedType<R>>(
     reader: &mut R,
     version: ApiVersion,
 ) -> Result<Option<Vec<T>>, ReadVersionedError> {
