@@ -172,7 +172,7 @@ pub(super) struct PartitionLoop {
     committed: i64,
     high_watermark: i64,
     /// Whether the next fetch will find records at once: the partition's readable end (its
-    /// last stable offset) is past where it starts. Such a fetch does not wait, so it
+    /// last stable offset) is past where it starts, or nothing is known of it yet. Such a fetch does not wait, so it
     /// goes on the shared connection (rskafka patch 14).
     behind: bool,
 }
@@ -203,7 +203,9 @@ impl PartitionLoop {
             commits: Pipeline::new(ledger),
             committed: next,
             high_watermark: next,
-            behind: false,
+            // Unknown until the first answer: a first fetch that waited could queue behind
+            // the long polls of partitions that have caught up (rskafka patch 14).
+            behind: true,
         }
     }
 
@@ -349,6 +351,7 @@ impl PartitionLoop {
         self.shared.health.set(self.partition, Err(format!("Kafka: {error}")));
         self.client = None;
         self.prefetched = None;
+        self.behind = true;
         self.shared.cluster.reset().await;
         sleep_or_stop(wait, &self.shutdown).await;
     }
