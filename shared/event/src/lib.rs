@@ -7,6 +7,8 @@
 //! first-class: [`classify`] attributes them from their JSON body.
 
 mod body;
+#[cfg(feature = "columnar")]
+pub mod columnar;
 mod document;
 mod generator;
 mod identity;
@@ -20,7 +22,9 @@ pub use generator::{CATEGORIES, GeneratedEvent, Generator, VARIANTS};
 pub use identity::EventId;
 pub use kafka::{CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, Route, classify, classify_keeping_body};
 pub use model::{EventType, StoreEvent, UnknownEventType};
-pub use validate::{Checked, FieldError, Invalid, KNOWN_FIELDS, check_document, parse_timestamp};
+pub use validate::{
+    Checked, EventFields, FieldError, Invalid, KNOWN_FIELDS, check_document, check_fields, parse_timestamp,
+};
 
 /// The JSON Schema (draft 2020-12) of a valid event, kept beside the Rust validation and
 /// proven to agree with it by this crate's tests.

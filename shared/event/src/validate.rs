@@ -183,27 +183,51 @@ impl<'d, 'a> Checker<'d, 'a> {
     }
 }
 
-/// The modelled fields of a valid event, borrowed from its document.
-struct Fields<'d> {
-    request_id: &'d str,
-    event_type: EventType,
-    store_id: u64,
-    cust_id: u64,
-    category: &'d str,
-    sku: u64,
-    price: f64,
-    qty: u64,
-    discount: f64,
-    gift_wrap: bool,
-    variant: &'d str,
-    priority_shipping: bool,
-    ts: DateTime<FixedOffset>,
-    contact_me: Option<&'d str>,
-    is_return: Option<bool>,
+/// The modelled fields of a valid event, borrowed from its document: what the columnar
+/// writer reads (`crate::columnar`), without building a [`StoreEvent`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventFields<'d> {
+    /// See [`StoreEvent::request_id`].
+    pub request_id: &'d str,
+    /// See [`StoreEvent::event_type`].
+    pub event_type: EventType,
+    /// See [`StoreEvent::store_id`].
+    pub store_id: u64,
+    /// See [`StoreEvent::cust_id`].
+    pub cust_id: u64,
+    /// See [`StoreEvent::category`].
+    pub category: &'d str,
+    /// See [`StoreEvent::sku`].
+    pub sku: u64,
+    /// See [`StoreEvent::price`].
+    pub price: f64,
+    /// See [`StoreEvent::qty`].
+    pub qty: u64,
+    /// See [`StoreEvent::discount`].
+    pub discount: f64,
+    /// See [`StoreEvent::gift_wrap`].
+    pub gift_wrap: bool,
+    /// See [`StoreEvent::variant`].
+    pub variant: &'d str,
+    /// See [`StoreEvent::priority_shipping`].
+    pub priority_shipping: bool,
+    /// See [`StoreEvent::ts`].
+    pub ts: DateTime<FixedOffset>,
+    /// See [`StoreEvent::contact_me`].
+    pub contact_me: Option<&'d str>,
+    /// See [`StoreEvent::is_return`].
+    pub is_return: Option<bool>,
+}
+
+impl EventFields<'_> {
+    /// Its identity across resends.
+    pub fn id(&self) -> EventId {
+        EventId::of(self.store_id, self.request_id)
+    }
 }
 
 /// Checks every field of `document`; see the crate's README section for the rules.
-fn fields<'d>(document: &'d Document<'_>) -> Result<Fields<'d>, Invalid> {
+pub fn check_fields<'d>(document: &'d Document<'_>) -> Result<EventFields<'d>, Invalid> {
     if !document.is_object() {
         return Err(Invalid::NotAnObject(document.type_name()));
     }
@@ -290,7 +314,7 @@ fn fields<'d>(document: &'d Document<'_>) -> Result<Fields<'d>, Invalid> {
             Some(variant),
             Some(priority_shipping),
             Some(ts),
-        ) => Ok(Fields {
+        ) => Ok(EventFields {
             request_id,
             event_type,
             store_id,
@@ -318,7 +342,7 @@ pub(crate) fn event(value: &Value) -> Result<StoreEvent, Invalid> {
 
 /// The same, from a document read without building a `Value` (the producer's bodies).
 pub(crate) fn event_from_document(document: &Document<'_>) -> Result<StoreEvent, Invalid> {
-    let f = fields(document)?;
+    let f = check_fields(document)?;
     let extra: Map<String, Value> = match document {
         Document::Object(members) => members
             .iter()
@@ -358,7 +382,7 @@ pub struct Checked {
 
 /// Checks a document a consumer read: its type and identity, or every problem.
 pub fn check_document(document: &Document<'_>) -> Result<Checked, Invalid> {
-    fields(document).map(|f| Checked { event_type: f.event_type, id: EventId::of(f.store_id, f.request_id) })
+    check_fields(document).map(|f| Checked { event_type: f.event_type, id: f.id() })
 }
 
 /// Fields the typed model holds; everything else goes to `extra`. `bad_msg: false` is
