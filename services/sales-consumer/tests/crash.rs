@@ -68,7 +68,10 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     let prefix = testkit::unique_name("c");
     let mut logs = LogOnFailure::default();
     let log = logs.add(&topic);
-    let config = common::config(EventType::Sale, &topic, &prefix, &[]);
+    // JSON and Parquet from each batch: a kill between an entry and its objects leaves both
+    // for the next run to write.
+    let formats = ("OUTPUT_FORMATS", "json,parquet");
+    let config = common::config(EventType::Sale, &topic, &prefix, &[formats]);
     let group = format!("test-{topic}");
     let env = process::env(
         &topic,
@@ -83,6 +86,7 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
             // instance's place at once, without waiting for its session to expire (KIP-345).
             ("CONSUMER_GROUP_ID", &group),
             ("CONSUMER_GROUP_INSTANCE_ID", "crash-test-0"),
+            formats,
         ],
     );
 

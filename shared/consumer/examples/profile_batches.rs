@@ -6,10 +6,14 @@
 //! in base64 in each entry); `--no-dedup` turns that off, to measure its cost. Prints
 //! events/s and CPU-seconds per million events; `--flamegraph FILE` also samples the
 //! stacks in process (pprof at 999 Hz: perf events do not work in these VMs), writes a
-//! flamegraph and prints the functions most samples were in.
+//! flamegraph and prints the functions most samples were in. `--formats json,parquet`
+//! (`OUTPUT_FORMATS`, `json` by default) chooses the files stored events are written as;
+//! the bytes of each format are printed; `--keep-parquet FILE` keeps the last Parquet file
+//! (to look into with DuckDB's `parquet_metadata`).
 //!
 //! ```sh
 //! cargo run --release -p store-consumer --example profile_batches -- --events 500000 --flamegraph /tmp/consumer.svg
+//! cargo run --release -p store-consumer --example profile_batches -- --events 500000 --formats parquet
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a measuring tool: a panic is its error report")]
@@ -20,7 +24,8 @@ use std::time::Instant;
 use chrono::Utc;
 use rskafka::record::{Record, RecordAndOffset};
 use store_consumer::batch::Batch;
-use store_consumer::config::BatchLimits;
+use store_consumer::batch::Sealed;
+use store_consumer::config::{BatchLimits, Formats};
 use store_consumer::dedup::{DedupSettings, Seen};
 use store_event::{EventType, Generator};
 
@@ -61,6 +66,7 @@ fn main() {
     let headers = args.iter().any(|a| a == "--headers");
     let flamegraph = value_of("--flamegraph");
     let dedup = !args.iter().any(|a| a == "--no-dedup");
+    let formats = Formats::parse(&value_of("--formats").unwrap_or_else(|| "json".to_owned())).expect("--formats");
     let settings =
         if dedup { DedupSettings::default() } else { DedupSettings { window: Default::default(), max_ids: 0 } };
     let mut seen = Seen::new(settings);
@@ -71,33 +77,49 @@ fn main() {
     let raw: usize = input.iter().map(|r| r.record.value.as_ref().map_or(0, Vec::len)).sum();
     let profiler = flamegraph.as_ref().map(|_| pprof::ProfilerGuardBuilder::default().frequency(999).build().unwrap());
     let (cpu, started) = (cpu_seconds(), Instant::now());
-    let (mut batch, mut sealed_bytes, mut stored) = (Batch::new(0), 0usize, 0u64);
+    let (mut batch, mut stored) = (Batch::new(0, formats), 0u64);
+    // Bytes of the gzip JSON data objects, of the Parquet files, of the dead letters.
+    let mut bytes = [0usize; 3];
+    let mut count = |sealed: &Sealed| {
+        let len = |body: &Option<Vec<u8>>| body.as_ref().map_or(0, Vec::len);
+        for (total, body) in bytes.iter_mut().zip([&sealed.data, &sealed.parquet, &sealed.dead_letters]) {
+            *total += len(body);
+        }
+        stored += sealed.stored;
+    };
     for record in &input {
         if !batch.fits(record) || batch.is_full(&limits) {
-            let sealed = std::mem::replace(&mut batch, Batch::new(record.offset)).seal(dedup);
+            let sealed = std::mem::replace(&mut batch, Batch::new(record.offset, formats)).seal(dedup, "profile", 0);
             if let Some(ids) = &sealed.event_ids {
                 entry_bytes += serde_json::to_vec(ids).unwrap().len();
                 seen.remember(sealed.first_offset, Utc::now(), &ids.0);
             }
-            sealed_bytes += sealed.data.as_ref().map_or(0, Vec::len) + sealed.dead_letters.as_ref().map_or(0, Vec::len);
-            stored += sealed.stored;
+            count(&sealed);
         }
         batch.push(EventType::Sale, "profile", 0, record, &mut seen);
     }
-    let sealed = batch.seal(dedup);
-    sealed_bytes += sealed.data.as_ref().map_or(0, Vec::len) + sealed.dead_letters.as_ref().map_or(0, Vec::len);
-    stored += sealed.stored;
+    let last = batch.seal(dedup, "profile", 0);
+    if let (Some(path), Some(file)) = (value_of("--keep-parquet"), &last.parquet) {
+        std::fs::write(path, file).expect("--keep-parquet FILE");
+    }
+    count(&last);
     let (cpu, elapsed) = (cpu_seconds() - cpu, started.elapsed().as_secs_f64());
 
+    let per_event = |total: usize| total as f64 / stored.max(1) as f64;
     println!(
-        "{events} records ({}, {:.0} bytes each), {stored} stored; {:.0} events/s; {:.2} CPU-s per million events; \
-         {:.1} MB raw -> {:.1} MB gzip; resends removed: {}, identities in entries {:.1} MB",
+        "{events} records ({}, {:.0} bytes each), {stored} stored ({formats}); {:.0} events/s; \
+         {:.2} CPU-s per million events; {:.1} MB raw -> data {:.1} MB gzip JSON ({:.1} B/event), \
+         {:.1} MB Parquet ({:.1} B/event), dead letters {:.1} MB; resends removed: {}, identities in entries {:.1} MB",
         if headers { "with headers" } else { "bare JSON" },
         raw as f64 / events as f64,
         events as f64 / elapsed,
         cpu * 1e6 / events as f64,
         raw as f64 / 1e6,
-        sealed_bytes as f64 / 1e6,
+        bytes[0] as f64 / 1e6,
+        per_event(bytes[0]),
+        bytes[1] as f64 / 1e6,
+        per_event(bytes[1]),
+        bytes[2] as f64 / 1e6,
         if dedup { "yes" } else { "no" },
         entry_bytes as f64 / 1e6,
     );

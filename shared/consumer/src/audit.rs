@@ -158,7 +158,7 @@ pub async fn run(store: &dyn Store, layout: &Layout, deep: bool, window: Duratio
         }
     }
     let mut objects: BTreeSet<String> = BTreeSet::new();
-    for prefix in [layout.data_root(), layout.dead_letter_root()] {
+    for prefix in [layout.data_root(), layout.parquet_root(), layout.dead_letter_root()] {
         objects.extend(store.list(&prefix, None).await?);
     }
     let mut report = Report::default();
@@ -266,6 +266,7 @@ mod tests {
             duplicates: 0,
             dt: None,
             data_key: None,
+            parquet_key: None,
             dead_letter_key: None,
             lost: false,
             event_ids: Some(EventIds(ids.iter().map(|n| EventId::of(*n, "r")).collect())),

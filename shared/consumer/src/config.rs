@@ -28,6 +28,47 @@ impl Default for BatchLimits {
     }
 }
 
+/// The files a batch's stored events are written as (`OUTPUT_FORMATS`): gzip JSON Lines,
+/// Parquet, or both from the same batch. Dead letters are JSON in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    /// `json`: gzip JSON Lines under `event_type=<type>/`, as received.
+    pub json: bool,
+    /// `parquet`: Parquet files under `parquet/event_type=<type>/`, typed columns.
+    pub parquet: bool,
+}
+
+impl Formats {
+    /// gzip JSON Lines only: the default, and what every version before Parquet wrote.
+    pub const JSON: Formats = Formats { json: true, parquet: false };
+
+    /// Reads a comma-separated list such as `json,parquet`.
+    pub fn parse(text: &str) -> Result<Formats, String> {
+        let mut formats = Formats { json: false, parquet: false };
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name.to_ascii_lowercase().as_str() {
+                "json" => formats.json = true,
+                "parquet" => formats.parquet = true,
+                _ => return Err(format!("{name:?} is not a format: use json, parquet or json,parquet")),
+            }
+        }
+        if formats == (Formats { json: false, parquet: false }) {
+            return Err("names no format: use json, parquet or json,parquet".to_owned());
+        }
+        Ok(formats)
+    }
+}
+
+impl std::fmt::Display for Formats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [(self.json, "json"), (self.parquet, "parquet")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
 /// What to do when the next offset to read is no longer in Kafka (retention deleted
 /// records before they were stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +97,8 @@ pub struct ConsumerConfig {
     pub conditional_writes: bool,
     /// When batches are flushed.
     pub batch: BatchLimits,
+    /// `OUTPUT_FORMATS`: the files stored events are written as.
+    pub formats: Formats,
     /// Which partitions this instance owns: the group's or fixed.
     pub assignment: Assignment,
     /// `FETCH_MAX_BYTES`: the most bytes one fetch asks for, per partition.
@@ -100,8 +143,11 @@ impl ConsumerConfig {
                 ));
             }
         };
+        let formats = Formats::parse(&env.string("OUTPUT_FORMATS", "json"))
+            .map_err(|reason| ConfigError::new("OUTPUT_FORMATS", reason))?;
         Ok(ConsumerConfig {
             service,
+            formats,
             event_type,
             common: CommonConfig::from_env(env, service, default_addr)?,
             s3: S3Settings::from_env(env)?,
@@ -148,6 +194,29 @@ mod tests {
         assert_eq!(group(&[], EventType::Sale).as_deref(), Ok("store-events-sales-consumer"));
         assert_eq!(group(&[], EventType::Inventory).as_deref(), Ok("store-events-inventory-consumer"));
         assert_eq!(group(&[("CONSUMER_GROUP_ID", " team-a ")], EventType::Sale).as_deref(), Ok("team-a"));
+    }
+
+    #[test]
+    fn output_formats_are_a_list_and_a_wrong_one_is_named() {
+        let formats = |value: &str| {
+            ConsumerConfig::from_env(&Env::from_pairs([("OUTPUT_FORMATS", value)]), EventType::Sale)
+                .map(|c| c.formats.to_string())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            ConsumerConfig::from_env(&Env::from_pairs([]), EventType::Sale).map(|c| c.formats).ok(),
+            Some(Formats::JSON)
+        );
+        assert_eq!(formats("parquet").as_deref(), Ok("parquet"));
+        assert_eq!(formats(" Parquet , json ").as_deref(), Ok("json,parquet"));
+        assert_eq!(
+            formats("json,orc"),
+            Err("OUTPUT_FORMATS: \"orc\" is not a format: use json, parquet or json,parquet".to_owned())
+        );
+        assert_eq!(
+            formats(" , "),
+            Err("OUTPUT_FORMATS: names no format: use json, parquet or json,parquet".to_owned())
+        );
     }
 
     #[test]

@@ -311,7 +311,6 @@ pub async fn load(
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
     use chrono::TimeZone;
     use tokio_util::sync::CancellationToken;
 
@@ -421,13 +420,13 @@ mod tests {
         let mut remembered = Seen::new(settings);
         // Batches written at 0, 40, 80 and 120 minutes, one stored event each.
         for (minutes, first) in [(0, 0), (40, 10), (80, 20), (120, 30)] {
-            let sealed = ledger.sealed(first, 10);
+            let mut sealed = ledger.sealed(first, 10);
             let mut entry = writer.entry(&sealed);
             entry.written_at = at(minutes);
             entry.event_ids = Some(EventIds(vec![id(first as u64)]));
             remembered.remember(entry.first_offset, entry.written_at, &[id(first as u64)]);
             entry.dedup_from = remembered.window_start();
-            let result = writer.commit(&entry, sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from));
+            let result = writer.commit(&entry, sealed.take_bodies());
             assert_eq!(result.await, Ok(()));
         }
         let (_, last) = recovery::read(ledger.store.as_ref(), &ledger.layout, PARTITION).await.unwrap();

@@ -3,7 +3,8 @@
 //! the same batch again overwrites the same objects.
 //!
 //! ```text
-//! <prefix>/event_type=sale_event/dt=2026-11-24/<topic>+<partition>+<first offset>.jsonl.gz   data
+//! <prefix>/event_type=sale_event/dt=2026-11-24/<topic>+<partition>+<first offset>.jsonl.gz   data (json)
+//! <prefix>/parquet/event_type=sale_event/dt=2026-11-24/<topic>+<partition>+<first offset>.parquet  data (parquet)
 //! <prefix>/dead_letter/consumer=sales-consumer/dt=2026-11-24/<topic>+<partition>+<first offset>.jsonl.gz
 //! <prefix>/_ledger/consumer=sales-consumer/topic=<topic>/partition=<p>/<first offset>.json  one per batch
 //! <prefix>/_ledger/consumer=sales-consumer/topic=<topic>/partition=<p>/checkpoint.json       recovery hint
@@ -33,6 +34,16 @@ impl Layout {
     /// The object name shared by a batch's data and dead-letter objects.
     fn object_name(&self, partition: i32, first_offset: i64) -> String {
         format!("{}+{partition}+{first_offset:020}.jsonl.gz", self.topic)
+    }
+
+    /// The Parquet data file of the batch starting at `first_offset`, dated `dt`: its own
+    /// tree, so that a JSON table and a Parquet table each read one format.
+    pub fn parquet_key(&self, partition: i32, first_offset: i64, dt: NaiveDate) -> String {
+        self.settings.key(&format!(
+            "parquet/event_type={}/dt={dt}/{}+{partition}+{first_offset:020}.parquet",
+            self.event_type.as_str(),
+            self.topic
+        ))
     }
 
     /// The data object of the batch starting at `first_offset`, dated `dt`.
@@ -78,6 +89,11 @@ impl Layout {
         self.settings.key(&format!("event_type={}/", self.event_type.as_str()))
     }
 
+    /// The folder of every Parquet data file of this consumer's type.
+    pub fn parquet_root(&self) -> String {
+        self.settings.key(&format!("parquet/event_type={}/", self.event_type.as_str()))
+    }
+
     /// The folder of every dead letter of this consumer.
     pub fn dead_letter_root(&self) -> String {
         self.settings.key(&format!("dead_letter/consumer={}/", self.service))
@@ -109,6 +125,10 @@ mod tests {
         assert_eq!(
             layout.data_key(1, 4200, dt),
             "events/event_type=sale_event/dt=2026-11-24/MystiqueStoreEventsTopic+1+00000000000000004200.jsonl.gz"
+        );
+        assert_eq!(
+            layout.parquet_key(1, 4200, dt),
+            "events/parquet/event_type=sale_event/dt=2026-11-24/MystiqueStoreEventsTopic+1+00000000000000004200.parquet"
         );
         assert_eq!(
             layout.dead_letter_key(0, 7, dt),

@@ -183,5 +183,12 @@ pub async fn assert_exactly_once(config: &ConsumerConfig, produced: &[GeneratedE
         common::request_ids(&expected),
         "stored sale events ({context})"
     );
+    if config.formats.parquet {
+        assert_eq!(
+            common::as_events(&common::stored_parquet(config).await),
+            common::as_events(&expected),
+            "stored sale events in Parquet ({context})"
+        );
+    }
     assert_eq!(common::dead_letters(config).await.len(), bad_sales, "dead letters ({context})");
 }

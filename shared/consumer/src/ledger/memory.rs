@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use futures::future::BoxFuture;
 use prometheus::Registry;
@@ -21,6 +20,7 @@ use super::Entry;
 use super::store::{GetError, Object, PutError, Store, StoreError};
 use super::writer::{CommitError, LedgerWriter, WriterSettings};
 use crate::batch::{Batch, Sealed};
+use crate::config::Formats;
 use crate::health::Health;
 use crate::layout::Layout;
 use crate::metrics::Metrics;
@@ -204,6 +204,8 @@ pub struct Fixture {
     pub health: Arc<Health>,
     /// What the writers count.
     pub registry: Registry,
+    /// The formats batches are sealed in (JSON unless a test says otherwise).
+    pub formats: Formats,
     metrics: Metrics,
 }
 
@@ -221,6 +223,7 @@ impl Fixture {
             health: Arc::new(Health::default()),
             metrics: Metrics::new(&registry),
             registry,
+            formats: Formats::JSON,
         }
     }
 
@@ -245,7 +248,7 @@ impl Fixture {
     pub fn sealed(&self, first: i64, records: i64) -> Sealed {
         let mut generator = Generator::new(Some(first.unsigned_abs()), 0.2);
         let timestamp = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
-        let mut batch = Batch::new(first);
+        let mut batch = Batch::new(first, self.formats);
         for offset in first..first + records {
             let value = generator.next_event(timestamp).value.to_string().into_bytes();
             let record = Record { key: None, value: Some(value), headers: Default::default(), timestamp };
@@ -257,7 +260,7 @@ impl Fixture {
                 &mut crate::dedup::KeepAll,
             );
         }
-        batch.seal(false)
+        batch.seal(false, "t", PARTITION)
     }
 
     /// `writer` commits the batch of offsets `first..first + records`; its entry.
@@ -267,9 +270,9 @@ impl Fixture {
         first: i64,
         records: i64,
     ) -> (Entry, Result<(), CommitError>) {
-        let sealed = self.sealed(first, records);
+        let mut sealed = self.sealed(first, records);
         let entry = writer.entry(&sealed);
-        let result = writer.commit(&entry, sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from)).await;
+        let result = writer.commit(&entry, sealed.take_bodies()).await;
         (entry, result)
     }
 

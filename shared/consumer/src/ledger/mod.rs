@@ -38,6 +38,7 @@ use std::io::Read;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use flate2::read::MultiGzDecoder;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -71,8 +72,12 @@ pub struct Entry {
     pub duplicates: u64,
     /// The date of the batch's records.
     pub dt: Option<NaiveDate>,
-    /// The data object, when events were stored.
+    /// The gzip JSON Lines data object, when events were stored and JSON is a format.
     pub data_key: Option<String>,
+    /// The Parquet data file, when events were stored and Parquet is a format (entries
+    /// written before Parquet have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet_key: Option<String>,
     /// The dead-letter object, when there were dead letters.
     pub dead_letter_key: Option<String>,
     /// True when the range was deleted by Kafka's retention before it could be read:
@@ -97,8 +102,9 @@ impl Entry {
     /// The objects the entry promises, each with the records it must hold.
     pub fn objects(&self) -> impl Iterator<Item = (&str, u64)> {
         let data = self.data_key.as_deref().map(|key| (key, self.stored));
+        let parquet = self.parquet_key.as_deref().map(|key| (key, self.stored));
         let dead = self.dead_letter_key.as_deref().map(|key| (key, self.dead_lettered));
-        data.into_iter().chain(dead)
+        data.into_iter().chain(parquet).chain(dead)
     }
 }
 
@@ -116,6 +122,9 @@ pub struct Checkpoint {
 /// Content type of the data and dead-letter objects (gzip-compressed JSON Lines). No
 /// `Content-Encoding`, so that downloads keep the `.gz` bytes the name promises.
 pub const GZIP_JSONL: &str = "application/gzip";
+
+/// Content type of the Parquet data files (IANA, 2024).
+pub const PARQUET: &str = "application/vnd.apache.parquet";
 
 /// Object metadata of a batch's objects: what they account for.
 pub fn object_metadata(entry: &Entry, records: u64) -> HashMap<String, String> {
@@ -157,7 +166,7 @@ pub async fn get_json<T: DeserializeOwned>(store: &dyn Store, key: &str) -> Resu
 /// `None` when the object exists and carries the `count` records its entry promises; else
 /// what is wrong with it. Recovery asks without `deep` (the same HEAD as an existence check:
 /// an object without its metadata is as good as missing); the audit's `--deep` also reads
-/// every object and counts its lines.
+/// every object and counts its lines (its rows, from a Parquet file's footer).
 pub async fn check_object(store: &dyn Store, key: &str, count: u64, deep: bool) -> Result<Option<String>, StoreError> {
     let Some(metadata) = store.head(key).await? else {
         return Ok(Some(format!("{key} is missing")));
@@ -172,6 +181,13 @@ pub async fn check_object(store: &dyn Store, key: &str, count: u64, deep: bool) 
             Err(GetError::Body(error)) => return Ok(Some(format!("{key} cannot be read: {error}"))),
             Err(GetError::Request(error)) => return Err(error),
         };
+        if key.ends_with(".parquet") {
+            return Ok(match parquet_rows(bytes) {
+                Err(error) => Some(format!("{key} is not a valid Parquet file: {error}")),
+                Ok(rows) if rows != count => Some(format!("{key} holds {rows} rows, its ledger entry {count}")),
+                Ok(_) => None,
+            });
+        }
         let mut text = String::new();
         if MultiGzDecoder::new(bytes.as_slice()).read_to_string(&mut text).is_err() {
             return Ok(Some(format!("{key} is not valid gzip text")));
@@ -182,4 +198,15 @@ pub async fn check_object(store: &dyn Store, key: &str, count: u64, deep: bool) 
         }
     }
     Ok(None)
+}
+
+/// The rows of a Parquet file, from its footer, with every page of it read: a file cut
+/// short or corrupted fails here.
+fn parquet_rows(bytes: Vec<u8>) -> Result<u64, parquet::errors::ParquetError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?.build()?;
+    let mut rows = 0;
+    for batch in reader {
+        rows += batch.map_err(|e| parquet::errors::ParquetError::General(e.to_string()))?.num_rows() as u64;
+    }
+    Ok(rows)
 }

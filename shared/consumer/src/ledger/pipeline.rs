@@ -4,12 +4,12 @@
 //! entries are written in order, and recovery's rule holds: only the ledger's last entry
 //! can lack objects.
 
-use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::Entry;
 use super::writer::{CommitError, LedgerWriter};
+use crate::batch::Bodies;
 
 /// The batch in flight, with what its caller wants back when it settles.
 struct InFlight<T> {
@@ -45,10 +45,10 @@ impl<T> Pipeline<T> {
 
     /// Starts committing `entry` and its objects in the background (in the caller's span);
     /// `tag` comes back with the outcome. Only when nothing is in flight: settle first.
-    pub fn start(&mut self, entry: Entry, data: Option<Bytes>, dead: Option<Bytes>, tag: T) {
+    pub fn start(&mut self, entry: Entry, bodies: Bodies, tag: T) {
         debug_assert!(self.in_flight.is_none(), "a commit started while another was in flight");
         let writer = self.writer.clone();
-        let task = tokio::spawn(async move { writer.commit(&entry, data, dead).await }.in_current_span());
+        let task = tokio::spawn(async move { writer.commit(&entry, bodies).await }.in_current_span());
         self.in_flight = Some(InFlight { task, tag });
     }
 
@@ -84,10 +84,9 @@ mod tests {
     use crate::ledger::memory::{Fixture, PARTITION};
 
     fn start(ledger: &Fixture, pipeline: &mut Pipeline<i64>, first: i64, records: i64) -> Entry {
-        let sealed = ledger.sealed(first, records);
+        let mut sealed = ledger.sealed(first, records);
         let entry = pipeline.writer().entry(&sealed);
-        let (data, dead) = (sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from));
-        pipeline.start(entry.clone(), data, dead, first);
+        pipeline.start(entry.clone(), sealed.take_bodies(), first);
         entry
     }
 

@@ -7,15 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chrono::Utc;
 use service_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::store::{Object, PutError, Store};
-use super::{Checkpoint, Entry, GZIP_JSONL, get_json, object_metadata};
-use crate::batch::Sealed;
+use super::{Checkpoint, Entry, GZIP_JSONL, PARQUET, get_json, object_metadata};
+use crate::batch::{Bodies, Sealed};
 use crate::health::Health;
 use crate::layout::Layout;
 use crate::metrics::Metrics;
@@ -109,7 +108,10 @@ impl LedgerWriter {
             duplicates: sealed.duplicates,
             event_ids: sealed.event_ids.clone(),
             dt,
-            data_key: dt.filter(|_| sealed.stored > 0).map(|dt| self.layout.data_key(partition, first_offset, dt)),
+            data_key: dt.filter(|_| sealed.data.is_some()).map(|dt| self.layout.data_key(partition, first_offset, dt)),
+            parquet_key: dt
+                .filter(|_| sealed.parquet.is_some())
+                .map(|dt| self.layout.parquet_key(partition, first_offset, dt)),
             dead_letter_key: dt
                 .filter(|_| sealed.dead_lettered > 0)
                 .map(|dt| self.layout.dead_letter_key(partition, first_offset, dt)),
@@ -133,6 +135,7 @@ impl LedgerWriter {
             duplicates: 0,
             dt: None,
             data_key: None,
+            parquet_key: None,
             dead_letter_key: None,
             lost: true,
             event_ids: None,
@@ -144,12 +147,12 @@ impl LedgerWriter {
 
     /// Writes `entry` (conditionally), then its objects. `Ok` means the batch is durable:
     /// from the entry on, a crash leaves work that recovery completes.
-    pub async fn commit(&self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), CommitError> {
+    pub async fn commit(&self, entry: &Entry, bodies: Bodies) -> Result<(), CommitError> {
         let span = batch_span(entry);
-        self.commit_in_span(entry, data, dead).instrument(span).await
+        self.commit_in_span(entry, bodies).instrument(span).await
     }
 
-    async fn commit_in_span(&self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), CommitError> {
+    async fn commit_in_span(&self, entry: &Entry, bodies: Bodies) -> Result<(), CommitError> {
         let key = self.layout.entry_key(self.partition, entry.first_offset);
         let body = serde_json::to_vec_pretty(entry).unwrap_or_default();
         let object = Object { body: body.into(), content_type: "application/json", metadata: Default::default() };
@@ -163,7 +166,7 @@ impl LedgerWriter {
         // From here until "Batch committed." a crash leaves an entry whose objects recovery
         // writes (the crash test kills the process on this line).
         tracing::debug!("Ledger entry written; writing its objects.");
-        self.write_objects(entry, data, dead).await?;
+        self.write_objects(entry, bodies).await?;
         tracing::debug!("Batch committed.");
         let due = {
             let mut progress = self.progress();
@@ -178,7 +181,7 @@ impl LedgerWriter {
 
     /// Writes the objects of an entry recovery found incomplete, from its batch rebuilt
     /// from Kafka: the same records give the same bytes under the same keys.
-    pub async fn write_again(&self, entry: &Entry, rebuilt: Sealed) -> Result<(), CommitError> {
+    pub async fn write_again(&self, entry: &Entry, mut rebuilt: Sealed) -> Result<(), CommitError> {
         let span = batch_span(entry);
         if (rebuilt.stored, rebuilt.dead_lettered) != (entry.stored, entry.dead_lettered) {
             span.in_scope(|| {
@@ -191,36 +194,33 @@ impl LedgerWriter {
                 );
             });
         }
-        let (data, dead) = (rebuilt.data.map(Bytes::from), rebuilt.dead_letters.map(Bytes::from));
-        self.write_objects(entry, data, dead).instrument(span).await?;
+        self.write_objects(entry, rebuilt.take_bodies()).instrument(span).await?;
         self.progress().last_entry = Some((entry.first_offset, entry.next_offset));
         Ok(())
     }
 
     /// The data and dead-letter objects `entry` names, each with the metadata the audit
     /// and recovery check, written at the same time.
-    async fn write_objects(&self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), CommitError> {
-        let (data, dead) = tokio::join!(
-            self.write_object("data", entry.data_key.as_deref(), data, object_metadata(entry, entry.stored)),
-            self.write_object(
-                "dead_letter",
-                entry.dead_letter_key.as_deref(),
-                dead,
-                object_metadata(entry, entry.dead_lettered)
-            ),
+    async fn write_objects(&self, entry: &Entry, bodies: Bodies) -> Result<(), CommitError> {
+        let (stored, dead) = (object_metadata(entry, entry.stored), object_metadata(entry, entry.dead_lettered));
+        let (data, parquet, dead) = tokio::join!(
+            self.write_object("data", entry.data_key.as_deref(), bodies.data, GZIP_JSONL, stored.clone()),
+            self.write_object("parquet", entry.parquet_key.as_deref(), bodies.parquet, PARQUET, stored),
+            self.write_object("dead_letter", entry.dead_letter_key.as_deref(), bodies.dead_letters, GZIP_JSONL, dead),
         );
-        data.and(dead)
+        data.and(parquet).and(dead)
     }
 
     async fn write_object(
         &self,
         operation: &str,
         key: Option<&str>,
-        body: Option<Bytes>,
+        body: Option<bytes::Bytes>,
+        content_type: &'static str,
         metadata: HashMap<String, String>,
     ) -> Result<(), CommitError> {
         let (Some(key), Some(body)) = (key, body) else { return Ok(()) };
-        let object = Object { body, content_type: GZIP_JSONL, metadata };
+        let object = Object { body, content_type, metadata };
         match self.write(operation, key, &object, false).await {
             Ok(()) | Err(WriteError::Exists) => Ok(()),
             Err(WriteError::Stopped) => Err(CommitError::Stopped),
@@ -337,6 +337,31 @@ mod tests {
         let checkpoint: Checkpoint =
             serde_json::from_slice(&ledger.store.object(&checkpoint_key).unwrap().body).unwrap();
         assert_eq!((checkpoint.entry_first_offset, checkpoint.next_offset), (0, 50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parquet_file_is_written_beside_the_json_object_and_checked_by_its_rows() {
+        let mut ledger = Fixture::new();
+        ledger.formats = crate::config::Formats { json: true, parquet: true };
+        let mut writer = ledger.writer("a", &CancellationToken::new());
+        let (entry, result) = ledger.commit(&mut writer, 0, 50).await;
+        assert_eq!(result, Ok(()));
+        let parquet_key = entry.parquet_key.clone().unwrap();
+        assert_eq!(parquet_key, ledger.layout.parquet_key(PARTITION, 0, entry.dt.unwrap()));
+        assert_eq!(entry.objects().count(), 3, "data, parquet, dead letters");
+        let object = ledger.store.object(&parquet_key).unwrap();
+        assert_eq!(object.content_type, PARQUET);
+        assert_eq!(object.metadata.get("record-count"), Some(&entry.stored.to_string()));
+        let store = ledger.store.as_ref();
+        for (key, count) in entry.objects() {
+            assert_eq!(crate::ledger::check_object(store, key, count, true).await.unwrap(), None, "{key}");
+        }
+        // A file cut short keeps its metadata; the deep check reads it and says so.
+        let mut cut = object.clone();
+        cut.body = cut.body.slice(..cut.body.len() / 2);
+        ledger.store.put(&parquet_key, &cut, false).await.unwrap();
+        let problem = crate::ledger::check_object(store, &parquet_key, entry.stored, true).await.unwrap();
+        assert!(problem.as_ref().is_some_and(|p| p.contains("is not a valid Parquet file")), "{problem:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{FetchedRecords, OffsetAt, PartitionClient, UnknownTopicHandling};
 use service_runtime::kafka::{KafkaError, within};
@@ -14,8 +13,8 @@ use service_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, Stop, sleep_or_stop};
-use crate::batch::{Batch, Sealed};
-use crate::config::OutOfRangePolicy;
+use crate::batch::{Batch, Bodies, Sealed};
+use crate::config::{Formats, OutOfRangePolicy};
 use crate::dedup::{Replay, Seen};
 use crate::ledger::Entry;
 use crate::ledger::pipeline::{Pipeline, Settled};
@@ -68,7 +67,9 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
     // The records are there: a fetch that does not wait, on the shared connection.
     let timeout = settings.request_timeout;
     let config = &shared.config;
-    let mut batch = Batch::new(entry.first_offset);
+    // The entry's formats, not today's settings: the objects it names are what is missing.
+    let formats = Formats { json: entry.data_key.is_some(), parquet: entry.parquet_key.is_some() };
+    let mut batch = Batch::new(entry.first_offset, formats);
     let mut resends = Replay::of(entry.event_ids.as_ref());
     let mut offset = entry.first_offset;
     while offset < entry.next_offset {
@@ -102,7 +103,7 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
         }
         offset = fetched.next_offset;
     }
-    Ok(batch.seal(entry.event_ids.is_some()))
+    Ok(batch.seal(entry.event_ids.is_some(), &config.common.topic, partition))
 }
 
 /// One fetch of `partition` from `offset`, waiting up to `wait` for records.
@@ -191,11 +192,11 @@ impl PartitionLoop {
         shared.health.set(partition, Ok(format!("resumed at offset {next}")));
         shared.progress.set(partition, next);
         PartitionLoop {
+            batch: Batch::new(next, shared.config.formats),
             shared,
             partition,
             label: partition.to_string(),
             next,
-            batch: Batch::new(next),
             client: None,
             prefetched: None,
             seen,
@@ -410,10 +411,10 @@ impl PartitionLoop {
         self.settle().await?;
         let lost = earliest - self.next;
         let entry = self.commits.writer().loss(self.next, earliest);
-        self.commit(&entry, None, None).await?;
+        self.commit(&entry, Bodies::default()).await?;
         self.shared.metrics.lost.with_label_values(&[&self.label]).inc_by(lost.unsigned_abs());
         self.next = earliest;
-        self.batch = Batch::new(earliest);
+        self.batch = Batch::new(earliest, self.shared.config.formats);
         Ok(())
     }
 
@@ -423,8 +424,9 @@ impl PartitionLoop {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, Batch::new(self.next));
-        let sealed: Sealed = batch.seal(self.seen.settings().enabled());
+        let batch = std::mem::replace(&mut self.batch, Batch::new(self.next, self.shared.config.formats));
+        let mut sealed: Sealed =
+            batch.seal(self.seen.settings().enabled(), &self.shared.config.common.topic, self.partition);
         let metrics = &self.shared.metrics;
         metrics.batch_records.observe(sealed.records as f64);
         metrics.batch_bytes.observe(sealed.raw_bytes as f64);
@@ -442,10 +444,9 @@ impl PartitionLoop {
                 ("duplicate", sealed.duplicates),
             ],
             without_record: (next_offset - first_offset).unsigned_abs().saturating_sub(sealed.records),
-            dead_kinds: sealed.dead_kinds,
+            dead_kinds: std::mem::take(&mut sealed.dead_kinds),
         };
-        let (data, dead) = (sealed.data.map(Bytes::from), sealed.dead_letters.map(Bytes::from));
-        self.commits.start(entry, data, dead, counts);
+        self.commits.start(entry, sealed.take_bodies(), counts);
         Ok(())
     }
 
@@ -489,8 +490,8 @@ impl PartitionLoop {
 
     /// Commits `entry` through the ledger writer; on success the partition's progress is
     /// durable, and readiness and the offset metrics say so.
-    async fn commit(&mut self, entry: &Entry, data: Option<Bytes>, dead: Option<Bytes>) -> Result<(), Stop> {
-        self.commits.writer().commit(entry, data, dead).await?;
+    async fn commit(&mut self, entry: &Entry, bodies: Bodies) -> Result<(), Stop> {
+        self.commits.writer().commit(entry, bodies).await?;
         self.committed_to(entry.next_offset);
         Ok(())
     }

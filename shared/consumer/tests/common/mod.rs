@@ -118,6 +118,25 @@ pub async fn stored(config: &ConsumerConfig) -> Vec<serde_json::Value> {
     testkit::read_all_jsonl_gz(&client, &prefix).await
 }
 
+/// The stored events of the consumer read back from its Parquet files (see
+/// `testkit::read_parquet`).
+pub async fn stored_parquet(config: &ConsumerConfig) -> Vec<serde_json::Value> {
+    let client = testkit::s3_client(&config.s3).await;
+    let prefix = config.s3.key(&format!("parquet/event_type={}/", config.event_type.as_str()));
+    testkit::read_all_parquet(&client, &prefix).await
+}
+
+/// Events as the typed model reads them, sorted by request id: equal when every field is
+/// equal (`ts` the same instant, unknown fields the same JSON).
+pub fn as_events(values: &[serde_json::Value]) -> Vec<store_event::StoreEvent> {
+    let mut events: Vec<store_event::StoreEvent> = values
+        .iter()
+        .map(|v| store_event::StoreEvent::from_value(v).unwrap_or_else(|e| panic!("not a valid event ({e}): {v}")))
+        .collect();
+    events.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    events
+}
+
 /// The dead letters of the consumer.
 pub async fn dead_letters(config: &ConsumerConfig) -> Vec<serde_json::Value> {
     let client = testkit::s3_client(&config.s3).await;

@@ -3,22 +3,28 @@
 //! (of this type but invalid, or of no type at all) or skipped (the other type). Building
 //! a batch is pure and deterministic: the same records give the same bytes, which is what
 //! lets a crashed batch be written again over the same keys.
+//!
+//! Stored events go to the files of the batch's [`Formats`]: gzip JSON Lines ([`gzip`])
+//! and Parquet (`store_event::columnar`), each encoded as the records come. Dead letters
+//! are always JSON: they keep what could not be read as an event.
+
+mod gzip;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use rskafka::record::RecordAndOffset;
 use serde::Serialize;
-use store_event::{Document, EventId, EventType, Route, StoreEvent, check_document, classify_keeping_body};
+use store_event::columnar::ParquetFile;
+use store_event::{Document, EventId, EventType, Route, StoreEvent, check_fields, classify_keeping_body};
 
-use crate::config::BatchLimits;
+use crate::config::{BatchLimits, Formats};
 use crate::dedup::{EventIds, Resends};
+use gzip::{DEAD_LETTER_MEMBER_BYTES, GzipLines, MEMBER_BYTES};
 
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +48,12 @@ pub struct Batch {
     /// One past the last offset it accounts for.
     pub next_offset: i64,
     date: Option<NaiveDate>,
-    stored: GzipLines,
+    /// The stored events as JSON Lines, when the formats include JSON.
+    stored: Option<GzipLines>,
+    /// The stored events as Parquet, when the formats include Parquet.
+    parquet: Option<ParquetFile>,
+    /// Bytes of the stored events' values, as received.
+    stored_bytes: usize,
     stored_count: u64,
     dead: GzipLines,
     dead_count: u64,
@@ -75,13 +86,15 @@ pub struct Sealed {
     pub duplicates: u64,
     /// The identities of the stored events, when resends are removed.
     pub event_ids: Option<EventIds>,
-    /// gzip JSON Lines of the stored events, if any.
+    /// gzip JSON Lines of the stored events, if any were stored and JSON is a format.
     pub data: Option<Vec<u8>>,
+    /// The Parquet file of the stored events, if any were stored and Parquet is a format.
+    pub parquet: Option<Vec<u8>>,
     /// gzip JSON Lines of the dead letters, if any.
     pub dead_letters: Option<Vec<u8>>,
     /// Dead letters by reason label.
     pub dead_kinds: BTreeMap<&'static str, u64>,
-    /// Uncompressed bytes of both objects.
+    /// Bytes of the stored events' values as received and of the dead letters' lines.
     pub raw_bytes: usize,
     /// Time from the first record's arrival to sealing.
     pub age: Duration,
@@ -125,14 +138,38 @@ pub fn date_of(record: &RecordAndOffset) -> NaiveDate {
     record.record.timestamp.date_naive()
 }
 
+/// The bodies of a batch's objects, as the writer sends them.
+#[derive(Debug, Clone, Default)]
+pub struct Bodies {
+    /// The gzip JSON Lines data object.
+    pub data: Option<Bytes>,
+    /// The Parquet data file.
+    pub parquet: Option<Bytes>,
+    /// The dead-letter object.
+    pub dead_letters: Option<Bytes>,
+}
+
+impl Sealed {
+    /// Its objects' bodies, moved out.
+    pub fn take_bodies(&mut self) -> Bodies {
+        Bodies {
+            data: self.data.take().map(Bytes::from),
+            parquet: self.parquet.take().map(Bytes::from),
+            dead_letters: self.dead_letters.take().map(Bytes::from),
+        }
+    }
+}
+
 impl Batch {
-    /// An empty batch starting at `first_offset`.
-    pub fn new(first_offset: i64) -> Batch {
+    /// An empty batch starting at `first_offset`, storing its events in `formats`.
+    pub fn new(first_offset: i64, formats: Formats) -> Batch {
         Batch {
             first_offset,
             next_offset: first_offset,
             date: None,
-            stored: GzipLines::new(MEMBER_BYTES),
+            stored: formats.json.then(|| GzipLines::new(MEMBER_BYTES)),
+            parquet: formats.parquet.then(ParquetFile::new),
+            stored_bytes: 0,
             stored_count: 0,
             dead: GzipLines::new(DEAD_LETTER_MEMBER_BYTES),
             dead_count: 0,
@@ -169,7 +206,7 @@ impl Batch {
 
     /// Whether a size limit is reached.
     pub fn is_full(&self, limits: &BatchLimits) -> bool {
-        self.records as usize >= limits.max_events || self.stored.raw_len() + self.dead.raw_len() >= limits.max_bytes
+        self.records as usize >= limits.max_events || self.stored_bytes + self.dead.raw_len() >= limits.max_bytes
     }
 
     /// Time since the first record arrived.
@@ -200,20 +237,34 @@ impl Batch {
                 self.skipped += 1;
                 return Outcome::Skipped;
             }
-            Route::Type(_) => match check(keep, value, body) {
-                Ok((_, id)) if !resends.first_copy(id) => {
-                    self.duplicates += 1;
-                    return Outcome::Duplicate;
-                }
-                Ok((document, id)) => {
-                    self.event_ids.push(id);
-                    if serde_json::to_writer(self.stored.line(), &document).is_err() {
-                        unreachable!("a document always serialises to a Vec");
+            Route::Type(_) => match parse(value, body) {
+                Ok(document) => match check_fields(&document) {
+                    Err(invalid) => (invalid.kind(), invalid.to_string()),
+                    Ok(fields) if fields.event_type != keep => (
+                        "type_mismatch",
+                        format!("the event_type header says {keep} but the body says {}", fields.event_type),
+                    ),
+                    Ok(fields) if !resends.first_copy(fields.id()) => {
+                        self.duplicates += 1;
+                        return Outcome::Duplicate;
                     }
-                    self.stored.end_line();
-                    self.stored_count += 1;
-                    return Outcome::Stored;
-                }
+                    Ok(fields) => {
+                        self.event_ids.push(fields.id());
+                        // Stored as received (compacted), so nothing a newer producer added is lost.
+                        if let Some(lines) = &mut self.stored {
+                            if serde_json::to_writer(lines.line(), &document).is_err() {
+                                unreachable!("a document always serialises to a Vec");
+                            }
+                            lines.end_line();
+                        }
+                        if let Some(file) = &mut self.parquet {
+                            file.push(&fields, &document);
+                        }
+                        self.stored_bytes += value.map_or(0, <[u8]>::len) + 1;
+                        self.stored_count += 1;
+                        return Outcome::Stored;
+                    }
+                },
                 Err(dead) => dead,
             },
             Route::Unattributable { kind, reason } => (kind, reason),
@@ -239,9 +290,17 @@ impl Batch {
     }
 
     /// Compresses what is left of the objects and freezes the counts; the entry lists the stored events'
-    /// identities when `remove_resends`.
-    pub fn seal(self, remove_resends: bool) -> Sealed {
-        let raw_bytes = self.stored.raw_len() + self.dead.raw_len();
+    /// identities when `remove_resends`. `topic` and `partition` go into the Parquet file's
+    /// metadata with the offsets.
+    pub fn seal(self, remove_resends: bool, topic: &str, partition: i32) -> Sealed {
+        let raw_bytes = self.stored_bytes + self.dead.raw_len();
+        let stored = self.stored_count > 0;
+        let metadata = [
+            ("store_events.topic", topic.to_owned()),
+            ("store_events.partition", partition.to_string()),
+            ("store_events.first_offset", self.first_offset.to_string()),
+            ("store_events.next_offset", self.next_offset.to_string()),
+        ];
         let age = self.age();
         Sealed {
             first_offset: self.first_offset,
@@ -254,7 +313,8 @@ impl Batch {
             duplicates: self.duplicates,
             event_ids: remove_resends.then_some(EventIds(self.event_ids)),
             age,
-            data: (self.stored_count > 0).then(|| self.stored.finish()),
+            data: self.stored.filter(|_| stored).map(GzipLines::finish),
+            parquet: self.parquet.filter(|_| stored).map(|file| file.finish(&metadata)),
             dead_letters: (self.dead_count > 0).then(|| self.dead.finish()),
             dead_kinds: self.dead_kinds,
             raw_bytes,
@@ -262,115 +322,23 @@ impl Batch {
     }
 }
 
-/// Validates a record routed to this consumer's type; its document to store and its
-/// identity, or why not.
-/// `body` is the value already parsed to route it, if it was (a record without a header):
-/// a record is parsed once.
-fn check<'a>(
-    keep: EventType,
-    value: Option<&'a [u8]>,
-    body: Option<Document<'a>>,
-) -> Result<(Document<'a>, EventId), (&'static str, String)> {
-    let parsed = match body {
-        Some(parsed) => parsed,
-        None => {
-            let Some(bytes) = value else {
-                return Err(("null_value", "null value".to_owned()));
-            };
-            if std::str::from_utf8(bytes).is_err() {
-                return Err(("not_utf8", "not UTF-8 text".to_owned()));
-            }
-            match Document::parse(bytes) {
-                Ok(parsed) => parsed,
-                Err(_) => {
-                    let reason = StoreEvent::from_json(bytes).err().map(|e| e.to_string()).unwrap_or_default();
-                    return Err(("not_json", reason));
-                }
-            }
-        }
+/// Reads the value of a record routed to this consumer's type as a document, or says why
+/// it is not one. `body` is the value already parsed to route it, if it was (a record
+/// without a header): a record is parsed once.
+fn parse<'a>(value: Option<&'a [u8]>, body: Option<Document<'a>>) -> Result<Document<'a>, (&'static str, String)> {
+    if let Some(parsed) = body {
+        return Ok(parsed);
+    }
+    let Some(bytes) = value else {
+        return Err(("null_value", "null value".to_owned()));
     };
-    match check_document(&parsed) {
-        Err(invalid) => Err((invalid.kind(), invalid.to_string())),
-        Ok(checked) if checked.event_type != keep => Err((
-            "type_mismatch",
-            format!("the event_type header says {keep} but the body says {}", checked.event_type),
-        )),
-        // Stored as received (compacted), so nothing a newer producer added is lost.
-        Ok(checked) => Ok((parsed, checked.id)),
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(("not_utf8", "not UTF-8 text".to_owned()));
     }
-}
-
-/// Uncompressed bytes of stored events' lines compressed into one gzip member: 128 KiB
-/// makes objects 3 % larger than one member would, 64 KiB 6 % (`profile_batches`).
-const MEMBER_BYTES: usize = 128 * 1024;
-
-/// The same for dead letters: they are few, and seldom read, so their object may be
-/// larger for an open batch to hold less.
-const DEAD_LETTER_MEMBER_BYTES: usize = 32 * 1024;
-
-/// A gzip JSON Lines object, compressed as its lines come: a gzip member (RFC 1952 §2.2:
-/// a gzip file is a series of members, and `gzip -d`, Python's `gzip`, Hadoop's codec
-/// under Athena, DuckDB and flate2's `MultiGzDecoder` read them all) for each
-/// `member_bytes` of lines. An open batch holds its lines compressed, not as text: an
-/// instance that reads 64 partitions holds 64 open batches. Members end at the first
-/// line end past `member_bytes`, so the same lines give the same bytes.
-#[derive(Debug)]
-struct GzipLines {
-    /// Uncompressed bytes of lines in one member.
-    member_bytes: usize,
-    /// The members so far.
-    compressed: Vec<u8>,
-    /// Lines not yet in a member.
-    tail: Vec<u8>,
-    /// Uncompressed bytes in `compressed`.
-    members_raw: usize,
-}
-
-impl GzipLines {
-    fn new(member_bytes: usize) -> GzipLines {
-        GzipLines { member_bytes, compressed: Vec::new(), tail: Vec::new(), members_raw: 0 }
-    }
-
-    /// Where the next line is written; [`GzipLines::end_line`] ends it.
-    fn line(&mut self) -> &mut Vec<u8> {
-        if self.tail.capacity() == 0 {
-            self.tail.reserve_exact(self.member_bytes + self.member_bytes / 8);
-        }
-        &mut self.tail
-    }
-
-    fn end_line(&mut self) {
-        self.tail.push(b'\n');
-        if self.tail.len() >= self.member_bytes {
-            self.compress_tail();
-        }
-    }
-
-    /// Uncompressed bytes of all its lines.
-    fn raw_len(&self) -> usize {
-        self.members_raw + self.tail.len()
-    }
-
-    fn compress_tail(&mut self) {
-        if self.tail.is_empty() {
-            return;
-        }
-        // Level 3: most of level 6's ratio on JSON at about twice the speed. flate2 writes
-        // no timestamp in the header, so equal input gives equal output.
-        let mut encoder = GzEncoder::new(std::mem::take(&mut self.compressed), Compression::new(3));
-        match encoder.write_all(&self.tail).and_then(|()| encoder.finish()) {
-            Ok(compressed) => self.compressed = compressed,
-            Err(_) => unreachable!("writing to a Vec cannot fail"),
-        }
-        self.members_raw += self.tail.len();
-        self.tail.clear();
-    }
-
-    /// The object: every member.
-    fn finish(mut self) -> Vec<u8> {
-        self.compress_tail();
-        self.compressed
-    }
+    Document::parse(bytes).map_err(|_| {
+        let reason = StoreEvent::from_json(bytes).err().map(|e| e.to_string()).unwrap_or_default();
+        ("not_json", reason)
+    })
 }
 
 #[cfg(test)]
@@ -421,21 +389,92 @@ mod tests {
     #[test]
     fn offsets_without_records_are_covered_and_committed_without_objects() {
         // A partition that ends with a transaction marker at offset 20.
-        let mut batch = Batch::new(20);
+        let mut batch = Batch::new(20, Formats::JSON);
         assert!(batch.is_empty());
         batch.cover_to(21);
         assert!(!batch.is_empty(), "a batch covering a marker is committed like any other");
         batch.cover_to(19);
-        let sealed = batch.seal(false);
+        let sealed = batch.seal(false, "t", 0);
         assert_eq!((sealed.first_offset, sealed.next_offset, sealed.records), (20, 21, 0));
         assert_eq!((sealed.dt, sealed.data.is_none(), sealed.dead_letters.is_none()), (None, true, true));
 
         // Records, then a marker after the last of them.
-        let mut batch = Batch::new(5);
+        let mut batch = Batch::new(5, Formats::JSON);
         push(&mut batch, EventType::Sale, "t", 0, &record(5, &[], Some(&event(EventType::Sale))));
         batch.cover_to(7);
-        let sealed = batch.seal(false);
+        let sealed = batch.seal(false, "t", 0);
         assert_eq!((sealed.first_offset, sealed.next_offset, sealed.records, sealed.stored), (5, 7, 1, 1));
+    }
+
+    /// The rows of a Parquet file as the events they hold, read with the Arrow reader.
+    fn parquet_events(bytes: &[u8]) -> Vec<(String, i64, f64, i64)> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(bytes)).and_then(|b| b.build());
+        let mut rows = Vec::new();
+        for batch in reader.into_iter().flatten().flatten() {
+            let column = |name: &str| batch.column_by_name(name).cloned().unwrap_or_else(|| unreachable!("{name}"));
+            let (ids, stores) = (column("request_id"), column("store_id"));
+            let (prices, ts) = (column("price"), column("ts"));
+            for row in 0..batch.num_rows() {
+                rows.push((
+                    ids.as_string::<i32>().value(row).to_owned(),
+                    stores.as_primitive::<Int64Type>().value(row),
+                    prices.as_primitive::<Float64Type>().value(row),
+                    ts.as_primitive::<TimestampMicrosecondType>().value(row),
+                ));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn json_and_parquet_from_one_batch_hold_the_same_events_and_dead_letters_stay_json() {
+        let records: Vec<RecordAndOffset> = (0..3_000)
+            .map(|i| match i % 10 {
+                9 => record(i, &[], Some(b"not json")),
+                _ => record(i, &[], Some(&event(if i % 3 == 0 { EventType::Inventory } else { EventType::Sale }))),
+            })
+            .collect();
+        let both = Formats { json: true, parquet: true };
+        let seal = |formats| {
+            let mut batch = Batch::new(0, formats);
+            records.iter().for_each(|r| {
+                push(&mut batch, EventType::Sale, "topic", 4, r);
+            });
+            batch.seal(false, "topic", 4)
+        };
+        let sealed = seal(both);
+        let lines = gunzip_lines(sealed.data.as_deref().unwrap_or_default());
+        let rows = parquet_events(sealed.parquet.as_deref().unwrap_or_default());
+        assert_eq!((rows.len() as u64, lines.len() as u64), (sealed.stored, sealed.stored));
+        for (line, row) in lines.iter().zip(&rows) {
+            let event = StoreEvent::from_value(line).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(row, &(event.request_id, event.store_id as i64, event.price, event.ts.timestamp_micros()));
+        }
+        assert!(
+            sealed.dead_lettered > 0
+                && gunzip_lines(sealed.dead_letters.as_deref().unwrap_or_default()).len() as u64
+                    == sealed.dead_lettered
+        );
+
+        // Parquet alone: the same file, no JSON object; and the same records, the same bytes.
+        let parquet_only = seal(Formats { json: false, parquet: true });
+        assert_eq!((parquet_only.data, parquet_only.parquet.as_ref()), (None, sealed.parquet.as_ref()));
+        assert_eq!(seal(Formats::JSON).parquet, None);
+        let footer = parquet::file::reader::SerializedFileReader::new(Bytes::from(sealed.parquet.unwrap_or_default()));
+        let metadata = footer.map(|f| {
+            use parquet::file::reader::FileReader;
+            f.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default()
+        });
+        let metadata: Vec<(String, String)> =
+            metadata.unwrap_or_default().into_iter().map(|kv| (kv.key, kv.value.unwrap_or_default())).collect();
+        for expected in
+            [("store_events.partition", "4"), ("store_events.first_offset", "0"), ("store_events.next_offset", "3000")]
+        {
+            assert!(metadata.contains(&(expected.0.to_owned(), expected.1.to_owned())), "{metadata:?}");
+        }
     }
 
     #[test]
@@ -443,7 +482,7 @@ mod tests {
         let sale = event(EventType::Sale);
         let inventory = event(EventType::Inventory);
         let bad = br#"{"event_type":"sale_event","store_id":0}"#;
-        let mut batch = Batch::new(10);
+        let mut batch = Batch::new(10, Formats::JSON);
         let outcomes: Vec<Outcome> = [
             record(10, &[], Some(&sale)),
             record(11, &[(EVENT_TYPE_HEADER, b"inventory_event")], Some(&inventory)),
@@ -464,7 +503,7 @@ mod tests {
                 Outcome::DeadLettered("null_value"),
             ]
         );
-        let sealed = batch.seal(false);
+        let sealed = batch.seal(false, "t", 0);
         assert_eq!((sealed.first_offset, sealed.next_offset), (10, 16));
         assert_eq!((sealed.records, sealed.stored, sealed.dead_lettered, sealed.skipped), (5, 1, 3, 1));
         let stored = gunzip_lines(sealed.data.as_deref().unwrap_or_default());
@@ -483,10 +522,10 @@ mod tests {
             text.push_str(&format!(", {key:?} : {value}"));
         }
         text.push_str(r#", "note": "caf\u00e9 \/ ok" }"#);
-        let mut batch = Batch::new(0);
+        let mut batch = Batch::new(0, Formats::JSON);
         assert_eq!(push(&mut batch, EventType::Sale, "t", 0, &record(0, &[], Some(text.as_bytes()))), Outcome::Stored);
         let mut stored = String::new();
-        let data = batch.seal(false).data.unwrap_or_default();
+        let data = batch.seal(false, "t", 0).data.unwrap_or_default();
         let _ = MultiGzDecoder::new(data.as_slice()).read_to_string(&mut stored);
         let as_value: Value = serde_json::from_str(&text).unwrap_or_default();
         assert_eq!(stored, format!("{}\n", serde_json::to_string(&as_value).unwrap_or_default()));
@@ -496,10 +535,10 @@ mod tests {
 
     #[test]
     fn dead_letters_carry_the_raw_value_reason_and_position() {
-        let mut batch = Batch::new(0);
+        let mut batch = Batch::new(0, Formats::JSON);
         push(&mut batch, EventType::Sale, "topic", 3, &record(0, &[("trace", b"\xfe")], Some(b"\xff\x00")));
         push(&mut batch, EventType::Sale, "topic", 3, &record(1, &[], Some(b"not json")));
-        let letters = gunzip_lines(batch.seal(false).dead_letters.as_deref().unwrap_or_default());
+        let letters = gunzip_lines(batch.seal(false, "t", 0).dead_letters.as_deref().unwrap_or_default());
         assert_eq!(
             letters[0],
             json!({
@@ -516,7 +555,7 @@ mod tests {
     #[test]
     fn a_header_that_contradicts_the_body_is_dead_lettered() {
         let inventory = event(EventType::Inventory);
-        let mut batch = Batch::new(0);
+        let mut batch = Batch::new(0, Formats::JSON);
         let outcome = push(
             &mut batch,
             EventType::Sale,
@@ -533,11 +572,11 @@ mod tests {
             .map(|i| record(i, &[], Some(&event(if i % 2 == 0 { EventType::Sale } else { EventType::Inventory }))))
             .collect();
         let seal = || {
-            let mut batch = Batch::new(0);
+            let mut batch = Batch::new(0, Formats::JSON);
             records.iter().for_each(|r| {
                 push(&mut batch, EventType::Inventory, "t", 0, r);
             });
-            let sealed = batch.seal(false);
+            let sealed = batch.seal(false, "t", 0);
             (sealed.data, sealed.dead_letters)
         };
         assert_eq!(seal(), seal());
@@ -560,13 +599,13 @@ mod tests {
     fn a_large_batch_is_compressed_as_it_fills_into_members_that_decode_to_every_line() {
         let records: Vec<RecordAndOffset> = (0..2_000).map(|i| record(i, &[], Some(&event(EventType::Sale)))).collect();
         let seal = || {
-            let mut batch = Batch::new(0);
+            let mut batch = Batch::new(0, Formats::JSON);
             for record in &records {
                 push(&mut batch, EventType::Sale, "t", 0, record);
                 // Only the lines of the member being filled are held as text.
-                assert!(batch.stored.tail.len() < MEMBER_BYTES + 4096);
+                assert!(batch.stored.as_ref().is_some_and(|lines| lines.tail.len() < MEMBER_BYTES + 4096));
             }
-            batch.seal(false)
+            batch.seal(false, "t", 0)
         };
         let sealed = seal();
         let data = sealed.data.clone().unwrap_or_default();
@@ -590,16 +629,16 @@ mod tests {
         big["notes"] = Value::from("x".repeat(64 * 1024));
         let bytes = big.to_string().into_bytes();
         let limits = BatchLimits { max_events: 1_000, max_bytes: 16 * 1024, max_age: Duration::from_secs(5) };
-        let mut batch = Batch::new(0);
+        let mut batch = Batch::new(0, Formats::JSON);
         assert_eq!(push(&mut batch, EventType::Sale, "t", 0, &record(0, &[], Some(&bytes))), Outcome::Stored);
         assert!(batch.is_full(&limits));
-        let stored = gunzip_lines(batch.seal(false).data.as_deref().unwrap_or_default());
+        let stored = gunzip_lines(batch.seal(false, "t", 0).data.as_deref().unwrap_or_default());
         assert_eq!(stored, [big]);
     }
 
     #[test]
     fn a_batch_holds_one_date_and_reports_full_at_its_limits() {
-        let mut batch = Batch::new(0);
+        let mut batch = Batch::new(0, Formats::JSON);
         let today = record(0, &[], Some(b"{}"));
         let mut tomorrow = record(1, &[], Some(b"{}"));
         tomorrow.record.timestamp += chrono::Duration::days(1);
@@ -633,16 +672,16 @@ mod tests {
             record(3, &[], Some(&a_with_another_store)),
         ];
         let mut seen = Seen::new(DedupSettings::default());
-        let mut batch = Batch::new(0);
+        let mut batch = Batch::new(0, Formats::JSON);
         let outcomes: Vec<Outcome> = first.iter().map(|r| batch.push(EventType::Sale, "t", 0, r, &mut seen)).collect();
         assert_eq!(outcomes, [Outcome::Stored, Outcome::Stored, Outcome::Duplicate, Outcome::Stored]);
-        let sealed = batch.seal(true);
+        let sealed = batch.seal(true, "t", 0);
         assert_eq!((sealed.records, sealed.stored, sealed.duplicates), (4, 3, 1));
         let ids = sealed.event_ids.clone().unwrap_or_default();
         assert_eq!(ids.0.len(), 3);
         seen.remember(0, Utc::now(), &ids.0);
 
-        let mut later = Batch::new(4);
+        let mut later = Batch::new(4, Formats::JSON);
         let outcomes: Vec<Outcome> = [record(4, &[], Some(&b)), record(5, &[], Some(&c))]
             .iter()
             .map(|r| later.push(EventType::Sale, "t", 0, r, &mut seen))
@@ -650,12 +689,12 @@ mod tests {
         assert_eq!(outcomes, [Outcome::Duplicate, Outcome::Stored]);
 
         // Written again after a crash: the entry's identities decide, not what is remembered.
-        let mut again = Batch::new(0);
+        let mut again = Batch::new(0, Formats::JSON);
         let mut replay = Replay::of(Some(&ids));
         first.iter().for_each(|r| {
             again.push(EventType::Sale, "t", 0, r, replay.as_mut());
         });
-        let rebuilt = again.seal(true);
+        let rebuilt = again.seal(true, "t", 0);
         assert_eq!((rebuilt.stored, rebuilt.duplicates), (3, 1));
         assert_eq!((rebuilt.data, rebuilt.event_ids), (sealed.data, Some(ids)));
     }
