@@ -17,6 +17,7 @@
 #   PRODUCER_PORT, SALES_CONSUMER_PORT, INVENTORY_CONSUMER_PORT   8080, 8081, 8082
 #   SERVICES_STATE         where logs/ and pids/ go (.local)
 #   CONSUMER_GROUP_PREFIX  the consumers' groups are <prefix>-<service> (store-events)
+#   OUTPUT_FORMATS         the consumers' files (json,parquet here; json is the services' default)
 #   and every variable of the services themselves (README, Configuration), passed through.
 set -euo pipefail
 
@@ -104,7 +105,9 @@ up() {
     fi
     local extra=()
     if [ "$name" != producer ]; then
-      extra=(CONSUMER_GROUP_ID="${CONSUMER_GROUP_PREFIX:-store-events}-$name" CONSUMER_GROUP_INSTANCE_ID="$name-local")
+      # JSON and Parquet from each batch, so that `make up` shows both (scripts/show.sh).
+      extra=(CONSUMER_GROUP_ID="${CONSUMER_GROUP_PREFIX:-store-events}-$name" CONSUMER_GROUP_INSTANCE_ID="$name-local"
+        OUTPUT_FORMATS="${OUTPUT_FORMATS:-json,parquet}")
     fi
     env HTTP_ADDR="127.0.0.1:$port" LOG_FORMAT="${LOG_FORMAT:-json}" GENERATOR_RATE="${GENERATOR_RATE:-20}" "${extra[@]}" \
       nohup "$root/target/debug/$name" >"$state/logs/$name.log" 2>&1 &

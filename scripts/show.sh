@@ -37,9 +37,22 @@ for prefix in event_type=sale_event/ event_type=inventory_event/ dead_letter/con
 done
 sample=$(objects event_type=sale_event/ | sed -n 1p)
 echo "  a stored sale event: $(aws s3 cp "s3://$S3_BUCKET/$sample" - | gzip -dc | sed -n 1p)"
+parquet=$(objects parquet/ | grep -c '\.parquet$' || true)
+if [ "$parquet" -gt 0 ]; then
+  # The same events as Parquet (OUTPUT_FORMATS=json,parquet), read by DuckDB from a copy.
+  copy="$root/.local/show-parquet"
+  rm -rf "$copy" && aws s3 cp --recursive --only-show-errors "s3://$S3_BUCKET/parquet/" "$copy/"
+  echo "  parquet/                                   $parquet files; sales so far, by category (DuckDB over the Parquet files):"
+  "$root/scripts/py.sh" python - "$copy" <<'PY' | sed 's/^/    /'
+import sys, duckdb
+duckdb.sql(f"""SELECT category, count(*) AS sales, sum(qty) AS units, round(sum(price * qty * (1 - discount / 100)), 2) AS revenue,
+  max(ts) AS latest FROM read_parquet('{sys.argv[1]}/event_type=sale_event/dt=*/*.parquet') GROUP BY ALL ORDER BY revenue DESC""").show()
+PY
+fi
 echo
 echo "Look further with:"
 echo "  scripts/aws s3 ls --recursive s3://$S3_BUCKET/                 # every object (the AWS CLI, local endpoint)"
 echo "  scripts/aws s3 cp --recursive s3://$S3_BUCKET/ .local/copy/     # download them"
 echo "  scripts/py.sh python deploy/athena/duckdb_local.py .local/copy/  # the teams' Athena queries, in DuckDB"
+echo "  scripts/py.sh python deploy/athena/duckdb_local.py --parquet .local/copy/  # the same, on the Parquet tables"
 echo "  make audit                                                      # prove exactly once"

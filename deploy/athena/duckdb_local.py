@@ -1,17 +1,18 @@
 """The Athena tables and queries of this folder, run by DuckDB over a local copy of the bucket.
 
-One source: the tables come from `tables.sql` (parsed with sqlglot, the columns, partitions
-and location templates taken from it) and the queries from `queries/*.sql`, written in
-Athena's dialect and turned into DuckDB's by sqlglot. So what analysts run in Athena and
-what the tests check locally cannot drift apart.
+One source: the tables come from `tables.sql` (gzip JSON Lines) or `tables-parquet.sql`
+(Parquet; `--parquet`), parsed with sqlglot, the columns, partitions and location templates
+taken from them, and the queries from `queries/*.sql`, written in Athena's dialect and
+turned into DuckDB's by sqlglot. So what analysts run in Athena and what the tests check
+locally cannot drift apart.
 
     scripts/aws s3 cp --recursive s3://store-events/ copy/     # or aws s3 sync
     scripts/py.sh python deploy/athena/duckdb_local.py copy/   # every query, as tables
-    scripts/py.sh python deploy/athena/duckdb_local.py copy/ queries/sales_top_skus.sql
+    scripts/py.sh python deploy/athena/duckdb_local.py --parquet copy/ queries/sales_top_skus.sql
     scripts/py.sh python deploy/athena/duckdb_local.py --check # the DDL's own checks
 
 ROOT is the folder that holds what the consumers wrote under S3_PREFIX (the folders
-`event_type=...` and `dead_letter/`).
+`event_type=...`, `parquet/` and `dead_letter/`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlglot import exp
 
 HERE = Path(__file__).resolve().parent
 TABLES = HERE / "tables.sql"
+TABLES_PARQUET = HERE / "tables-parquet.sql"
 QUERIES = HERE / "queries"
 
 # The SerDes a table may name: both read one JSON object per line, gzip by file ending.
@@ -44,6 +46,11 @@ class Table:
     serde: str
     location: str
     properties: dict[str, str]
+    file_format: str = "TEXTFILE"
+
+    @property
+    def suffix(self) -> str:
+        return ".parquet" if self.file_format == "PARQUET" else ".jsonl.gz"
 
     @property
     def template(self) -> str:
@@ -51,7 +58,7 @@ class Table:
 
     def relative_glob(self, bucket_root: str) -> str:
         """The template as a glob under the bucket root: `event_type=sale_event/dt=*/*.jsonl.gz`."""
-        return re.sub(r"\$\{[a-z_]+\}", "*", self.template.removeprefix(bucket_root)) + "*.jsonl.gz"
+        return re.sub(r"\$\{[a-z_]+\}", "*", self.template.removeprefix(bucket_root)) + "*" + self.suffix
 
 
 def parse_tables(text: str) -> list[Table]:
@@ -74,17 +81,19 @@ def _table(create: exp.Create) -> Table:
     schema = create.this
     name = schema.this.name
     columns = [(c.name, c.args["kind"]) for c in schema.expressions]
-    properties, partitions, serde, location = {}, [], None, None
+    properties, partitions, serde, location, file_format = {}, [], None, None, "TEXTFILE"
     for prop in create.args["properties"].expressions:
         if isinstance(prop, exp.PartitionedByProperty):
             partitions = [(c.name, c.args["kind"]) for c in prop.this.expressions]
         elif isinstance(prop, exp.RowFormatSerdeProperty):
             serde = prop.this.name
+        elif isinstance(prop, exp.FileFormatProperty):
+            file_format = prop.this.name.upper()
         elif isinstance(prop, exp.LocationProperty):
             location = prop.this.name
         elif type(prop) is exp.Property:  # TBLPROPERTIES ('name' = 'value')
             properties[prop.name] = prop.args["value"].name
-    table = Table(name, columns, partitions, serde or "", location or "", properties)
+    table = Table(name, columns, partitions, serde or "", location or "", properties, file_format)
     _check(table)
     return table
 
@@ -93,7 +102,10 @@ def _check(table: Table) -> None:
     """What Athena would only say at query time: a SerDe it cannot read with, a projection
     that does not cover every partition column, a template that is not under LOCATION."""
     where = f"table {table.name}"
-    if table.serde not in SERDES:
+    if table.file_format == "PARQUET":
+        if table.serde:
+            raise ValueError(f"{where}: STORED AS PARQUET takes no ROW FORMAT SERDE (found {table.serde!r})")
+    elif table.serde not in SERDES:
         raise ValueError(f"{where}: ROW FORMAT SERDE {table.serde!r} is not one of {sorted(SERDES)}")
     if not table.columns or not table.partitions:
         raise ValueError(f"{where}: needs columns and PARTITIONED BY")
@@ -134,9 +146,13 @@ def bucket_root(tables: list[Table]) -> str:
     return roots.pop()
 
 
-def connect(root: Path, ddl: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per table, reading the copy of the bucket in `root`."""
+def connect(root: Path, ddl: str | None = None, parquet: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per table, reading the copy of the bucket in `root`;
+    with `parquet`, the event tables are those of tables-parquet.sql (dead letters stay JSON)."""
     tables = parse_tables(ddl if ddl is not None else TABLES.read_text())
+    if parquet:
+        typed = {t.name: t for t in parse_tables(TABLES_PARQUET.read_text())}
+        tables = [typed.get(t.name, t) for t in tables]
     base = bucket_root(tables)
     con = duckdb.connect()
     for table in tables:
@@ -147,6 +163,14 @@ def connect(root: Path, ddl: str | None = None) -> duckdb.DuckDBPyConnection:
         if not list(root.glob(table.relative_glob(base))):
             select = ", ".join(f"NULL::{k.sql('duckdb')} AS {n}" for n, k in table.columns + table.partitions)
             con.execute(f"CREATE VIEW {table.name} AS SELECT {select} WHERE FALSE")
+            continue
+        if table.file_format == "PARQUET":
+            # As Athena reads Parquet: columns by name, as the table declares them.
+            select = ", ".join(f"CAST({n} AS {k.sql('duckdb')}) AS {n}" for n, k in table.columns + table.partitions)
+            con.execute(
+                f"CREATE VIEW {table.name} AS SELECT {select} FROM read_parquet('{pattern}', "
+                f"hive_partitioning = true, hive_types = {{{hive_types}}})"
+            )
             continue
         con.execute(
             f"CREATE VIEW {table.name} AS SELECT * FROM read_json('{pattern}', "
@@ -179,18 +203,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", type=Path, help="local copy of the bucket (under S3_PREFIX)")
     parser.add_argument("queries", nargs="*", type=Path, help="query files (default: every one in queries/)")
-    parser.add_argument("--check", action="store_true", help="check tables.sql and the queries' syntax, then exit")
+    parser.add_argument("--check", action="store_true", help="check both DDL files and the queries' syntax, then exit")
+    parser.add_argument("--parquet", action="store_true", help="the Parquet tables (tables-parquet.sql)")
     args = parser.parse_args()
     try:
-        tables = parse_tables(TABLES.read_text())
+        for ddl in (TABLES, TABLES_PARQUET):
+            tables = parse_tables(ddl.read_text())
+            if args.check:
+                print(f"{ddl.name}: {len(tables)} tables valid")
         for text in queries().values():
             to_duckdb(text)
         if args.check:
-            print(f"{TABLES.name}: {len(tables)} tables valid; {len(queries())} queries parse")
+            print(f"{len(queries())} queries parse")
             return 0
         if args.root is None or not args.root.is_dir():
             parser.error("ROOT must be a folder holding a copy of the bucket")
-        con = connect(args.root)
+        con = connect(args.root, parquet=args.parquet)
         chosen = {p.stem: p.read_text() for p in args.queries} if args.queries else queries()
         for name, text in chosen.items():
             columns, rows = run(con, text)

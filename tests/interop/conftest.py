@@ -169,6 +169,8 @@ def run(tmp_path_factory) -> Run:
     # Both consumers, small batches so that every day and partition has several objects.
     consumer_env = {**common, "S3_PREFIX": run.prefix, "S3_FORCE_PATH_STYLE": "true"}
     consumer_env |= {"BATCH_MAX_EVENTS": "40", "BATCH_MAX_AGE": "1s", "CHECKPOINT_INTERVAL": "1s"}
+    # Each batch as gzip JSON Lines and as Parquet: the readers below read both.
+    consumer_env |= {"OUTPUT_FORMATS": "json,parquet"}
     consumers = [Service(name, consumer_env, logs) for name in owner.values()]
     try:
         for consumer in consumers:

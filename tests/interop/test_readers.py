@@ -1,5 +1,6 @@
 """What the consumers write to S3, read with the tools analysts and operators use: the AWS
-CLI, boto3 and DuckDB, and the Athena queries of deploy/athena run by DuckDB."""
+CLI, boto3 and DuckDB (JSON Lines and Parquet), and the Athena queries of deploy/athena run
+by DuckDB over both formats."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import duckdb_local
 import pytest
 from conftest import BUCKET, Run, aws, s3_client
 
-DATA_KINDS = ("event_type=", "dead_letter/")
+DATA_KINDS = ("event_type=", "parquet/", "dead_letter/")
 
 
 def boto3_keys(prefix: str) -> set[str]:
@@ -36,7 +37,7 @@ def promised_objects(run: Run) -> set[str]:
     """The data and dead-letter objects the ledger names: what must be in the bucket."""
     keys = set()
     for entry in ledger_entries(run):
-        keys.update(k for k in (entry.get("data_key"), entry.get("dead_letter_key")) if k)
+        keys.update(k for k in (entry.get("data_key"), entry.get("parquet_key"), entry.get("dead_letter_key")) if k)
     return keys
 
 
@@ -98,6 +99,10 @@ def test_boto3_reads_each_object_and_its_metadata(run: Run):
                 continue
             obj = s3.get_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
             assert obj["ContentType"] == "application/gzip", key
+            if entry.get("parquet_key") and key == entry.get("data_key"):
+                parquet = s3.head_object(Bucket=BUCKET, Key=entry["parquet_key"])
+                assert parquet["ContentType"] == "application/vnd.apache.parquet"
+                assert parquet["Metadata"] == obj["Metadata"], entry["parquet_key"]
             assert obj["Metadata"] == {
                 "topic": run.topic,
                 "partition": str(entry["partition"]),
@@ -145,6 +150,57 @@ def test_stored_events_are_exactly_the_events_sent(run: Run, copy: Path):
         ), event_type
 
 
+def parquet_rows(path: Path) -> list[dict]:
+    """The rows of Parquet files (a glob), read by DuckDB, as the events they hold: nulls left
+    out, the `extra` column's fields merged back in."""
+    result = duckdb.sql(f"SELECT * FROM read_parquet('{path.as_posix()}')")
+    names = [d[0] for d in result.description]
+    events = []
+    for row in result.fetchall():
+        event = {n: v for n, v in zip(names, row) if v is not None and n != "extra"}
+        extra = dict(zip(names, row)).get("extra")
+        events.append({**event, **(json.loads(extra) if extra else {})})
+    return events
+
+
+def test_parquet_files_hold_exactly_the_events_sent(run: Run, copy: Path):
+    """Typed columns (integers, doubles, booleans, ts a UTC timestamp) that equal what was
+    sent, and the fields the contract does not name kept in `extra`, as DuckDB reads them."""
+    for event_type in ("sale_event", "inventory_event"):
+        rows = parquet_rows(copy / f"parquet/event_type={event_type}/dt=*/*.parquet")
+        for row in rows:
+            assert row["ts"].tzinfo is not None, f"ts is not a UTC timestamp: {row['ts']!r}"
+        sent = [{**e, "ts": datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))} for e in run.events(event_type)]
+        key = lambda e: e["request_id"]  # noqa: E731
+        assert sorted(rows, key=key) == sorted(sent, key=key), event_type
+        assert any("note" in r for r in rows) or event_type == "inventory_event", "no long event kept its note"
+
+
+def test_parquet_files_are_zstd_typed_with_field_ids_and_statistics(copy: Path):
+    files = sorted(copy.glob("parquet/event_type=*/dt=*/*.parquet"))
+    assert files
+    for path in files[:5]:
+        schema = {r[0]: r for r in duckdb.sql(f"SELECT name, type, logical_type, field_id FROM parquet_schema('{path.as_posix()}')").fetchall()}
+        assert schema["store_id"][1] == "INT64" and schema["price"][1] == "DOUBLE" and schema["gift_wrap"][1] == "BOOLEAN"
+        assert "isAdjustedToUTC=1" in schema["ts"][2] and "MICROS" in schema["ts"][2], schema["ts"]
+        assert schema["request_id"][3] == 1 and schema["extra"][3] == 16, "Iceberg maps columns by these field ids"
+        chunks = duckdb.sql(
+            f"SELECT path_in_schema, compression, stats_min, stats_max, encodings FROM parquet_metadata('{path.as_posix()}')"
+        ).fetchall()
+        assert {c[1] for c in chunks} == {"ZSTD"}, chunks
+        stats = {c[0]: (c[2], c[3]) for c in chunks}
+        assert stats["ts"][0] is not None and stats["store_id"][0] is not None, stats
+        assert "RLE_DICTIONARY" in {c[0]: c[4] for c in chunks}["category"], chunks
+
+
+def test_the_parquet_files_are_a_fraction_of_the_json_objects(copy: Path):
+    json_bytes = sum(p.stat().st_size for p in copy.glob("event_type=*/dt=*/*.jsonl.gz"))
+    parquet_bytes = sum(p.stat().st_size for p in copy.glob("parquet/event_type=*/dt=*/*.parquet"))
+    # Small batches (40 events) make a Parquet file's footer weigh; make bench measures full ones.
+    assert 0 < parquet_bytes, "no Parquet file"
+    print(f"gzip JSON {json_bytes} bytes, Parquet {parquet_bytes} bytes")
+
+
 def duckdb_counts(copy: Path, columns: str, files: str) -> dict[tuple, int]:
     """`count(*)` by `columns` over the gzip JSON Lines `files` of the copy, read by DuckDB
     with its Hive partitioning (the folders' `name=value` become columns)."""
@@ -161,6 +217,15 @@ def test_duckdb_counts_the_events_per_type_and_date(run: Run, copy: Path):
     assert len({dt for _, dt in expected}) >= 3
 
 
+def test_duckdb_counts_the_parquet_events_per_type_and_date(run: Run, copy: Path):
+    expected = Counter((t, dt) for t, pairs in run.stored.items() for _, dt in pairs)
+    rows = duckdb.sql(
+        f"SELECT event_type, dt, count(*) FROM read_parquet('{copy.as_posix()}/parquet/event_type=*/dt=*/*.parquet', "
+        "hive_partitioning = true, hive_types = {'dt': 'VARCHAR'}) GROUP BY ALL"
+    ).fetchall()
+    assert {row[:-1]: row[-1] for row in rows} == dict(expected)
+
+
 def test_duckdb_counts_the_dead_letters_per_consumer_date_and_reason(run: Run, copy: Path):
     counts = duckdb_counts(copy, "consumer, dt, kind", "dead_letter/*/*/*.jsonl.gz")
     assert counts == dict(run.dead_letters)
@@ -170,6 +235,10 @@ def test_the_athena_tables_and_queries_parse():
     tables = duckdb_local.parse_tables(duckdb_local.TABLES.read_text())
     assert [t.name for t in tables] == ["sale_events", "inventory_events", "dead_letters"]
     assert {"dt"} == {n for n, _ in tables[0].partitions}
+    parquet = duckdb_local.parse_tables(duckdb_local.TABLES_PARQUET.read_text())
+    assert [(t.name, t.file_format) for t in parquet] == [("sale_events", "PARQUET"), ("inventory_events", "PARQUET")]
+    # The same columns in both, plus `extra`: the teams' queries run on either.
+    assert [n for n, _ in tables[0].columns] + ["extra"] == [n for n, _ in parquet[0].columns]
     assert len(duckdb_local.queries()) == 6
     for text in duckdb_local.queries().values():
         duckdb_local.to_duckdb(text)
@@ -251,8 +320,9 @@ def same_rows(actual, expected) -> bool:
         "warehouse_movements_by_day",
     ],
 )
-def test_each_teams_query_gives_the_numbers_of_what_was_sent(run: Run, copy: Path, name):
-    con = duckdb_local.connect(copy)
+@pytest.mark.parametrize("parquet", [False, True], ids=["json", "parquet"])
+def test_each_teams_query_gives_the_numbers_of_what_was_sent(run: Run, copy: Path, name, parquet):
+    con = duckdb_local.connect(copy, parquet=parquet)
     columns, rows = duckdb_local.run(con, duckdb_local.queries()[name])
     expected = getattr(Expected(run), name)()
     assert expected, f"the run sent nothing {name} would count"
