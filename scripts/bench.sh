@@ -288,13 +288,14 @@ finish() {
 # BATCH_MAX_AGE.
 drain_ours() {
   local run=$1 name port dedup_window=${DRAIN_DEDUP_WINDOW:-24h} topic=${DRAIN_TOPIC:-$backlog_topic} open
+  local formats=${DRAIN_FORMATS:-json}
   shift
   declare -A pid
   local start
   start=$(now)
   for name in "$@"; do
     port=${consumer_port[$name]}
-    STORE_EVENTS_TOPIC=$topic S3_PREFIX=b$run_id-$run-$name HTTP_ADDR=127.0.0.1:$port DEDUP_WINDOW=$dedup_window \
+    STORE_EVENTS_TOPIC=$topic S3_PREFIX=b$run_id-$run-$name HTTP_ADDR=127.0.0.1:$port DEDUP_WINDOW=$dedup_window OUTPUT_FORMATS=$formats \
       CONSUMER_GROUP_ID=bench-$run_id-$run-$name LOG_FORMAT=json RUST_LOG=warn "$bin/$name" >"$work/$name-$run.log" 2>&1 &
     pid[$name]=$!
     pids+=("${pid[$name]}")
@@ -323,6 +324,10 @@ log "sales-consumer alone"
 drain_ours alone sales-consumer
 log "sales-consumer alone, resend removal off (DEDUP_WINDOW=0)"
 DRAIN_DEDUP_WINDOW=0 drain_ours no-dedup sales-consumer
+# Parquet instead of gzip JSON (issue #23): the same backlog, the same checks (delivery.py
+# reads the rows with DuckDB); bytes per event and CPU against the JSON run above.
+log "sales-consumer alone, Parquet (OUTPUT_FORMATS=parquet)"
+DRAIN_FORMATS=parquet drain_ours parquet sales-consumer
 log "inventory-consumer alone"
 drain_ours alone inventory-consumer
 log "both consumers together"
@@ -486,6 +491,7 @@ both, copies beyond those on the topic.
 $(drain_row alone:sales-consumer "sales-consumer alone")
 $(drain_row no-dedup:sales-consumer "sales-consumer alone, resend removal off (DEDUP_WINDOW=0)")
 $(drain_row p64:sales-consumer "sales-consumer alone, the backlog on 64 partitions")
+$(drain_row parquet:sales-consumer "sales-consumer alone, Parquet files (OUTPUT_FORMATS=parquet)")
 $(drain_row alone:inventory-consumer "inventory-consumer alone")
 $(drain_row together:sales-consumer "sales-consumer, both running")
 $(drain_row together:inventory-consumer "inventory-consumer, both running")
@@ -498,6 +504,8 @@ $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m benthos-filter)") × it
 $(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate flink)") × its events/s, $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m flink)") × its CPU per event, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[flink]}") × its peak RSS.
 Removing resends (DEDUP_WINDOW=24h, the default, against 0): $(ratio "$(cpu_per_m alone:sales-consumer)" "$(cpu_per_m no-dedup:sales-consumer)") × the CPU per event,
 $(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate no-dedup:sales-consumer)") × the events/s, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[no-dedup:sales-consumer]}") × the peak RSS of the sales-consumer alone.
+Parquet against gzip JSON (the sales-consumer alone): $(printf '%.1f' "$(calc "$(field parquet:sales-consumer data_bytes) / $(field parquet:sales-consumer lines)")") against $(printf '%.1f' "$(calc "$(field alone:sales-consumer data_bytes) / $(field alone:sales-consumer lines)")") bytes stored per event
+($(ratio "$(field parquet:sales-consumer data_bytes)" "$(field alone:sales-consumer data_bytes)") ×), $(ratio "$(cpu_per_m parquet:sales-consumer)" "$(cpu_per_m alone:sales-consumer)") × the CPU per event, $(ratio "$(stored_rate parquet:sales-consumer)" "$(stored_rate alone:sales-consumer)") × the events/s, $(ratio "${rss_mib[parquet:sales-consumer]}" "${rss_mib[alone:sales-consumer]}") × the peak RSS.
 64 partitions against 2 (the sales-consumer alone): $(ratio "${rss_mib[p64:sales-consumer]}" "${rss_mib[alone:sales-consumer]}") × the peak RSS,
 $(ratio "$(cpu_per_m p64:sales-consumer)" "$(cpu_per_m alone:sales-consumer)") × the CPU per event, $(ratio "$(stored_rate p64:sales-consumer)" "$(stored_rate alone:sales-consumer)") × the events/s;
 broker connections open at most (\`kafka_broker_connections\`, one broker): ${connections[alone:sales-consumer]:-?} on 2 partitions, ${connections[p64:sales-consumer]:-?} on 64
@@ -520,7 +528,7 @@ cat >"$out/latest.json" <<EOF
   "quiet_store_p99_ms_alone": $quiet_alone_p99, "quiet_store_p99_ms_flooded": $quiet_flood_p99, "flood_rps": $flood_rps,
   "consumer_broker_connections_2_partitions": ${connections[alone:sales-consumer]:-null},
   "consumer_broker_connections_64_partitions": ${connections[p64:sales-consumer]:-null},
-  "drain": {$(for run in alone:sales-consumer no-dedup:sales-consumer p64:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
+  "drain": {$(for run in alone:sales-consumer no-dedup:sales-consumer p64:sales-consumer parquet:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
     printf '\n    "%s": {"stored_seconds": %s, "read_seconds": %s, "cpu_seconds": %s, "peak_rss_mib": %s, "delivery": %s},' \
       "$run" "${stored_s[$run]}" "${read_s[$run]:-null}" "${cpu_s[$run]}" "${rss_mib[$run]}" "${delivery[$run]}"
   done | sed '$ s/,$//')
@@ -534,7 +542,7 @@ for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate
   "$latency_events" "$half_p99" "$auth_rate" "$quiet_alone_p99" "$quiet_flood_p99" "$baseline_rate" "${stored_s[@]}" "${cpu_s[@]}" "${rss_mib[@]}"; do
   [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk "BEGIN {exit !($value > 0)}" || { log "a measure is missing: '$value'"; exit 1; }
 done
-[ ${#stored_s[@]} -eq 9 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }
+[ ${#stored_s[@]} -eq 10 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }
 # Every tool stored every record it keeps, and nothing twice.
 for run in "${!delivery[@]}"; do
   [ "$(field "$run" missing)" = 0 ] && [ "$(field "$run" duplicates)" = 0 ] ||
