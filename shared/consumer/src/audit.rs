@@ -15,7 +15,7 @@ use serde::Serialize;
 use store_event::EventId;
 
 use crate::layout::Layout;
-use crate::ledger::{Entry, ReadError, Store, StoreError, check_object, get_json};
+use crate::ledger::{Entry, ReadError, Store, StoreError, check_object, get_json, object_key};
 
 /// What the audit found on one partition.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -63,17 +63,75 @@ impl PartitionReport {
     }
 }
 
+/// What the audit found in the Iceberg table, read from its own metadata (the current
+/// snapshot's manifests), against the ledger.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct TableReport {
+    /// `namespace.table`.
+    pub table: String,
+    /// Live data files of the current snapshot.
+    pub files: u64,
+    /// Their rows.
+    pub rows: u64,
+    /// Per partition, the offset the table says it holds up to.
+    pub offsets: BTreeMap<i32, i64>,
+    /// Ledger entries past those offsets: written, waiting for the next commit.
+    pub waiting_entries: u64,
+    /// Files of entries the table holds that it does not list.
+    pub missing: Vec<String>,
+    /// Files the table lists more than once (rows counted twice).
+    pub twice: Vec<String>,
+    /// Files the table lists that no ledger entry names, or holds past its offsets.
+    pub extra: Vec<String>,
+    /// Files whose row count in the table differs from their entry's.
+    pub wrong_rows: Vec<String>,
+}
+
+impl TableReport {
+    /// Whether the table holds every entry up to its offsets exactly once, and nothing else.
+    pub fn clean(&self) -> bool {
+        self.missing.is_empty() && self.twice.is_empty() && self.extra.is_empty() && self.wrong_rows.is_empty()
+    }
+
+    fn render(&self, out: &mut String) {
+        let offsets: Vec<String> = self.offsets.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+        let _ = writeln!(
+            out,
+            "iceberg table {}: {} files, {} rows; holds offsets up to {}; {} entries waiting; {}",
+            self.table,
+            self.files,
+            self.rows,
+            if offsets.is_empty() { "(nothing yet)".to_owned() } else { offsets.join(" ") },
+            self.waiting_entries,
+            if self.clean() { "ok" } else { "PROBLEMS" }
+        );
+        for (what, files) in [
+            ("missing from the table", &self.missing),
+            ("in the table twice", &self.twice),
+            ("in the table, named by no entry it holds", &self.extra),
+            ("row count differs", &self.wrong_rows),
+        ] {
+            for file in files {
+                let _ = writeln!(out, "           {what}: {file}");
+            }
+        }
+    }
+}
+
 /// The whole audit.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     /// One report per partition with a ledger.
     pub partitions: Vec<PartitionReport>,
+    /// The Iceberg table, when `iceberg` is a format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableReport>,
 }
 
 impl Report {
-    /// Whether every partition is clean.
+    /// Whether every partition, and the table, is clean.
     pub fn clean(&self) -> bool {
-        self.partitions.iter().all(PartitionReport::clean)
+        self.partitions.iter().all(PartitionReport::clean) && self.table.as_ref().is_none_or(TableReport::clean)
     }
 
     /// A table for people.
@@ -125,6 +183,9 @@ impl Report {
         if self.partitions.is_empty() {
             out.push_str("no ledger found: nothing was consumed yet under this prefix\n");
         }
+        if let Some(table) = &self.table {
+            table.render(&mut out);
+        }
         out
     }
 }
@@ -141,11 +202,21 @@ pub enum AuditError {
     /// An entry listed at the start was gone when it was read (deleted meanwhile).
     #[error("{0} disappeared during the audit")]
     Vanished(String),
+    /// The Iceberg table could not be read.
+    #[error("the Iceberg table cannot be read: {0}")]
+    Lake(#[from] store_lake::LakeError),
 }
 
-/// Audits every partition of the consumer's ledger; `deep` reads every object; `window`
-/// is `DEDUP_WINDOW`, within which no event may be stored twice.
-pub async fn run(store: &dyn Store, layout: &Layout, deep: bool, window: Duration) -> Result<Report, AuditError> {
+/// Audits every partition of the consumer's ledger (and `lake`, its Iceberg table, when
+/// given); `deep` reads every object; `window` is `DEDUP_WINDOW`, within which no event
+/// may be stored twice.
+pub async fn run(
+    store: &dyn Store,
+    layout: &Layout,
+    deep: bool,
+    window: Duration,
+    lake: Option<&store_lake::Lake>,
+) -> Result<Report, AuditError> {
     let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for key in store.list(&layout.ledger_root(), None).await? {
         if Layout::entry_offset(&key).is_none() {
@@ -158,10 +229,12 @@ pub async fn run(store: &dyn Store, layout: &Layout, deep: bool, window: Duratio
         }
     }
     let mut objects: BTreeSet<String> = BTreeSet::new();
-    for prefix in [layout.data_root(), layout.parquet_root(), layout.dead_letter_root()] {
+    let lake_data = lake.and_then(|lake| object_key(lake.location())).map(|key| format!("{key}/data/"));
+    for prefix in [layout.data_root(), layout.parquet_root(), layout.dead_letter_root()].into_iter().chain(lake_data) {
         objects.extend(store.list(&prefix, None).await?);
     }
     let mut report = Report::default();
+    let mut all_entries = Vec::new();
     for (partition, keys) in by_partition {
         let mut entries = Vec::with_capacity(keys.len());
         for key in keys {
@@ -172,8 +245,53 @@ pub async fn run(store: &dyn Store, layout: &Layout, deep: bool, window: Duratio
         let mut partition_report = audit_partition(store, partition, &entries, &objects, deep).await?;
         partition_report.stored_twice = stored_twice(&entries, window);
         report.partitions.push(partition_report);
+        all_entries.extend(entries);
+    }
+    if let Some(lake) = lake {
+        let state = lake.state().await?;
+        let files = lake.data_files().await?;
+        report.table = Some(audit_table(lake.name(), &state.offsets, &all_entries, &files));
     }
     Ok(report)
+}
+
+/// Compares the table's live files with the ledger: every file of an entry below the
+/// table's offset of its partition listed once with its rows, nothing else listed.
+fn audit_table(name: String, offsets: &BTreeMap<i32, i64>, entries: &[Entry], files: &[(String, u64)]) -> TableReport {
+    let mut report = TableReport {
+        table: name,
+        files: files.len() as u64,
+        rows: files.iter().map(|(_, rows)| rows).sum(),
+        offsets: offsets.clone(),
+        ..TableReport::default()
+    };
+    let mut listed: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (path, rows) in files {
+        let seen = listed.entry(path.as_str()).or_insert((0, *rows));
+        seen.0 += 1;
+    }
+    let mut expected: BTreeSet<&str> = BTreeSet::new();
+    for entry in entries {
+        let Some(lake_files) = &entry.lake_files else { continue };
+        let held = offsets.get(&entry.partition).is_some_and(|&o| entry.next_offset <= o);
+        if !held {
+            report.waiting_entries += 1;
+            continue;
+        }
+        for file in lake_files {
+            expected.insert(&file.path);
+            match listed.get(file.path.as_str()) {
+                None => report.missing.push(file.path.clone()),
+                Some((times, _)) if *times > 1 => report.twice.push(format!("{} ({times} times)", file.path)),
+                Some((_, rows)) if *rows != file.rows => report
+                    .wrong_rows
+                    .push(format!("{}: {rows} rows in the table, {} in its entry", file.path, file.rows)),
+                Some(_) => {}
+            }
+        }
+    }
+    report.extra = listed.keys().filter(|path| !expected.contains(*path)).map(|path| (*path).to_owned()).collect();
+    report
 }
 
 async fn audit_partition(
@@ -268,6 +386,7 @@ mod tests {
             data_key: None,
             parquet_key: None,
             dead_letter_key: None,
+            lake_files: None,
             lost: false,
             event_ids: Some(EventIds(ids.iter().map(|n| EventId::of(*n, "r")).collect())),
             dedup_from: None,
@@ -284,8 +403,54 @@ mod tests {
         assert_eq!(stored_twice(&entries, hour), 0);
         // With a 2 h window both are resends that got through.
         assert_eq!(stored_twice(&entries, 2 * hour), 2);
-        let report = Report { partitions: vec![PartitionReport { stored_twice: 2, ..PartitionReport::default() }] };
+        let report =
+            Report { partitions: vec![PartitionReport { stored_twice: 2, ..PartitionReport::default() }], table: None };
         assert!(!report.clean());
         assert!(report.render().contains("stored twice: 2 events"), "{}", report.render());
+    }
+
+    fn lake_entry(partition: i32, first_offset: i64, next_offset: i64, files: &[(&str, u64)]) -> Entry {
+        let files = files
+            .iter()
+            .map(|(path, rows)| store_lake::LakeFile {
+                path: (*path).to_owned(),
+                day: chrono::NaiveDate::default(),
+                rows: *rows,
+                bytes: 1,
+            })
+            .collect();
+        Entry { partition, first_offset, next_offset, lake_files: Some(files), ..entry(first_offset, 0, &[]) }
+    }
+
+    #[test]
+    fn the_table_audit_names_missing_doubled_extra_and_miscounted_files_and_counts_waiting_entries() {
+        let entries = [
+            lake_entry(0, 0, 10, &[("a", 5), ("b", 3)]),
+            lake_entry(0, 10, 20, &[]),
+            lake_entry(0, 20, 30, &[("c", 4)]),
+            lake_entry(1, 0, 10, &[("d", 7)]),
+            // Past the table's offset of partition 1: waiting.
+            lake_entry(1, 10, 20, &[("e", 2)]),
+        ];
+        let offsets = BTreeMap::from([(0, 30), (1, 10)]);
+        let files = |list: &[(&str, u64)]| list.iter().map(|(p, r)| ((*p).to_owned(), *r)).collect::<Vec<_>>();
+        let clean = audit_table("t".to_owned(), &offsets, &entries, &files(&[("a", 5), ("b", 3), ("c", 4), ("d", 7)]));
+        assert!(clean.clean(), "{clean:?}");
+        assert_eq!((clean.files, clean.rows, clean.waiting_entries), (4, 19, 1));
+
+        let bad = audit_table(
+            "t".to_owned(),
+            &offsets,
+            &entries,
+            &files(&[("a", 5), ("a", 5), ("c", 9), ("d", 7), ("e", 2), ("zz", 1)]),
+        );
+        assert!(!bad.clean());
+        assert_eq!(bad.missing, vec!["b".to_owned()]);
+        assert_eq!(bad.twice, vec!["a (2 times)".to_owned()]);
+        assert_eq!(bad.wrong_rows, vec!["c: 9 rows in the table, 4 in its entry".to_owned()]);
+        assert_eq!(bad.extra, vec!["e".to_owned(), "zz".to_owned()], "held past its offset, or named by no entry");
+        let report = Report { partitions: Vec::new(), table: Some(bad) };
+        assert!(!report.clean());
+        assert!(report.render().contains("in the table twice: a (2 times)"), "{}", report.render());
     }
 }

@@ -29,31 +29,41 @@ impl Default for BatchLimits {
 }
 
 /// The files a batch's stored events are written as (`OUTPUT_FORMATS`): gzip JSON Lines,
-/// Parquet, or both from the same batch. Dead letters are JSON in every case.
+/// Parquet, rows of an Iceberg table, or several of them from the same batch. Dead
+/// letters are JSON in every case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Formats {
     /// `json`: gzip JSON Lines under `event_type=<type>/`, as received.
     pub json: bool,
     /// `parquet`: Parquet files under `parquet/event_type=<type>/`, typed columns.
     pub parquet: bool,
+    /// `iceberg`: Parquet files of the consumer's Iceberg table, one per `day(ts)`,
+    /// appended to it exactly once (see `store_lake`).
+    pub iceberg: bool,
 }
+
+const FORMATS_HINT: &str = "use a comma-separated list of json, parquet and iceberg (json,iceberg for example)";
 
 impl Formats {
     /// gzip JSON Lines only: the default, and what every version before Parquet wrote.
-    pub const JSON: Formats = Formats { json: true, parquet: false };
+    pub const JSON: Formats = Formats { json: true, parquet: false, iceberg: false };
+
+    /// No format: what [`Formats::parse`] starts from.
+    pub const NONE: Formats = Formats { json: false, parquet: false, iceberg: false };
 
     /// Reads a comma-separated list such as `json,parquet`.
     pub fn parse(text: &str) -> Result<Formats, String> {
-        let mut formats = Formats { json: false, parquet: false };
+        let mut formats = Formats::NONE;
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name.to_ascii_lowercase().as_str() {
                 "json" => formats.json = true,
                 "parquet" => formats.parquet = true,
-                _ => return Err(format!("{name:?} is not a format: use json, parquet or json,parquet")),
+                "iceberg" => formats.iceberg = true,
+                _ => return Err(format!("{name:?} is not a format: {FORMATS_HINT}")),
             }
         }
-        if formats == (Formats { json: false, parquet: false }) {
-            return Err("names no format: use json, parquet or json,parquet".to_owned());
+        if formats == Formats::NONE {
+            return Err(format!("names no format: {FORMATS_HINT}"));
         }
         Ok(formats)
     }
@@ -61,7 +71,7 @@ impl Formats {
 
 impl std::fmt::Display for Formats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = [(self.json, "json"), (self.parquet, "parquet")]
+        let names: Vec<&str> = [(self.json, "json"), (self.parquet, "parquet"), (self.iceberg, "iceberg")]
             .into_iter()
             .filter_map(|(on, name)| on.then_some(name))
             .collect();
@@ -99,6 +109,8 @@ pub struct ConsumerConfig {
     pub batch: BatchLimits,
     /// `OUTPUT_FORMATS`: the files stored events are written as.
     pub formats: Formats,
+    /// The Iceberg table and its catalog (`ICEBERG_*`), when `iceberg` is a format.
+    pub lake: Option<store_lake::LakeSettings>,
     /// Which partitions this instance owns: the group's or fixed.
     pub assignment: Assignment,
     /// `FETCH_MAX_BYTES`: the most bytes one fetch asks for, per partition.
@@ -145,12 +157,19 @@ impl ConsumerConfig {
         };
         let formats = Formats::parse(&env.string("OUTPUT_FORMATS", "json"))
             .map_err(|reason| ConfigError::new("OUTPUT_FORMATS", reason))?;
+        let s3 = S3Settings::from_env(env)?;
+        let table = match event_type {
+            EventType::Sale => "sale_events",
+            EventType::Inventory => "inventory_events",
+        };
+        let lake = if formats.iceberg { Some(store_lake::LakeSettings::from_env(env, &s3, table)?) } else { None };
         Ok(ConsumerConfig {
             service,
             formats,
+            lake,
             event_type,
             common: CommonConfig::from_env(env, service, default_addr)?,
-            s3: S3Settings::from_env(env)?,
+            s3,
             conditional_writes: env.flag("S3_CONDITIONAL_WRITES", true)?,
             batch,
             assignment: Assignment::from_env(env)?,
@@ -209,14 +228,9 @@ mod tests {
         );
         assert_eq!(formats("parquet").as_deref(), Ok("parquet"));
         assert_eq!(formats(" Parquet , json ").as_deref(), Ok("json,parquet"));
-        assert_eq!(
-            formats("json,orc"),
-            Err("OUTPUT_FORMATS: \"orc\" is not a format: use json, parquet or json,parquet".to_owned())
-        );
-        assert_eq!(
-            formats(" , "),
-            Err("OUTPUT_FORMATS: names no format: use json, parquet or json,parquet".to_owned())
-        );
+        assert_eq!(formats("json,orc"), Err(format!("OUTPUT_FORMATS: \"orc\" is not a format: {FORMATS_HINT}")));
+        assert_eq!(formats(" , "), Err(format!("OUTPUT_FORMATS: names no format: {FORMATS_HINT}")));
+        assert_eq!(formats("iceberg,json").as_deref(), Ok("json,iceberg"));
     }
 
     #[test]

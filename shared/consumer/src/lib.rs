@@ -20,6 +20,7 @@ pub mod config;
 pub mod dedup;
 pub mod group;
 pub mod health;
+pub mod lake;
 pub mod layout;
 pub mod ledger;
 pub mod metrics;
@@ -61,6 +62,11 @@ pub async fn run(
     let registry = Arc::new(service_runtime::metrics::registry());
     let cluster = Arc::new(KafkaCluster::new(config.common.kafka.clone()));
     let topic = config.common.topic.clone();
+    let writer = format!("{}@{}/{}", config.service, hostname(), uuid::Uuid::new_v4().simple());
+    let lake = match &config.lake {
+        Some(settings) => Some(Arc::new(open_lake(settings, &config, &writer, &registry, &shutdown).await?)),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         layout: Layout::new(&config.s3, config.service, config.event_type, &topic),
         store: Arc::new(Bucket::new(s3.clone(), &config.s3.bucket)),
@@ -68,9 +74,16 @@ pub async fn run(
         metrics: metrics::Metrics::new(&registry),
         health: Arc::new(Health::default()),
         progress: Arc::new(offsets::Progress::default()),
-        writer: format!("{}@{}/{}", config.service, hostname(), uuid::Uuid::new_v4().simple()),
+        writer,
+        lake: lake.clone(),
         config,
     });
+    // In a set, so that a dropped `run` (a test's stand-in for a kill) takes it along.
+    let committing = CancellationToken::new();
+    let mut committer = tokio::task::JoinSet::new();
+    if let Some(lake) = lake.clone() {
+        committer.spawn(lake.run(committing.clone()));
+    }
     let readiness = Readiness::new(&registry, Duration::from_secs(5))
         .with(KafkaCheck::new(Arc::clone(&cluster), &topic))
         .with(S3Check::new(s3, &shared.config.s3.bucket))
@@ -100,6 +113,17 @@ pub async fn run(
             outcome
         }
     };
+    // The partitions stopped (their last batches written): one more append for those.
+    committing.cancel();
+    while committer.join_next().await.is_some() {}
+    if let Some(lake) = &lake
+        && lake.waiting() > 0
+    {
+        tracing::warn!(
+            waiting = lake.waiting(),
+            "Batches not in the Iceberg table yet: the next start appends them (their files are written)."
+        );
+    }
     if outcome.is_err() {
         tracing::error!("Stopping the process so that it restarts clean.");
         shutdown.cancel();
@@ -144,6 +168,48 @@ async fn read_static(
     Ok(())
 }
 
+/// Opens the consumer's Iceberg table (creating it when missing), retried while the
+/// catalog cannot be reached. Its files are written with the other objects, so its
+/// location must be in the consumer's bucket.
+async fn open_lake(
+    settings: &store_lake::LakeSettings,
+    config: &ConsumerConfig,
+    writer: &str,
+    registry: &prometheus::Registry,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<lake::Committer> {
+    let mut retry = service_runtime::retry::Backoff::dependency();
+    let table = loop {
+        let opened = match store_lake::connect(settings).await {
+            Ok(catalog) => store_lake::Lake::open(catalog, settings, &config.common.topic, writer).await,
+            Err(error) => Err(error.into()),
+        };
+        match opened {
+            Ok(table) => break table,
+            Err(error) => {
+                let wait = retry.next_wait();
+                tracing::warn!(%error, retry_in = ?wait, "The Iceberg catalog cannot be reached; retrying.");
+                tokio::select! {
+                    _ = shutdown.cancelled() => anyhow::bail!("stopped before the Iceberg catalog could be reached"),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    };
+    let bucket = ledger::object_bucket(table.location());
+    if bucket != Some(config.s3.bucket.as_str()) {
+        anyhow::bail!(
+            "the Iceberg table {} is located at {}, outside S3_BUCKET {}: the consumer writes its files with the \
+             batch's other objects (set ICEBERG_WAREHOUSE in the bucket, or use another table)",
+            table.name(),
+            table.location(),
+            config.s3.bucket
+        );
+    }
+    tracing::info!(table = %table.name(), location = table.location(), "Writing to the Iceberg table.");
+    Ok(lake::Committer::new(table, settings.commit_interval, settings.commit_max_files, registry))
+}
+
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned())
 }
@@ -153,7 +219,14 @@ pub async fn audit(config: &ConsumerConfig, deep: bool, json: bool) -> anyhow::R
     let s3 = service_runtime::s3::client(&config.s3).await;
     let bucket = Bucket::new(s3, &config.s3.bucket);
     let layout = Layout::new(&config.s3, config.service, config.event_type, &config.common.topic);
-    let report = audit::run(&bucket, &layout, deep, config.dedup.window).await?;
+    let lake = match &config.lake {
+        Some(settings) => {
+            let catalog = store_lake::connect(settings).await.context("the Iceberg catalog cannot be reached")?;
+            Some(store_lake::Lake::open(catalog, settings, &config.common.topic, "audit").await?)
+        }
+        None => None,
+    };
+    let report = audit::run(&bucket, &layout, deep, config.dedup.window, lake.as_ref()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -434,16 +434,10 @@ pub async fn read_all_jsonl_gz(client: &aws_sdk_s3::Client, prefix: &str) -> Vec
     lines
 }
 
-/// The rows of a Parquet data file, each as the JSON object of the event it holds: the
-/// columns by name (nulls left out), `ts` as RFC 3339 in UTC, and the `extra` column's
-/// fields merged back in. So a row compares with the event sent, once both are read as a
+/// The rows of a Parquet data file, each as the JSON object of the event it holds (see
+/// [`rows_as_json`]). So a row compares with the event sent, once both are read as a
 /// `StoreEvent`.
 pub async fn read_parquet(client: &aws_sdk_s3::Client, key: &str) -> Vec<serde_json::Value> {
-    use arrow_array::Array;
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
-    use arrow_schema::DataType;
-    use serde_json::{Map, Value};
     let object =
         client.get_object().bucket(BUCKET).key(key).send().await.unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
     let bytes = object.body.collect().await.unwrap_or_else(|e| panic!("reading {key}: {e}")).into_bytes();
@@ -452,38 +446,52 @@ pub async fn read_parquet(client: &aws_sdk_s3::Client, key: &str) -> Vec<serde_j
         .unwrap_or_else(|e| panic!("{key} is not a Parquet file: {e}"));
     let mut rows = Vec::new();
     for batch in reader {
-        let batch = batch.unwrap_or_else(|e| panic!("{key}: {e}"));
-        let schema = batch.schema();
-        for row in 0..batch.num_rows() {
-            let mut object = Map::new();
-            for (field, column) in schema.fields().iter().zip(batch.columns()) {
-                if column.is_null(row) {
-                    continue;
-                }
-                let value = match field.data_type() {
-                    DataType::Utf8 => Value::from(column.as_string::<i32>().value(row)),
-                    DataType::Int64 => Value::from(column.as_primitive::<Int64Type>().value(row)),
-                    DataType::Float64 => Value::from(column.as_primitive::<Float64Type>().value(row)),
-                    DataType::Boolean => Value::from(column.as_boolean().value(row)),
-                    DataType::Timestamp(_, _) => {
-                        let micros = column.as_primitive::<TimestampMicrosecondType>().value(row);
-                        let ts = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-                        Value::from(ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-                    }
-                    other => panic!("{key}: column {} has a type no event column has: {other}", field.name()),
-                };
-                if field.name() == "extra" {
-                    let extra: Map<String, Value> = value
-                        .as_str()
-                        .map(|text| serde_json::from_str(text).unwrap_or_else(|e| panic!("{key}: extra {text}: {e}")))
-                        .unwrap_or_default();
-                    object.extend(extra);
-                } else {
-                    object.insert(field.name().clone(), value);
-                }
+        rows.extend(rows_as_json(&batch.unwrap_or_else(|e| panic!("{key}: {e}")), key));
+    }
+    rows
+}
+
+/// The rows of Arrow columns of events (a Parquet file's, an Iceberg scan's), each as the
+/// JSON object of the event: the columns by name (nulls left out), `ts` as RFC 3339 in
+/// UTC, and the `extra` column's fields merged back in. `what` names the source in panics.
+pub fn rows_as_json(batch: &arrow_array::RecordBatch, what: &str) -> Vec<serde_json::Value> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+    use arrow_schema::DataType;
+    use serde_json::{Map, Value};
+    let mut rows = Vec::new();
+    let schema = batch.schema();
+    for row in 0..batch.num_rows() {
+        let mut object = Map::new();
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            if column.is_null(row) {
+                continue;
             }
-            rows.push(Value::Object(object));
+            let value = match field.data_type() {
+                DataType::Utf8 => Value::from(column.as_string::<i32>().value(row)),
+                DataType::LargeUtf8 => Value::from(column.as_string::<i64>().value(row)),
+                DataType::Int64 => Value::from(column.as_primitive::<Int64Type>().value(row)),
+                DataType::Float64 => Value::from(column.as_primitive::<Float64Type>().value(row)),
+                DataType::Boolean => Value::from(column.as_boolean().value(row)),
+                DataType::Timestamp(_, _) => {
+                    let micros = column.as_primitive::<TimestampMicrosecondType>().value(row);
+                    let ts = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+                    Value::from(ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                }
+                other => panic!("{what}: column {} has a type no event column has: {other}", field.name()),
+            };
+            if field.name() == "extra" {
+                let extra: Map<String, Value> = value
+                    .as_str()
+                    .map(|text| serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: extra {text}: {e}")))
+                    .unwrap_or_default();
+                object.extend(extra);
+            } else {
+                object.insert(field.name().clone(), value);
+            }
         }
+        rows.push(Value::Object(object));
     }
     rows
 }

@@ -52,6 +52,9 @@ pub struct Batch {
     stored: Option<GzipLines>,
     /// The stored events as Parquet, when the formats include Parquet.
     parquet: Option<ParquetFile>,
+    /// The stored events as the Iceberg table's Parquet files, one per UTC day of `ts`
+    /// (the table's partition), when the formats include Iceberg.
+    lake: Option<BTreeMap<NaiveDate, ParquetFile>>,
     /// Bytes of the stored events' values, as received.
     stored_bytes: usize,
     stored_count: u64,
@@ -90,6 +93,9 @@ pub struct Sealed {
     pub data: Option<Vec<u8>>,
     /// The Parquet file of the stored events, if any were stored and Parquet is a format.
     pub parquet: Option<Vec<u8>>,
+    /// The Iceberg table's files of the stored events when Iceberg is a format (`Some`,
+    /// empty when nothing was stored): per UTC day of `ts`, its rows and its bytes.
+    pub lake: Option<Vec<LakeBody>>,
     /// gzip JSON Lines of the dead letters, if any.
     pub dead_letters: Option<Vec<u8>>,
     /// Dead letters by reason label.
@@ -98,6 +104,17 @@ pub struct Sealed {
     pub raw_bytes: usize,
     /// Time from the first record's arrival to sealing.
     pub age: Duration,
+}
+
+/// One Iceberg data file of a batch: the stored events whose `ts` falls on `day` (UTC).
+#[derive(Debug, Clone)]
+pub struct LakeBody {
+    /// The day.
+    pub day: NaiveDate,
+    /// Its rows.
+    pub rows: u64,
+    /// The Parquet file.
+    pub body: Bytes,
 }
 
 /// One dead letter, as written (one JSON object per line).
@@ -147,6 +164,8 @@ pub struct Bodies {
     pub parquet: Option<Bytes>,
     /// The dead-letter object.
     pub dead_letters: Option<Bytes>,
+    /// The Iceberg table's files.
+    pub lake: Vec<LakeBody>,
 }
 
 impl Sealed {
@@ -156,6 +175,7 @@ impl Sealed {
             data: self.data.take().map(Bytes::from),
             parquet: self.parquet.take().map(Bytes::from),
             dead_letters: self.dead_letters.take().map(Bytes::from),
+            lake: self.lake.as_mut().map(std::mem::take).unwrap_or_default(),
         }
     }
 }
@@ -169,6 +189,7 @@ impl Batch {
             date: None,
             stored: formats.json.then(|| GzipLines::new(MEMBER_BYTES)),
             parquet: formats.parquet.then(ParquetFile::new),
+            lake: formats.iceberg.then(BTreeMap::new),
             stored_bytes: 0,
             stored_count: 0,
             dead: GzipLines::new(DEAD_LETTER_MEMBER_BYTES),
@@ -260,6 +281,10 @@ impl Batch {
                         if let Some(file) = &mut self.parquet {
                             file.push(&fields, &document);
                         }
+                        if let Some(days) = &mut self.lake {
+                            let day = fields.ts.naive_utc().date();
+                            days.entry(day).or_insert_with(ParquetFile::new).push(&fields, &document);
+                        }
                         self.stored_bytes += value.map_or(0, <[u8]>::len) + 1;
                         self.stored_count += 1;
                         return Outcome::Stored;
@@ -315,6 +340,14 @@ impl Batch {
             age,
             data: self.stored.filter(|_| stored).map(GzipLines::finish),
             parquet: self.parquet.filter(|_| stored).map(|file| file.finish(&metadata)),
+            lake: self.lake.map(|days| {
+                days.into_iter()
+                    .map(|(day, file)| {
+                        let rows = file.rows() as u64;
+                        LakeBody { day, rows, body: Bytes::from(file.finish(&metadata)) }
+                    })
+                    .collect()
+            }),
             dead_letters: (self.dead_count > 0).then(|| self.dead.finish()),
             dead_kinds: self.dead_kinds,
             raw_bytes,
@@ -437,7 +470,7 @@ mod tests {
                 _ => record(i, &[], Some(&event(if i % 3 == 0 { EventType::Inventory } else { EventType::Sale }))),
             })
             .collect();
-        let both = Formats { json: true, parquet: true };
+        let both = Formats { json: true, parquet: true, iceberg: false };
         let seal = |formats| {
             let mut batch = Batch::new(0, formats);
             records.iter().for_each(|r| {
@@ -460,7 +493,7 @@ mod tests {
         );
 
         // Parquet alone: the same file, no JSON object; and the same records, the same bytes.
-        let parquet_only = seal(Formats { json: false, parquet: true });
+        let parquet_only = seal(Formats { json: false, parquet: true, iceberg: false });
         assert_eq!((parquet_only.data, parquet_only.parquet.as_ref()), (None, sealed.parquet.as_ref()));
         assert_eq!(seal(Formats::JSON).parquet, None);
         let footer = parquet::file::reader::SerializedFileReader::new(Bytes::from(sealed.parquet.unwrap_or_default()));

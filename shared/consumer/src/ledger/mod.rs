@@ -80,6 +80,10 @@ pub struct Entry {
     pub parquet_key: Option<String>,
     /// The dead-letter object, when there were dead letters.
     pub dead_letter_key: Option<String>,
+    /// The Iceberg table's data files of the batch (one per UTC day of `ts`), when Iceberg
+    /// is a format: `Some` (maybe empty) marks an entry the table must hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lake_files: Option<Vec<store_lake::LakeFile>>,
     /// True when the range was deleted by Kafka's retention before it could be read:
     /// recorded so that the loss is visible to the audit, never silent.
     #[serde(default)]
@@ -99,13 +103,26 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The objects the entry promises, each with the records it must hold.
+    /// The objects the entry promises, each with the records it must hold (the Iceberg
+    /// table's files by their keys in the bucket).
     pub fn objects(&self) -> impl Iterator<Item = (&str, u64)> {
         let data = self.data_key.as_deref().map(|key| (key, self.stored));
         let parquet = self.parquet_key.as_deref().map(|key| (key, self.stored));
         let dead = self.dead_letter_key.as_deref().map(|key| (key, self.dead_lettered));
-        data.into_iter().chain(parquet).chain(dead)
+        let lake = self.lake_files.iter().flatten().filter_map(|file| Some((object_key(&file.path)?, file.rows)));
+        data.into_iter().chain(parquet).chain(dead).chain(lake)
     }
+}
+
+/// The key of an `s3://bucket/key` location in its bucket (the consumer checks at start
+/// that its table is in its bucket).
+pub fn object_key(location: &str) -> Option<&str> {
+    location.strip_prefix("s3://")?.split_once('/').map(|(_, key)| key)
+}
+
+/// The bucket of an `s3://bucket/key` location.
+pub fn object_bucket(location: &str) -> Option<&str> {
+    location.strip_prefix("s3://")?.split('/').next()
 }
 
 /// The recovery hint: the last entry known to be written.

@@ -13,11 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::store::{Object, PutError, Store};
-use super::{Checkpoint, Entry, GZIP_JSONL, PARQUET, get_json, object_metadata};
-use crate::batch::{Bodies, Sealed};
+use super::{Checkpoint, Entry, GZIP_JSONL, PARQUET, get_json, object_key, object_metadata};
+use crate::batch::{Bodies, LakeBody, Sealed};
 use crate::health::Health;
+use crate::lake::Committer;
 use crate::layout::Layout;
 use crate::metrics::Metrics;
+use store_lake::LakeFile;
 
 /// Why a commit did not complete.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +56,7 @@ pub struct LedgerWriter {
     health: Arc<Health>,
     shutdown: CancellationToken,
     progress: Arc<Mutex<Progress>>,
+    lake: Option<Arc<Committer>>,
 }
 
 /// What the checkpoint needs to know.
@@ -89,7 +92,15 @@ impl LedgerWriter {
             health,
             shutdown,
             progress: Arc::new(Mutex::new(Progress { last_entry: None, last_checkpoint: Instant::now() })),
+            lake: None,
         }
+    }
+
+    /// The same writer, also writing the batches' Iceberg files and handing them to
+    /// `committer` once written.
+    pub fn with_lake(mut self, committer: Option<Arc<Committer>>) -> LedgerWriter {
+        self.lake = committer;
+        self
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -115,6 +126,17 @@ impl LedgerWriter {
             dead_letter_key: dt
                 .filter(|_| sealed.dead_lettered > 0)
                 .map(|dt| self.layout.dead_letter_key(partition, first_offset, dt)),
+            lake_files: self.lake.as_ref().zip(sealed.lake.as_ref()).map(|(committer, bodies)| {
+                bodies
+                    .iter()
+                    .map(|body| LakeFile {
+                        path: committer.lake().file_path(body.day, partition, first_offset),
+                        day: body.day,
+                        rows: body.rows,
+                        bytes: body.body.len() as u64,
+                    })
+                    .collect()
+            }),
             lost: false,
             ..self.loss(first_offset, sealed.next_offset)
         }
@@ -137,6 +159,7 @@ impl LedgerWriter {
             data_key: None,
             parquet_key: None,
             dead_letter_key: None,
+            lake_files: self.lake.as_ref().map(|_| Vec::new()),
             lost: true,
             event_ids: None,
             dedup_from: None,
@@ -168,6 +191,9 @@ impl LedgerWriter {
         tracing::debug!("Ledger entry written; writing its objects.");
         self.write_objects(entry, bodies).await?;
         tracing::debug!("Batch committed.");
+        if let Some(committer) = &self.lake {
+            committer.submit(entry);
+        }
         let due = {
             let mut progress = self.progress();
             progress.last_entry = Some((entry.first_offset, entry.next_offset));
@@ -203,12 +229,24 @@ impl LedgerWriter {
     /// and recovery check, written at the same time.
     async fn write_objects(&self, entry: &Entry, bodies: Bodies) -> Result<(), CommitError> {
         let (stored, dead) = (object_metadata(entry, entry.stored), object_metadata(entry, entry.dead_lettered));
-        let (data, parquet, dead) = tokio::join!(
+        let (data, parquet, dead, lake) = tokio::join!(
             self.write_object("data", entry.data_key.as_deref(), bodies.data, GZIP_JSONL, stored.clone()),
             self.write_object("parquet", entry.parquet_key.as_deref(), bodies.parquet, PARQUET, stored),
             self.write_object("dead_letter", entry.dead_letter_key.as_deref(), bodies.dead_letters, GZIP_JSONL, dead),
+            self.write_lake_files(entry, bodies.lake),
         );
-        data.and(parquet).and(dead)
+        data.and(parquet).and(dead).and(lake)
+    }
+
+    /// The Iceberg table's files of `entry` (in this bucket: checked at start), each with
+    /// its rows as `record-count`, as the other objects.
+    async fn write_lake_files(&self, entry: &Entry, bodies: Vec<LakeBody>) -> Result<(), CommitError> {
+        let files = entry.lake_files.iter().flatten();
+        for (file, body) in files.zip(bodies) {
+            let metadata = object_metadata(entry, file.rows);
+            self.write_object("iceberg", object_key(&file.path), Some(body.body), PARQUET, metadata).await?;
+        }
+        Ok(())
     }
 
     async fn write_object(
@@ -342,7 +380,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_parquet_file_is_written_beside_the_json_object_and_checked_by_its_rows() {
         let mut ledger = Fixture::new();
-        ledger.formats = crate::config::Formats { json: true, parquet: true };
+        ledger.formats = crate::config::Formats { json: true, parquet: true, iceberg: false };
         let mut writer = ledger.writer("a", &CancellationToken::new());
         let (entry, result) = ledger.commit(&mut writer, 0, 50).await;
         assert_eq!(result, Ok(()));

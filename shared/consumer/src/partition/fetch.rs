@@ -68,7 +68,11 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
     let timeout = settings.request_timeout;
     let config = &shared.config;
     // The entry's formats, not today's settings: the objects it names are what is missing.
-    let formats = Formats { json: entry.data_key.is_some(), parquet: entry.parquet_key.is_some() };
+    let formats = Formats {
+        json: entry.data_key.is_some(),
+        parquet: entry.parquet_key.is_some(),
+        iceberg: entry.lake_files.is_some(),
+    };
     let mut batch = Batch::new(entry.first_offset, formats);
     let mut resends = Replay::of(entry.event_ids.as_ref());
     let mut offset = entry.first_offset;

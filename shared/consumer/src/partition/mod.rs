@@ -50,6 +50,8 @@ pub struct Shared {
     pub progress: Arc<crate::offsets::Progress>,
     /// This process's identity in the ledger.
     pub writer: String,
+    /// The Iceberg table's committer, when `iceberg` is a format.
+    pub lake: Option<Arc<crate::lake::Committer>>,
 }
 
 impl Shared {
@@ -75,6 +77,7 @@ impl Shared {
             Arc::clone(&self.health),
             shutdown.clone(),
         )
+        .with_lake(self.lake.clone())
     }
 }
 
@@ -164,6 +167,8 @@ enum RecoverError {
     Rebuild(String),
     #[error("shutdown while writing the last batch again")]
     Stopped,
+    #[error(transparent)]
+    Lake(#[from] crate::lake::BacklogError),
 }
 
 /// Reads the ledger: the offset to go on from, and the identities stored in the window.
@@ -190,6 +195,7 @@ async fn recover(shared: &Shared, partition: i32, writer: &LedgerWriter) -> Resu
         Recovered::Empty => {
             let earliest = fetch::earliest_offset(shared, partition).await?;
             tracing::info!(earliest, "No ledger yet: starting from the earliest offset Kafka has.");
+            register_with_lake(shared, partition, earliest).await?;
             return Ok((earliest, seen));
         }
         Recovered::Resume { next, action } => {
@@ -204,7 +210,26 @@ async fn recover(shared: &Shared, partition: i32, writer: &LedgerWriter) -> Resu
         }
     };
     shared.metrics.recoveries.with_label_values(&[&label, action]).inc();
+    register_with_lake(shared, partition, next).await?;
     Ok((next, seen))
+}
+
+/// Hands the committer the ledger entries of `partition` its table does not hold yet
+/// (the ledger ends at `next`): what a crash, or the previous owner, left unappended.
+async fn register_with_lake(shared: &Shared, partition: i32, next: i64) -> Result<(), RecoverError> {
+    let Some(committer) = &shared.lake else { return Ok(()) };
+    let state = committer.lake().state().await.map_err(crate::lake::BacklogError::from)?;
+    let held = state.offsets.get(&partition).copied();
+    let (start, backlog) = crate::lake::backlog(shared.store.as_ref(), &shared.layout, partition, held, next).await?;
+    if !backlog.is_empty() {
+        tracing::info!(
+            held,
+            entries = backlog.len(),
+            "Ledger entries not in the Iceberg table yet: appending them with the next commit."
+        );
+    }
+    committer.register(partition, start, backlog);
+    Ok(())
 }
 
 /// Rebuilds the batch of `entry` from Kafka and writes its objects; the recoveries label.

@@ -83,9 +83,14 @@ pub async fn wait_until_caught_up(config: &ConsumerConfig, partitions: i32, limi
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let marks = testkit::high_watermarks(&topic, partitions).await;
-        let report =
-            store_consumer::audit::run(&bucket, &layout, false, store_consumer::dedup::DedupSettings::default().window)
-                .await;
+        let report = store_consumer::audit::run(
+            &bucket,
+            &layout,
+            false,
+            store_consumer::dedup::DedupSettings::default().window,
+            None,
+        )
+        .await;
         let reached: Vec<i64> = match &report {
             Ok(report) => (0..partitions)
                 .map(|p| report.partitions.iter().find(|r| r.partition == p).map_or(0, |r| r.to_offset))
@@ -106,7 +111,7 @@ pub async fn wait_until_caught_up(config: &ConsumerConfig, partitions: i32, limi
 
 pub async fn audit(config: &ConsumerConfig) -> store_consumer::audit::Report {
     let (bucket, layout) = bucket(config).await;
-    store_consumer::audit::run(&bucket, &layout, true, store_consumer::dedup::DedupSettings::default().window)
+    store_consumer::audit::run(&bucket, &layout, true, store_consumer::dedup::DedupSettings::default().window, None)
         .await
         .expect("audit")
 }
@@ -149,4 +154,41 @@ pub fn request_ids(values: &[serde_json::Value]) -> Vec<String> {
     let mut ids: Vec<String> = values.iter().map(|v| v["request_id"].as_str().unwrap_or("<none>").to_owned()).collect();
     ids.sort();
     ids
+}
+
+/// Settings that make a consumer write its Iceberg table (besides `formats`) in a SQLite
+/// catalog of the test's own, under its prefix, committing every 300 ms.
+pub fn iceberg_env(prefix: &str, formats: &'static str) -> Vec<(&'static str, String)> {
+    let dir = std::env::temp_dir().join("store-events-tests");
+    std::fs::create_dir_all(&dir).expect("catalog directory");
+    vec![
+        ("OUTPUT_FORMATS", formats.to_owned()),
+        ("ICEBERG_CATALOG_URI", format!("sqlite:{}", dir.join(format!("{prefix}.db")).display())),
+        ("ICEBERG_COMMIT_INTERVAL", "300ms".to_owned()),
+    ]
+}
+
+/// The consumer's Iceberg table.
+pub async fn lake(config: &ConsumerConfig) -> store_lake::Lake {
+    let settings = config.lake.as_ref().expect("iceberg is one of the formats");
+    let catalog = store_lake::connect(settings).await.expect("the Iceberg catalog");
+    store_lake::Lake::open(catalog, settings, &config.common.topic, "test").await.expect("the Iceberg table")
+}
+
+/// Every row of the consumer's Iceberg table, read with the `iceberg` crate's own scan
+/// (manifests, then data files), each as the JSON object of its event.
+pub async fn table_rows(config: &ConsumerConfig) -> Vec<serde_json::Value> {
+    use futures::TryStreamExt;
+    let table = lake(config).await.load().await.expect("load the table");
+    let stream = table.scan().select_all().build().expect("scan").to_arrow().await.expect("scan to Arrow");
+    let batches: Vec<_> = stream.try_collect().await.expect("read the table's rows");
+    batches.iter().flat_map(|batch| testkit::rows_as_json(batch, "the Iceberg table")).collect()
+}
+
+/// The audit with the consumer's Iceberg table.
+pub async fn audit_with_table(config: &ConsumerConfig) -> store_consumer::audit::Report {
+    let (bucket, layout) = bucket(config).await;
+    let lake = lake(config).await;
+    let window = store_consumer::dedup::DedupSettings::default().window;
+    store_consumer::audit::run(&bucket, &layout, true, window, Some(&lake)).await.expect("audit")
 }

@@ -1,0 +1,221 @@
+//! Which catalog holds the tables, and how to reach it.
+//!
+//! - `sql`: Iceberg's SQL catalog on a SQLite file (`ICEBERG_CATALOG_URI`), what
+//!   `make up`, docker compose and the tests use; pyiceberg's `SqlCatalog` and Iceberg's
+//!   Java `JdbcCatalog` read the same file.
+//!
+//! [`Pinned`] is the seam that makes a commit conditional on the table state it was
+//! planned on (see [`crate::table`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle, SqlCatalogBuilder};
+use iceberg_storage_opendal::OpenDalStorageFactory;
+use service_runtime::config::{ConfigError, Env};
+use service_runtime::s3::S3Settings;
+
+type Result<T> = iceberg::Result<T>;
+
+/// Where the tables are and how they are committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeSettings {
+    /// `ICEBERG_CATALOG_URI`: the SQL catalog's database (`sqlite:<file>`).
+    pub catalog_uri: String,
+    /// `ICEBERG_WAREHOUSE`: where new tables are located (`s3://<bucket>/<prefix>/iceberg`
+    /// by default).
+    pub warehouse: String,
+    /// `ICEBERG_NAMESPACE`: the namespace (database) of the tables.
+    pub namespace: String,
+    /// `ICEBERG_TABLE`: this consumer's table (`sale_events` or `inventory_events`).
+    pub table: String,
+    /// `ICEBERG_COMMIT_INTERVAL`: the longest a written batch waits to be committed.
+    pub commit_interval: Duration,
+    /// `ICEBERG_COMMIT_MAX_FILES`: a commit starts early once this many files wait.
+    pub commit_max_files: usize,
+    /// `ICEBERG_SNAPSHOT_MAX_AGE`: snapshots older than this are expired (the newest
+    /// [`RETAIN_SNAPSHOTS`] are always kept), so that metadata does not grow without bound.
+    pub snapshot_max_age: Duration,
+    /// S3 properties of the tables' file IO (endpoint, region, path style, keys).
+    pub file_io: Vec<(String, String)>,
+}
+
+/// Snapshots kept whatever their age.
+pub const RETAIN_SNAPSHOTS: usize = 10;
+
+impl LakeSettings {
+    /// Reads the settings; `table` is the consumer's default table name.
+    pub fn from_env(env: &Env, s3: &S3Settings, table: &str) -> std::result::Result<LakeSettings, ConfigError> {
+        let catalog = env.string("ICEBERG_CATALOG", "sql");
+        if catalog != "sql" {
+            return Err(ConfigError::new(
+                "ICEBERG_CATALOG",
+                format!("{catalog:?} is not a catalog this version supports: use sql"),
+            ));
+        }
+        let catalog_uri = env.string("ICEBERG_CATALOG_URI", "sqlite:iceberg-catalog.db");
+        if !catalog_uri.starts_with("sqlite:") {
+            return Err(ConfigError::new(
+                "ICEBERG_CATALOG_URI",
+                format!("{catalog_uri:?} is not a SQLite URL: use sqlite:<path of the catalog file>"),
+            ));
+        }
+        let default_warehouse = match s3.prefix.as_str() {
+            "" => format!("s3://{}/iceberg", s3.bucket),
+            prefix => format!("s3://{}/{prefix}/iceberg", s3.bucket),
+        };
+        let warehouse = env.string("ICEBERG_WAREHOUSE", &default_warehouse).trim_end_matches('/').to_owned();
+        if !warehouse.starts_with("s3://") || warehouse.len() <= "s3://".len() {
+            return Err(ConfigError::new("ICEBERG_WAREHOUSE", format!("{warehouse:?} is not an s3:// location")));
+        }
+        let namespace = identifier(env, "ICEBERG_NAMESPACE", "store_events")?;
+        let table = identifier(env, "ICEBERG_TABLE", table)?;
+        let commit_interval = env.duration("ICEBERG_COMMIT_INTERVAL", Duration::from_secs(5))?;
+        if commit_interval.is_zero() {
+            return Err(ConfigError::new("ICEBERG_COMMIT_INTERVAL", "must be greater than zero"));
+        }
+        let mut file_io = vec![("s3.path-style-access".to_owned(), s3.force_path_style.to_string())];
+        if let Some(endpoint) = &s3.endpoint {
+            file_io.push(("s3.endpoint".to_owned(), endpoint.clone()));
+        }
+        if let Some(region) = &s3.region {
+            file_io.push(("s3.region".to_owned(), region.clone()));
+        }
+        // Without keys, OpenDAL's own AWS chain finds them (web identity, ECS, IMDS).
+        for (variable, property) in [
+            ("AWS_ACCESS_KEY_ID", "s3.access-key-id"),
+            ("AWS_SECRET_ACCESS_KEY", "s3.secret-access-key"),
+            ("AWS_SESSION_TOKEN", "s3.session-token"),
+        ] {
+            if let Some(value) = env.raw(variable).filter(|v| !v.is_empty()) {
+                file_io.push((property.to_owned(), value.to_owned()));
+            }
+        }
+        Ok(LakeSettings {
+            catalog_uri,
+            warehouse,
+            namespace,
+            table,
+            commit_interval,
+            commit_max_files: env.bounded("ICEBERG_COMMIT_MAX_FILES", 500, 1, 100_000)?,
+            snapshot_max_age: env.duration("ICEBERG_SNAPSHOT_MAX_AGE", Duration::from_secs(24 * 3600))?,
+            file_io,
+        })
+    }
+}
+
+/// A namespace or table name Athena and Glue accept: lowercase letters, digits and `_`.
+fn identifier(env: &Env, name: &str, default: &str) -> std::result::Result<String, ConfigError> {
+    let value = env.string(name, default).trim().to_owned();
+    if value.is_empty()
+        || value.len() > 255
+        || !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(ConfigError::new(
+            name,
+            format!("{value:?} is not a table identifier: use lowercase letters, digits and '_'"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Opens the catalog the settings name.
+pub async fn connect(settings: &LakeSettings) -> Result<Arc<dyn Catalog>> {
+    // The SQL catalog opens an `Any` pool: its drivers must be registered once.
+    sqlx::any::install_default_drivers();
+    let mut uri = settings.catalog_uri.clone();
+    if !uri.contains("mode=") {
+        uri.push_str(if uri.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+    }
+    let mut props: HashMap<String, String> = settings.file_io.iter().cloned().collect();
+    props.insert(SQL_CATALOG_PROP_URI.to_owned(), uri);
+    props.insert(SQL_CATALOG_PROP_WAREHOUSE.to_owned(), settings.warehouse.clone());
+    let catalog = SqlCatalogBuilder::default()
+        .sql_bind_style(SqlBindStyle::QMark)
+        .with_storage_factory(Arc::new(OpenDalStorageFactory::S3 { customized_credential_load: None }))
+        .load("store_events", props)
+        .await?;
+    Ok(Arc::new(catalog))
+}
+
+/// A catalog whose `load_table` answers with one table as it was loaded.
+///
+/// `iceberg`'s `Transaction::commit` loads the table again before it commits and, when the
+/// table moved, re-applies its actions on the new state: an append planned on one snapshot
+/// would land on another, whatever the new one already holds. Committing through this
+/// wrapper keeps the state the append was planned on: the catalog's own checks (the
+/// `main` branch still at the planned snapshot; the metadata location unchanged) then
+/// refuse the commit when another member moved the table, and the caller plans again.
+pub struct Pinned<'a> {
+    inner: &'a dyn Catalog,
+    table: Table,
+}
+
+impl<'a> Pinned<'a> {
+    /// `inner`, with `table` as the state every load returns.
+    pub fn new(inner: &'a dyn Catalog, table: Table) -> Pinned<'a> {
+        Pinned { inner, table }
+    }
+}
+
+impl std::fmt::Debug for Pinned<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pinned").field("table", self.table.identifier()).finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Catalog for Pinned<'_> {
+    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> Result<Namespace> {
+        self.inner.create_namespace(namespace, properties).await
+    }
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> Result<Namespace> {
+        self.inner.get_namespace(namespace).await
+    }
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> Result<bool> {
+        self.inner.namespace_exists(namespace).await
+    }
+    async fn update_namespace(&self, namespace: &NamespaceIdent, properties: HashMap<String, String>) -> Result<()> {
+        self.inner.update_namespace(namespace, properties).await
+    }
+    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> Result<()> {
+        self.inner.drop_namespace(namespace).await
+    }
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> Result<Vec<TableIdent>> {
+        self.inner.list_tables(namespace).await
+    }
+    async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> Result<Table> {
+        self.inner.create_table(namespace, creation).await
+    }
+    async fn load_table(&self, table: &TableIdent) -> Result<Table> {
+        if table == self.table.identifier() { Ok(self.table.clone()) } else { self.inner.load_table(table).await }
+    }
+    async fn drop_table(&self, table: &TableIdent) -> Result<()> {
+        self.inner.drop_table(table).await
+    }
+    async fn purge_table(&self, table: &TableIdent) -> Result<()> {
+        self.inner.purge_table(table).await
+    }
+    async fn table_exists(&self, table: &TableIdent) -> Result<bool> {
+        self.inner.table_exists(table).await
+    }
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> Result<()> {
+        self.inner.rename_table(src, dest).await
+    }
+    async fn register_table(&self, table: &TableIdent, metadata_location: String) -> Result<Table> {
+        self.inner.register_table(table, metadata_location).await
+    }
+    async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+        self.inner.update_table(commit).await
+    }
+}
