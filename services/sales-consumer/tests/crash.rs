@@ -1,7 +1,9 @@
-//! kill -9 over and over while events keep arriving, half the time at a random moment and
-//! half the time right after a ledger entry is written and before its objects are: after
-//! the last restart the audit finds no gap and no overlap, and the stored events are
-//! exactly the sale events produced. The test reports where the kills landed and fails if
+//! kill -9 over and over while events keep arriving: half the time at a random moment, a
+//! quarter right after a ledger entry is written and before its objects are, a quarter as
+//! an append to the Iceberg table starts (sent or not, answered or not). After the last
+//! restart the audit finds no gap and no overlap, the stored events (JSON, Parquet and the
+//! Iceberg table's rows) are exactly the sale events produced, and the table's metadata
+//! lists every entry's files once. The test reports where the kills landed and fails if
 //! none left an entry without its objects (the window recovery exists for). This runs the
 //! real binary, as Kubernetes would.
 
@@ -25,6 +27,8 @@ use process::{LogOnFailure, Producing};
 const CYCLES: usize = 20;
 /// The consumer's debug line between a ledger entry and its objects.
 const ENTRY_WRITTEN: &str = "Ledger entry written; writing its objects.";
+/// The committer's debug line just before it appends to the Iceberg table.
+const APPENDING: &str = "Appending to the Iceberg table.";
 /// Recovery's line when it finds the last entry's objects missing.
 const REWRITING: &str = "Writing the last batch's objects again.";
 /// Starts each run's part of the log.
@@ -68,10 +72,12 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     let prefix = testkit::unique_name("c");
     let mut logs = LogOnFailure::default();
     let log = logs.add(&topic);
-    // JSON and Parquet from each batch: a kill between an entry and its objects leaves both
-    // for the next run to write.
-    let formats = ("OUTPUT_FORMATS", "json,parquet");
-    let config = common::config(EventType::Sale, &topic, &prefix, &[formats]);
+    // JSON, Parquet and the Iceberg table's files from each batch: a kill between an entry
+    // and its objects leaves them all for the next run to write, and the table's append to
+    // the next run's backlog.
+    let iceberg = common::iceberg_env(&prefix, "json,parquet,iceberg");
+    let iceberg: Vec<(&str, &str)> = iceberg.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = common::config(EventType::Sale, &topic, &prefix, &iceberg);
     let group = format!("test-{topic}");
     let env = process::env(
         &topic,
@@ -86,32 +92,39 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
             // instance's place at once, without waiting for its session to expire (KIP-345).
             ("CONSUMER_GROUP_ID", &group),
             ("CONSUMER_GROUP_INSTANCE_ID", "crash-test-0"),
-            formats,
-        ],
+        ]
+        .into_iter()
+        .chain(iceberg.iter().copied())
+        .collect::<Vec<_>>(),
     );
 
     // Events keep arriving on both partitions, 10% of them bad, while the consumer dies.
     let producing = Producing::start(&topic, 2, 2_000, Duration::from_millis(40), 4242);
 
     let mut rng = StdRng::seed_from_u64(20261124);
-    let mut targeted = 0;
+    let (mut targeted, mut appending) = (0, 0);
     for cycle in 0..CYCLES {
         mark(&log, &format!("{RUN_MARK}{cycle}"));
         let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let mut child = process::spawn(&env, &log);
         if cycle % 2 == 1 {
-            // Right after an entry, before its objects (or at a random moment if no entry
-            // comes within 5 s).
+            // Right after an entry, before its objects, or as an append to the table starts
+            // (or at a random moment if the line does not come within 5 s).
             let path = log.clone();
+            let line = if cycle % 4 == 1 { ENTRY_WRITTEN } else { APPENDING };
             let hit = tokio::task::spawn_blocking(move || {
-                let hit = wait_for_line(&path, from, ENTRY_WRITTEN, Duration::from_secs(5));
+                let hit = wait_for_line(&path, from, line, Duration::from_secs(5));
                 let _ = child.kill();
                 let _ = child.wait();
                 hit
             })
             .await
             .expect("the killer thread failed");
-            targeted += usize::from(hit);
+            if line == ENTRY_WRITTEN {
+                targeted += usize::from(hit);
+            } else {
+                appending += usize::from(hit);
+            }
         } else {
             tokio::time::sleep(Duration::from_millis(rng.random_range(200..1_500))).await;
             child.kill().expect("kill -9");
@@ -133,8 +146,9 @@ async fn kill_9_at_random_points_loses_and_doubles_nothing() {
     let runs: Vec<&str> = text.split(RUN_MARK).skip(1).collect();
     let repaired = runs.iter().skip(1).filter(|run| run.contains(REWRITING)).count();
     let phases = format!(
-        "{CYCLES} kills ({targeted} sent on the entry-written line): {repaired} left an entry without \
-         its objects, which the next run wrote; {} came before an entry or after its objects",
+        "{CYCLES} kills ({targeted} sent on the entry-written line, {appending} as an Iceberg append started): \
+         {repaired} left an entry without its objects, which the next run wrote; {} came before an entry or \
+         after its objects",
         CYCLES - repaired
     );
     println!("{phases}");

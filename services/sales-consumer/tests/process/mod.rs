@@ -190,5 +190,16 @@ pub async fn assert_exactly_once(config: &ConsumerConfig, produced: &[GeneratedE
             "stored sale events in Parquet ({context})"
         );
     }
+    if config.formats.iceberg {
+        let report = common::audit_with_table(config).await;
+        assert!(report.clean(), "audit with the Iceberg table ({context}):\n{}", report.render());
+        let table = report.table.as_ref().expect("a table report");
+        assert_eq!(table.waiting_entries, 0, "entries left out of the table ({context}):\n{}", report.render());
+        assert_eq!(
+            common::as_events(&common::table_rows(config).await),
+            common::as_events(&expected),
+            "the Iceberg table's rows ({context})"
+        );
+    }
     assert_eq!(common::dead_letters(config).await.len(), bad_sales, "dead letters ({context})");
 }
