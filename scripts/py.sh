@@ -5,16 +5,25 @@
 #
 #   scripts/py.sh python deploy/athena/duckdb_local.py --check
 #   scripts/py.sh aws --version
+#
+# With --iceberg first, the Iceberg readers instead (scripts/python-iceberg-requirements.txt:
+# pyiceberg, and DuckDB pinned to the release its iceberg extension is built for):
+#
+#   scripts/py.sh --iceberg python deploy/iceberg/iceberg_local.py --catalog sqlite:.local/iceberg-catalog.db
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 requirements=$root/scripts/python-requirements.txt
+if [ "${1:-}" = --iceberg ]; then
+  requirements=$root/scripts/python-iceberg-requirements.txt
+  shift
+fi
 cache=${STORE_EVENTS_CACHE:-$HOME/.cache/store-events}
 venv=$cache/py-$(sha256sum "$requirements" | cut -c1-12)
 if [ ! -f "$venv/.complete" ]; then
   command -v python3 >/dev/null || { echo "[py] error: python3 is needed (apt-get install python3 python3-venv)" >&2; exit 1; }
   # shellcheck source=scripts/lib/progress.sh
   source "$root/scripts/lib/progress.sh"
-  echo "[py] Installing the Python tools (AWS CLI, boto3, DuckDB, pytest, ...) from PyPI into $venv (once, a minute or two)" >&2
+  echo "[py] Installing the Python tools of $(basename "$requirements") from PyPI into $venv (once, a minute or two)" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
   pip_log=$venv/pip-install.log

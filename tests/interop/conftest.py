@@ -83,6 +83,9 @@ class Run:
     dead_letters: Counter = field(default_factory=Counter)
     records: int = 0
     audits: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
+    # The SQL catalog (SQLite) of the consumers' Iceberg tables, and their environment.
+    catalog_uri: str = ""
+    consumer_env: dict[str, str] = field(default_factory=dict)
 
     def events(self, event_type: str) -> list[dict]:
         return [event for event, _ in self.stored[event_type]]
@@ -169,8 +172,12 @@ def run(tmp_path_factory) -> Run:
     # Both consumers, small batches so that every day and partition has several objects.
     consumer_env = {**common, "S3_PREFIX": run.prefix, "S3_FORCE_PATH_STYLE": "true"}
     consumer_env |= {"BATCH_MAX_EVENTS": "40", "BATCH_MAX_AGE": "1s", "CHECKPOINT_INTERVAL": "1s"}
-    # Each batch as gzip JSON Lines and as Parquet: the readers below read both.
-    consumer_env |= {"OUTPUT_FORMATS": "json,parquet"}
+    # Each batch as gzip JSON Lines, as Parquet and as rows of the Iceberg tables: the readers
+    # below read all three.
+    run.catalog_uri = f"sqlite:{tmp_path_factory.mktemp('iceberg') / 'catalog.db'}"
+    consumer_env |= {"OUTPUT_FORMATS": "json,parquet,iceberg", "ICEBERG_CATALOG_URI": run.catalog_uri}
+    consumer_env |= {"ICEBERG_COMMIT_INTERVAL": "1s"}
+    run.consumer_env = consumer_env
     consumers = [Service(name, consumer_env, logs) for name in owner.values()]
     try:
         for consumer in consumers:

@@ -25,6 +25,11 @@ use crate::ledger::{Entry, ReadError, Store, StoreError, get_json};
 /// Appends after this many conflicts in a row wait for the next interval.
 const CONFLICT_RETRIES: u32 = 8;
 
+/// Batches that stored nothing (only the other type's records, say) move the table's
+/// offsets with the next append that has files; alone, once the oldest has waited this long
+/// (and at shutdown), so that the offsets a table shows stay recent.
+const EMPTY_COMMIT_AGE: Duration = Duration::from_secs(300);
+
 /// The batches waiting for the table, and the commits that append them.
 pub struct Committer {
     lake: Lake,
@@ -171,7 +176,7 @@ impl Committer {
                 _ = tokio::time::sleep(self.interval) => false,
                 _ = self.wake.notified() => false,
             };
-            self.commit().await;
+            self.commit(stopping).await;
             if stopping {
                 break;
             }
@@ -189,14 +194,16 @@ impl Committer {
         }
     }
 
-    /// Appends what waits, planning again on conflicts; `true` when nothing that could be
-    /// appended is left waiting.
-    pub async fn commit(&self) -> bool {
+    /// Appends what waits, planning again on conflicts; batches without files alone only
+    /// when `flush` or when they waited [`EMPTY_COMMIT_AGE`]. `true` when nothing that
+    /// could be appended is left waiting.
+    pub async fn commit(&self, flush: bool) -> bool {
         for _ in 0..CONFLICT_RETRIES {
-            let (batches, starts) = {
+            let (batches, starts, empty) = {
                 let queue = self.queue();
-                self.metrics.oldest.set(queue.oldest().map_or(0.0, |t| t.elapsed().as_secs_f64()));
-                (queue.snapshot(), queue.starts.clone())
+                let oldest = queue.oldest().map_or(Duration::ZERO, |t| t.elapsed());
+                self.metrics.oldest.set(oldest.as_secs_f64());
+                (queue.snapshot(), queue.starts.clone(), flush || oldest >= EMPTY_COMMIT_AGE)
             };
             if batches.is_empty() {
                 return true;
@@ -204,7 +211,7 @@ impl Committer {
             // The crash test kills the process on this line.
             tracing::debug!(batches = batches.len(), "Appending to the Iceberg table.");
             let timer = self.metrics.commit_seconds.start_timer();
-            match self.lake.append(&batches, &starts).await {
+            match self.lake.append(&batches, &starts, empty).await {
                 Ok(appended) => {
                     timer.observe_duration();
                     let plan = &appended.plan;

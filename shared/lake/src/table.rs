@@ -142,14 +142,15 @@ impl Lake {
     }
 
     /// One attempt to append `batches` (see the module's docs); `starts` says where
-    /// partitions the table does not hold yet enter it.
-    pub async fn append(&self, batches: &[Batch], starts: &Offsets) -> Result<Appended, LakeError> {
+    /// partitions the table does not hold yet enter it. Batches that stored nothing only
+    /// move the offsets: alone, they make a snapshot (without files) only when `empty` says
+    /// so, so that idle partitions do not add a snapshot every interval.
+    pub async fn append(&self, batches: &[Batch], starts: &Offsets, empty: bool) -> Result<Appended, LakeError> {
         let table = self.load().await?;
         let plan = offsets::plan(&state_of(&table, &self.topic), starts, batches);
         let chosen: Vec<&Batch> = plan.append.iter().map(|&i| &batches[i]).collect();
         let files: Vec<_> = chosen.iter().flat_map(|b| &b.files).collect();
-        // Entries that stored nothing move the offsets with the next commit that has files.
-        if files.is_empty() {
+        if chosen.is_empty() || (files.is_empty() && !empty) {
             return Ok(Appended { plan: Plan { append: Vec::new(), ..plan.clone() }, snapshot_id: None });
         }
         let spec_id = table.metadata().default_partition_spec_id();

@@ -79,7 +79,7 @@ async fn append_all(lake: &Lake, batches: &[Batch], chunk: usize) -> u32 {
     let mut conflicts = 0;
     for part in batches.chunks(chunk) {
         loop {
-            match lake.append(part, &starts).await {
+            match lake.append(part, &starts, false).await {
                 Ok(_) => break,
                 Err(LakeError::Conflict(_)) => conflicts += 1,
                 Err(error) => panic!("append failed: {error}"),
@@ -116,7 +116,7 @@ async fn racing_writers_append_each_entry_once() {
 
     // A writer whose answer was lost appends the same entries again: nothing changes.
     let snapshots = a.load().await.expect("load").metadata().snapshots().count();
-    let again = b.append(&batches, &Offsets::new()).await.expect("append again");
+    let again = b.append(&batches, &Offsets::new(), true).await.expect("append again");
     assert_eq!(again.snapshot_id, None);
     assert_eq!(again.plan.present.len(), batches.len());
     assert_eq!(a.load().await.expect("load").metadata().snapshots().count(), snapshots);
