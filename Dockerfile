@@ -29,7 +29,8 @@ RUN --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates
     cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked --bins \
- && strip target/release/producer target/release/sales-consumer target/release/inventory-consumer
+ && strip target/release/producer target/release/sales-consumer target/release/inventory-consumer \
+ && mkdir -p /state
 
 # Distroless: glibc and CA certificates, no shell, no package manager, non-root user.
 FROM gcr.io/distroless/cc-debian12:nonroot
@@ -41,6 +42,9 @@ LABEL org.opencontainers.image.title="store-events" \
 COPY --from=builder /build/target/release/producer \
                     /build/target/release/sales-consumer \
                     /build/target/release/inventory-consumer /usr/local/bin/
+# Where a volume holding the local Iceberg catalog (a SQLite file) is mounted: owned by the
+# user the services run as, so that a new named volume is too.
+COPY --from=builder --chown=65532:65532 /state /var/lib/store-events
 USER 65532:65532
 ENV LOG_FORMAT=json
 EXPOSE 8080 8081 8082

@@ -13,7 +13,8 @@ up: stack-up ## Start Kafka, the S3 server and the three services in the backgro
 
 audit: ## Prove exactly once for the local run: both consumers' audits of what they wrote (exit 1 on a problem).
 	@cargo build --quiet --bins
-	@source scripts/local.env && target/debug/sales-consumer audit && target/debug/inventory-consumer audit
+	@source scripts/local.env && export OUTPUT_FORMATS=json,parquet,iceberg ICEBERG_CATALOG_URI=sqlite:.local/iceberg-catalog.db && \
+	  target/debug/sales-consumer audit && target/debug/inventory-consumer audit
 
 down: ## Stop the services, then Kafka and the S3 server (data stays in .local/).
 	@scripts/services.sh down

@@ -17,7 +17,8 @@
 #   PRODUCER_PORT, SALES_CONSUMER_PORT, INVENTORY_CONSUMER_PORT   8080, 8081, 8082
 #   SERVICES_STATE         where logs/ and pids/ go (.local)
 #   CONSUMER_GROUP_PREFIX  the consumers' groups are <prefix>-<service> (store-events)
-#   OUTPUT_FORMATS         the consumers' files (json,parquet here; json is the services' default)
+#   OUTPUT_FORMATS         the consumers' files (json,parquet,iceberg here; json is the services' default)
+#   ICEBERG_CATALOG_URI    the Iceberg tables' SQL catalog (sqlite:<SERVICES_STATE>/iceberg-catalog.db)
 #   and every variable of the services themselves (README, Configuration), passed through.
 set -euo pipefail
 
@@ -105,9 +106,11 @@ up() {
     fi
     local extra=()
     if [ "$name" != producer ]; then
-      # JSON and Parquet from each batch, so that `make up` shows both (scripts/show.sh).
+      # JSON, Parquet and the Iceberg tables from each batch, so that `make up` shows them all
+      # (scripts/show.sh); both consumers' tables in one SQLite catalog.
       extra=(CONSUMER_GROUP_ID="${CONSUMER_GROUP_PREFIX:-store-events}-$name" CONSUMER_GROUP_INSTANCE_ID="$name-local"
-        OUTPUT_FORMATS="${OUTPUT_FORMATS:-json,parquet}")
+        OUTPUT_FORMATS="${OUTPUT_FORMATS:-json,parquet,iceberg}"
+        ICEBERG_CATALOG_URI="${ICEBERG_CATALOG_URI:-sqlite:$state/iceberg-catalog.db}")
     fi
     env HTTP_ADDR="127.0.0.1:$port" LOG_FORMAT="${LOG_FORMAT:-json}" GENERATOR_RATE="${GENERATOR_RATE:-20}" "${extra[@]}" \
       nohup "$root/target/debug/$name" >"$state/logs/$name.log" 2>&1 &

@@ -49,10 +49,21 @@ duckdb.sql(f"""SELECT category, count(*) AS sales, sum(qty) AS units, round(sum(
   max(ts) AS latest FROM read_parquet('{sys.argv[1]}/event_type=sale_event/dt=*/*.parquet') GROUP BY ALL ORDER BY revenue DESC""").show()
 PY
 fi
+catalog="$root/.local/iceberg-catalog.db"
+if [ -f "$catalog" ]; then
+  # The Iceberg tables (OUTPUT_FORMATS with iceberg): pyiceberg over the SQLite catalog, and
+  # the sales team's top SKUs query run by DuckDB's iceberg extension (scripts/py.sh --iceberg).
+  echo "  iceberg/                                   the Iceberg tables, committed every 5 s (pyiceberg and DuckDB):"
+  "$root/scripts/py.sh" --iceberg python "$root/deploy/iceberg/iceberg_local.py" --catalog "sqlite:$catalog" --wait 20 | sed 's/^/    /'
+  "$root/scripts/py.sh" --iceberg python "$root/deploy/iceberg/iceberg_local.py" --catalog "sqlite:$catalog" \
+    --query "$root/deploy/athena/queries-iceberg/sales_top_skus.sql" | sed 's/^/    /'
+fi
 echo
 echo "Look further with:"
 echo "  scripts/aws s3 ls --recursive s3://$S3_BUCKET/                 # every object (the AWS CLI, local endpoint)"
 echo "  scripts/aws s3 cp --recursive s3://$S3_BUCKET/ .local/copy/     # download them"
 echo "  scripts/py.sh python deploy/athena/duckdb_local.py .local/copy/  # the teams' Athena queries, in DuckDB"
 echo "  scripts/py.sh python deploy/athena/duckdb_local.py --parquet .local/copy/  # the same, on the Parquet tables"
-echo "  make audit                                                      # prove exactly once"
+echo "  source scripts/local.env; scripts/py.sh --iceberg python deploy/iceberg/iceberg_local.py \\"
+echo "    --query deploy/athena/queries-iceberg/sales_top_skus.sql      # the teams' queries on the Iceberg tables"
+echo "  make audit                                                      # prove exactly once (the ledger, the objects, the tables)"

@@ -509,7 +509,8 @@ case "${1:-}" in
     esac
     ;;
   status) status ;;
-  reset) stop_kafka; stop_s3; stop_kafka3; cluster down; rm -rf "$state/kafka" "$state/s3" "$state/kafka-3" "$state/cluster"; log "Local data deleted" ;;
+  # The Iceberg catalog of `make up` goes with the S3 data its tables live in.
+  reset) stop_kafka; stop_s3; stop_kafka3; cluster down; rm -rf "$state/kafka" "$state/s3" "$state/kafka-3" "$state/cluster" "$state/iceberg-catalog.db"; log "Local data deleted" ;;
   damage) damage "${2:-}" ;;
   kafka-tool) shift; install_kafka; kafka_java "$@" ;;
   cluster) shift; cluster "$@" ;;

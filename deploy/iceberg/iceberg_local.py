@@ -2,6 +2,7 @@
 pyiceberg over the same SQL catalog, and DuckDB's iceberg extension over the table's
 current metadata file. Run it with `scripts/py.sh --iceberg python deploy/iceberg/iceberg_local.py`.
 
+    source scripts/local.env    # the local S3 server's endpoint and keys
     iceberg_local.py --catalog sqlite:.local/iceberg-catalog.db            # tables, snapshots, rows
     iceberg_local.py --catalog ... --query deploy/athena/queries-iceberg/sales_top_skus.sql
     iceberg_local.py --catalog ... --dump                                 # everything, as JSON (tests)
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -143,9 +145,14 @@ def main() -> int:
     parser.add_argument("--catalog", default=os.environ.get("ICEBERG_CATALOG_URI", "sqlite:.local/iceberg-catalog.db"))
     parser.add_argument("--query", action="append", default=[], help="an Athena query file to run in DuckDB")
     parser.add_argument("--dump", action="store_true", help="print every table's description and rows as JSON")
+    parser.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for a snapshot in every table")
     args = parser.parse_args()
     cat = catalog(args.catalog)
     names = [name for (_, name) in cat.list_tables(NAMESPACE)]
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline and not all(cat.load_table((NAMESPACE, n)).current_snapshot() for n in names):
+        time.sleep(1)
+        names = [name for (_, name) in cat.list_tables(NAMESPACE)]
     con = duckdb_connect(cat)
     if args.dump:
         out = {

@@ -54,9 +54,9 @@ struct Waiting {
     since: Instant,
 }
 
-/// The committer's metrics.
+/// The committer's metrics (registered when `iceberg` is a format).
 #[derive(Clone)]
-struct LakeMetrics {
+pub struct LakeMetrics {
     /// `consumer_iceberg_commits_total{outcome}`: `committed`, `conflict` (another writer
     /// moved the table first; planned again), `failed`.
     commits: IntCounterVec,
@@ -73,7 +73,8 @@ struct LakeMetrics {
 }
 
 impl LakeMetrics {
-    fn new(registry: &Registry) -> LakeMetrics {
+    /// Creates and registers them.
+    pub fn new(registry: &Registry) -> LakeMetrics {
         LakeMetrics {
             commits: registered(
                 registry,

@@ -23,8 +23,9 @@ const READ_ELSEWHERE: [&str; 5] = [
 ];
 
 fn accepted() -> BTreeSet<String> {
-    // The defaults, with an (empty) set of API keys: PRODUCER_AUTH=api-keys needs one.
-    let env = Env::from_pairs([("PRODUCER_API_KEYS", r#"{"keys": []}"#)]);
+    // The defaults, with an (empty) set of API keys (PRODUCER_AUTH=api-keys needs one) and
+    // Iceberg among the formats (its settings are read only then).
+    let env = Env::from_pairs([("PRODUCER_API_KEYS", r#"{"keys": []}"#), ("OUTPUT_FORMATS", "json,iceberg")]);
     producer::ProducerConfig::from_env(&env).expect("producer defaults");
     for event_type in EventType::ALL {
         store_consumer::ConsumerConfig::from_env(&env, event_type).expect("consumer defaults");
@@ -186,6 +187,7 @@ fn exported() -> BTreeSet<String> {
     let registry = prometheus::Registry::new();
     let _ = producer::metrics::Metrics::new(&registry);
     let _ = store_consumer::metrics::Metrics::new(&registry);
+    let _ = store_consumer::lake::LakeMetrics::new(&registry);
     let _ = service_runtime::readiness::Readiness::new(&registry, std::time::Duration::from_secs(1));
     service_runtime::metrics::registered_names()
 }
