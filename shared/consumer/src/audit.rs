@@ -75,6 +75,13 @@ pub struct TableReport {
     pub rows: u64,
     /// Per partition, the offset the table says it holds up to.
     pub offsets: BTreeMap<i32, i64>,
+    /// Per partition, how far the migration brought the history before Iceberg in.
+    pub migrated: BTreeMap<i32, i64>,
+    /// Entries of that history with stored events the migration has not brought in yet.
+    pub history_waiting: u64,
+    /// The files the migration wrote for that history (named by no entry).
+    #[serde(skip)]
+    pub migrated_files: Vec<String>,
     /// Ledger entries with files past those offsets: written, waiting for the next commit
     /// (entries that stored nothing are not counted: the table lacks no row of theirs).
     pub waiting_entries: u64,
@@ -98,12 +105,17 @@ impl TableReport {
         let offsets: Vec<String> = self.offsets.iter().map(|(p, o)| format!("{p}:{o}")).collect();
         let _ = writeln!(
             out,
-            "iceberg table {}: {} files, {} rows; holds offsets up to {}; {} entries waiting; {}",
+            "iceberg table {}: {} files, {} rows; holds offsets up to {}; {} entries waiting; {}{}",
             self.table,
             self.files,
             self.rows,
             if offsets.is_empty() { "(nothing yet)".to_owned() } else { offsets.join(" ") },
             self.waiting_entries,
+            if self.history_waiting > 0 {
+                format!("{} entries from before Iceberg not migrated (run `migrate`); ", self.history_waiting)
+            } else {
+                String::new()
+            },
             if self.clean() { "ok" } else { "PROBLEMS" }
         );
         for (what, files) in [
@@ -251,19 +263,32 @@ pub async fn run(
     if let Some(lake) = lake {
         let state = lake.state().await?;
         let files = lake.data_files().await?;
-        report.table = Some(audit_table(lake.name(), &state.offsets, &all_entries, &files));
+        let table = audit_table(lake.name(), &state, &all_entries, &files);
+        // The migration's files are named by no entry (their entries predate Iceberg): the
+        // table's audit accounts for them.
+        for partition in &mut report.partitions {
+            partition.orphans.retain(|key| !table.migrated_files.iter().any(|path| object_key(path) == Some(key)));
+        }
+        report.table = Some(table);
     }
     Ok(report)
 }
 
 /// Compares the table's live files with the ledger: every file of an entry below the
 /// table's offset of its partition listed once with its rows, nothing else listed.
-fn audit_table(name: String, offsets: &BTreeMap<i32, i64>, entries: &[Entry], files: &[(String, u64)]) -> TableReport {
+fn audit_table(
+    name: String,
+    state: &store_lake::TableState,
+    entries: &[Entry],
+    files: &[(String, u64)],
+) -> TableReport {
+    let offsets = &state.offsets;
     let mut report = TableReport {
         table: name,
         files: files.len() as u64,
         rows: files.iter().map(|(_, rows)| rows).sum(),
         offsets: offsets.clone(),
+        migrated: state.migrated.clone(),
         ..TableReport::default()
     };
     let mut listed: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
@@ -272,8 +297,35 @@ fn audit_table(name: String, offsets: &BTreeMap<i32, i64>, entries: &[Entry], fi
         seen.0 += 1;
     }
     let mut expected: BTreeSet<&str> = BTreeSet::new();
+    // The migration's files are named like the live path's: by topic, partition and offset.
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for path in listed.keys() {
+        by_name.entry(path.rsplit('/').next().unwrap_or(path)).or_default().push(path);
+    }
     for entry in entries {
-        let Some(lake_files) = &entry.lake_files else { continue };
+        let Some(lake_files) = &entry.lake_files else {
+            // History from before Iceberg: in the table once the migration passed it, as
+            // files whose rows add up to the entry's stored events.
+            let migrated = state.migrated.get(&entry.partition).is_some_and(|&o| entry.next_offset <= o);
+            if !migrated {
+                let before_start = state.starts.get(&entry.partition).is_some_and(|&s| entry.next_offset <= s);
+                report.history_waiting += u64::from(before_start && entry.stored > 0);
+                continue;
+            }
+            let name = format!("{}+{}+{:020}.parquet", entry.topic, entry.partition, entry.first_offset);
+            let paths = by_name.get(name.as_str()).cloned().unwrap_or_default();
+            let rows: u64 = paths.iter().map(|p| listed[p].1 * listed[p].0).sum();
+            expected.extend(paths.iter().copied());
+            report.migrated_files.extend(paths.iter().map(|p| (*p).to_owned()));
+            for path in paths.iter().filter(|p| listed[*p].0 > 1) {
+                report.twice.push(format!("{path} ({} times)", listed[path].0));
+            }
+            if rows != entry.stored {
+                let what = format!("{name} (migrated): {rows} rows in the table, {} in its entry", entry.stored);
+                if paths.is_empty() { report.missing.push(what) } else { report.wrong_rows.push(what) }
+            }
+            continue;
+        };
         let held = offsets.get(&entry.partition).is_some_and(|&o| entry.next_offset <= o);
         if !held {
             report.waiting_entries += u64::from(!lake_files.is_empty());
@@ -433,7 +485,8 @@ mod tests {
             // Past the table's offset of partition 1: waiting.
             lake_entry(1, 10, 20, &[("e", 2)]),
         ];
-        let offsets = BTreeMap::from([(0, 30), (1, 10)]);
+        let offsets =
+            store_lake::TableState { offsets: BTreeMap::from([(0, 30), (1, 10)]), ..store_lake::TableState::default() };
         let files = |list: &[(&str, u64)]| list.iter().map(|(p, r)| ((*p).to_owned(), *r)).collect::<Vec<_>>();
         let clean = audit_table("t".to_owned(), &offsets, &entries, &files(&[("a", 5), ("b", 3), ("c", 4), ("d", 7)]));
         assert!(clean.clean(), "{clean:?}");

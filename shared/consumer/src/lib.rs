@@ -24,6 +24,7 @@ pub mod lake;
 pub mod layout;
 pub mod ledger;
 pub mod metrics;
+pub mod migrate;
 pub mod offsets;
 pub mod ownership;
 pub mod partition;
@@ -235,7 +236,51 @@ pub async fn audit(config: &ConsumerConfig, deep: bool, json: bool) -> anyhow::R
     Ok(report.clean())
 }
 
-const USAGE: &str = "usage: <consumer> [healthcheck | check-kafka | audit [--deep] [--json] | --help]";
+const USAGE: &str = "usage: <consumer> [healthcheck | check-kafka | audit [--deep] [--json] | migrate | --help]";
+
+/// Brings the JSON history before Iceberg into the consumer's table (see [`migrate`]);
+/// prints what it did per partition.
+pub async fn migrate(config: &ConsumerConfig) -> anyhow::Result<()> {
+    let Some(settings) = &config.lake else {
+        anyhow::bail!(
+            "migrate brings a JSON lake into the Iceberg table: set OUTPUT_FORMATS with iceberg (and ICEBERG_*)"
+        );
+    };
+    let s3 = service_runtime::s3::client(&config.s3).await;
+    let bucket = Bucket::new(s3, &config.s3.bucket);
+    let layout = Layout::new(&config.s3, config.service, config.event_type, &config.common.topic);
+    let catalog = store_lake::connect(settings).await.context("the Iceberg catalog cannot be reached")?;
+    let writer = format!("{}-migrate@{}", config.service, hostname());
+    let lake = store_lake::Lake::open(catalog, settings, &config.common.topic, &writer).await?;
+    if ledger::object_bucket(lake.location()) != Some(config.s3.bucket.as_str()) {
+        anyhow::bail!(
+            "the Iceberg table {} is located at {}, outside S3_BUCKET {}",
+            lake.name(),
+            lake.location(),
+            config.s3.bucket
+        );
+    }
+    let report = migrate::run(&bucket, &layout, &lake).await?;
+    println!("partition  start       migrated to  entries  files  rows (this run)");
+    for p in &report {
+        let show = |o: Option<i64>| o.map_or_else(|| "-".to_owned(), |o| o.to_string());
+        println!(
+            "{:>9}  {:<10}  {:<11}  {:>7}  {:>5}  {:>5}",
+            p.partition,
+            show(p.start),
+            show(p.migrated_to),
+            p.entries,
+            p.files,
+            p.rows
+        );
+        if p.start.is_none() {
+            println!(
+                "           not in the table yet: run the consumer with iceberg in OUTPUT_FORMATS first, then migrate"
+            );
+        }
+    }
+    Ok(())
+}
 
 /// The whole program of a consumer service: configuration (exit code 2 when it is
 /// wrong), logs, then either the service until SIGINT or SIGTERM, or `audit` (exit code 1
@@ -274,6 +319,10 @@ async fn run_main(event_type: EventType) -> anyhow::Result<std::process::ExitCod
             }
             let clean = audit(&config, flags.contains(&"--deep"), flags.contains(&"--json")).await?;
             return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Some("migrate") => {
+            migrate(&config).await?;
+            return Ok(ExitCode::SUCCESS);
         }
         Some(other) => {
             eprintln!("unknown command {other}; {USAGE}");

@@ -161,3 +161,58 @@ async fn batches_written_but_never_committed_are_appended_once_by_the_next_start
     assert_eq!(after, snapshots, "a start with nothing new appended a snapshot");
     check_table(&config, &sales, 2).await;
 }
+
+#[tokio::test]
+async fn the_migration_brings_a_json_history_in_once_even_run_twice_at_the_same_time() {
+    testkit::require_kafka();
+    testkit::require_s3();
+    let topic = testkit::unique_topic("ice-migrate");
+    testkit::create_topic(&topic, 2).await;
+    let prefix = testkit::unique_name("icem");
+    let mut env = common::iceberg_env(&prefix, "json,iceberg");
+    env.push(("BATCH_MAX_EVENTS", "30".to_owned()));
+    let config = common::config(EventType::Sale, &topic, &prefix, &borrow(&env));
+    let (bucket, layout) = common::bucket(&config).await;
+
+    // A JSON lake first: the consumer without Iceberg.
+    let (mut sales, _) = produce(&topic, 2, 31, 300).await;
+    let json_only = common::config(EventType::Sale, &topic, &prefix, &[]);
+    let consumer = common::start(json_only.clone()).await;
+    common::wait_until_caught_up(&json_only, 2, Duration::from_secs(60)).await;
+    consumer.stop().await;
+    // Before Iceberg is on, the table holds no partition: nothing to migrate onto.
+    let lake = common::lake(&config).await;
+    let early = store_consumer::migrate::run(&bucket, &layout, &lake).await.expect("migrate");
+    assert!(early.iter().all(|p| p.start.is_none() && p.entries == 0), "{early:?}");
+
+    // Then Iceberg on: the table holds each partition from its first entry written so.
+    let (more, _) = produce(&topic, 2, 32, 200).await;
+    let consumer = common::start(config.clone()).await;
+    common::wait_until_caught_up(&config, 2, Duration::from_secs(60)).await;
+    consumer.stop().await;
+    let report = common::audit_with_table(&config).await;
+    assert!(report.clean(), "{}", report.render());
+    let table = report.table.as_ref().expect("table report");
+    assert!(table.history_waiting > 0, "the JSON history is not in the table yet:\n{}", report.render());
+    assert_eq!(common::as_events(&common::table_rows(&config).await), common::as_events(&more));
+
+    // Two migrations at once: each entry's events in once, whoever wins each append.
+    let other = common::lake(&config).await;
+    let (a, b) = tokio::join!(
+        store_consumer::migrate::run(&bucket, &layout, &lake),
+        store_consumer::migrate::run(&bucket, &layout, &other)
+    );
+    let (a, b) = (a.expect("migration a"), b.expect("migration b"));
+    let history_entries: u64 = a.iter().chain(&b).map(|p| p.entries).sum();
+    assert!(history_entries > 0, "{a:?} {b:?}");
+    sales.extend(more);
+    assert_eq!(common::as_events(&common::table_rows(&config).await), common::as_events(&sales));
+    let report = common::audit_with_table(&config).await;
+    assert!(report.clean(), "{}", report.render());
+    assert_eq!(report.table.as_ref().map(|t| t.history_waiting), Some(0), "{}", report.render());
+
+    // Run again: nothing left to bring in.
+    let again = store_consumer::migrate::run(&bucket, &layout, &lake).await.expect("migrate again");
+    assert_eq!(again.iter().map(|p| p.entries).sum::<u64>(), 0, "{again:?}");
+    assert_eq!(common::table_rows(&config).await.len(), sales.len());
+}

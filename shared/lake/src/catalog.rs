@@ -101,7 +101,7 @@ impl LakeSettings {
             table,
             commit_interval,
             commit_max_files: env.bounded("ICEBERG_COMMIT_MAX_FILES", 500, 1, 100_000)?,
-            snapshot_max_age: env.duration("ICEBERG_SNAPSHOT_MAX_AGE", Duration::from_secs(24 * 3600))?,
+            snapshot_max_age: env.duration("ICEBERG_SNAPSHOT_MAX_AGE", Duration::from_secs(3600))?,
             file_io,
         })
     }

@@ -55,6 +55,9 @@ pub struct TableState {
     /// `store-events.starts.<topic>`: the offset each partition entered the table at
     /// (what came before is the migration's).
     pub starts: Offsets,
+    /// `store-events.migrated.<topic>`: how far the migration has brought each partition's
+    /// history (the entries before its start) into the table.
+    pub migrated: Offsets,
 }
 
 /// What an append does with each batch given to it.
@@ -108,6 +111,22 @@ pub fn offsets_property(topic: &str) -> String {
     format!("store-events.offsets.{topic}")
 }
 
+/// Plans an append of history: ledger entries before the partitions' starts, brought in by
+/// the migration, each partition's from `firsts` (its first ledger entry) or from where the
+/// migration stopped, in order. The live offsets and starts are carried unchanged.
+pub fn plan_history(state: &TableState, firsts: &Offsets, batches: &[Batch]) -> Plan {
+    let history = TableState { offsets: state.migrated.clone(), ..TableState::default() };
+    let mut plan = plan(&history, firsts, batches);
+    plan.state =
+        TableState { offsets: state.offsets.clone(), starts: state.starts.clone(), migrated: plan.state.offsets };
+    plan
+}
+
+/// The snapshot summary property of the migration's progress on `topic`.
+pub fn migrated_property(topic: &str) -> String {
+    format!("store-events.migrated.{topic}")
+}
+
 /// The snapshot summary property of the starts of `topic`.
 pub fn starts_property(topic: &str) -> String {
     format!("store-events.starts.{topic}")
@@ -147,7 +166,7 @@ mod tests {
     }
 
     fn state(offsets: &[(i32, i64)]) -> TableState {
-        TableState { offsets: offsets.iter().copied().collect(), starts: Offsets::new() }
+        TableState { offsets: offsets.iter().copied().collect(), ..TableState::default() }
     }
 
     #[test]
@@ -203,6 +222,26 @@ mod tests {
     fn the_state_carries_partitions_the_append_does_not_touch() {
         let plan = plan(&state(&[(0, 5), (9, 1_000)]), &Offsets::new(), &[batch(0, 5, 6)]);
         assert_eq!(plan.state.offsets, Offsets::from([(0, 6), (9, 1_000)]));
+    }
+
+    #[test]
+    fn history_moves_the_migration_cursor_and_leaves_the_live_offsets_alone() {
+        let live = TableState {
+            offsets: Offsets::from([(0, 500)]),
+            starts: Offsets::from([(0, 300)]),
+            migrated: Offsets::from([(0, 100)]),
+        };
+        let batches = [batch(0, 0, 50), batch(0, 50, 100), batch(0, 100, 200), batch(0, 250, 300)];
+        let plan = plan_history(&live, &Offsets::from([(0, 0)]), &batches);
+        assert_eq!(plan.present, vec![0, 1], "migrated before: not again");
+        assert_eq!(plan.append, vec![2]);
+        assert_eq!(plan.waiting, vec![3]);
+        assert_eq!(plan.state.migrated, Offsets::from([(0, 200)]));
+        assert_eq!((plan.state.offsets, plan.state.starts), (live.offsets, live.starts));
+        // A partition never migrated starts at its first ledger entry.
+        let fresh = plan_history(&TableState::default(), &Offsets::from([(1, 7)]), &[batch(1, 7, 9)]);
+        assert_eq!(fresh.append, vec![0]);
+        assert_eq!(fresh.state.migrated, Offsets::from([(1, 9)]));
     }
 
     #[test]

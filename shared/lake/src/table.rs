@@ -148,10 +148,23 @@ impl Lake {
     pub async fn append(&self, batches: &[Batch], starts: &Offsets, empty: bool) -> Result<Appended, LakeError> {
         let table = self.load().await?;
         let plan = offsets::plan(&state_of(&table, &self.topic), starts, batches);
+        self.commit(table, batches, plan, empty).await
+    }
+
+    /// One attempt to append history (the migration's batches: ledger entries before each
+    /// partition's start), each partition's from `firsts` or where the migration stopped.
+    pub async fn append_history(&self, batches: &[Batch], firsts: &Offsets) -> Result<Appended, LakeError> {
+        let table = self.load().await?;
+        let plan = offsets::plan_history(&state_of(&table, &self.topic), firsts, batches);
+        self.commit(table, batches, plan, true).await
+    }
+
+    /// Commits the batches `plan` appends, with the state it ends in, on `table` as loaded.
+    async fn commit(&self, table: Table, batches: &[Batch], plan: Plan, empty: bool) -> Result<Appended, LakeError> {
         let chosen: Vec<&Batch> = plan.append.iter().map(|&i| &batches[i]).collect();
         let files: Vec<_> = chosen.iter().flat_map(|b| &b.files).collect();
         if chosen.is_empty() || (files.is_empty() && !empty) {
-            return Ok(Appended { plan: Plan { append: Vec::new(), ..plan.clone() }, snapshot_id: None });
+            return Ok(Appended { plan: Plan { append: Vec::new(), ..plan }, snapshot_id: None });
         }
         let spec_id = table.metadata().default_partition_spec_id();
         let mut data_files = Vec::with_capacity(files.len());
@@ -173,6 +186,7 @@ impl Lake {
         let properties = HashMap::from([
             (offsets::offsets_property(&self.topic), offsets::encode(&plan.state.offsets)),
             (offsets::starts_property(&self.topic), offsets::encode(&plan.state.starts)),
+            (offsets::migrated_property(&self.topic), offsets::encode(&plan.state.migrated)),
             (ENTRIES_PROPERTY.to_owned(), offsets::entries_text(&chosen)),
             ("store-events.writer".to_owned(), self.writer.clone()),
         ]);
@@ -227,22 +241,33 @@ impl Lake {
     }
 }
 
-/// The offsets and starts of `topic` in the newest snapshot of `table`'s `main` history
-/// that carries them: snapshots written by others (compaction, a maintenance job) are
-/// passed over, as Iceberg's Kafka Connect sink does with its own property.
+/// The offsets, starts and migration progress of `topic`, each from the newest snapshot of
+/// `table`'s `main` history that carries it: snapshots written by others (compaction, a
+/// maintenance job, a version of this project that did not know a property) are passed
+/// over, as Iceberg's Kafka Connect sink does with its own property.
 pub fn state_of(table: &Table, topic: &str) -> TableState {
     let metadata = table.metadata();
-    let (offsets_key, starts_key) = (offsets::offsets_property(topic), offsets::starts_property(topic));
+    let keys = [offsets::offsets_property(topic), offsets::starts_property(topic), offsets::migrated_property(topic)];
+    let mut found: [Option<Offsets>; 3] = [None, None, None];
     let mut next = metadata.current_snapshot().cloned();
     while let Some(snapshot) = next {
         let summary = &snapshot.summary().additional_properties;
-        if let Some(found) = summary.get(&offsets_key).and_then(|t| offsets::decode(t)) {
-            let starts = summary.get(&starts_key).and_then(|t| offsets::decode(t)).unwrap_or_default();
-            return TableState { offsets: found, starts };
+        for (slot, key) in found.iter_mut().zip(&keys) {
+            if slot.is_none() {
+                *slot = summary.get(key).and_then(|text| offsets::decode(text));
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            break;
         }
         next = snapshot.parent_snapshot_id().and_then(|id| metadata.snapshot_by_id(id)).cloned();
     }
-    TableState::default()
+    let [offsets, starts, migrated] = found;
+    TableState {
+        offsets: offsets.unwrap_or_default(),
+        starts: starts.unwrap_or_default(),
+        migrated: migrated.unwrap_or_default(),
+    }
 }
 
 /// The table's definition: the event contract's columns (field ids 1..16 as in every
