@@ -260,6 +260,8 @@ declare -A keeps=([sales-consumer]=sale_event [inventory-consumer]=inventory_eve
 declare -A read_s stored_s cpu_s rss_mib delivery connections
 # delivered RUN PREFIX KIND: the delivery check of what RUN stored under PREFIX.
 delivered() { delivery[$1]=$(scripts/py.sh python scripts/bench/delivery.py check "$work/expected.json" "$2" "$3"); }
+# field RUN NAME: one number of RUN's delivery check.
+field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "${delivery[$1]}" "$2"; }
 
 # progress RUN URL START READ_METRIC READ_TARGET STORED_METRIC STORED_TARGET: one look at
 # a run's metrics, noting when it had read everything and when it had stored everything.
@@ -288,7 +290,8 @@ finish() {
 # BATCH_MAX_AGE.
 drain_ours() {
   local run=$1 name port dedup_window=${DRAIN_DEDUP_WINDOW:-24h} topic=${DRAIN_TOPIC:-$backlog_topic} open
-  local formats=${DRAIN_FORMATS:-json}
+  local formats=${DRAIN_FORMATS:-json} stored_metric=${DRAIN_STORED_METRIC:-consumer_committed_offset}
+  local stored_target=${DRAIN_STORED_TARGET:-$backlog_events}
   shift
   declare -A pid
   local start
@@ -296,7 +299,8 @@ drain_ours() {
   for name in "$@"; do
     port=${consumer_port[$name]}
     STORE_EVENTS_TOPIC=$topic S3_PREFIX=b$run_id-$run-$name HTTP_ADDR=127.0.0.1:$port DEDUP_WINDOW=$dedup_window OUTPUT_FORMATS=$formats \
-      CONSUMER_GROUP_ID=bench-$run_id-$run-$name LOG_FORMAT=json RUST_LOG=warn "$bin/$name" >"$work/$name-$run.log" 2>&1 &
+      ICEBERG_CATALOG_URI=sqlite:$work/iceberg-$run.db CONSUMER_GROUP_ID=bench-$run_id-$run-$name LOG_FORMAT=json RUST_LOG=warn \
+      "$bin/$name" >"$work/$name-$run.log" 2>&1 &
     pid[$name]=$!
     pids+=("${pid[$name]}")
   done
@@ -310,7 +314,7 @@ drain_ours() {
       open=$(metric_sum "http://127.0.0.1:${consumer_port[$name]}" kafka_broker_connections || echo 0)
       [ "${open:-0}" -le "${connections[$run:$name]:-0}" ] || connections[$run:$name]=$open
       progress "$run:$name" "http://127.0.0.1:${consumer_port[$name]}" "$start" \
-        consumer_position "$backlog_events" consumer_committed_offset "$backlog_events"
+        consumer_position "$backlog_events" "$stored_metric" "$stored_target"
       [ -n "${stored_s[$run:$name]:-}" ] || remaining=$((remaining + 1))
     done
     sleep 0.2
@@ -328,6 +332,25 @@ DRAIN_DEDUP_WINDOW=0 drain_ours no-dedup sales-consumer
 # reads the rows with DuckDB); bytes per event and CPU against the JSON run above.
 log "sales-consumer alone, Parquet (OUTPUT_FORMATS=parquet)"
 DRAIN_FORMATS=parquet drain_ours parquet sales-consumer
+# The Iceberg table (issue #23): "stored" is when every sale event was a row of a committed
+# snapshot (consumer_iceberg_rows_total reached the JSON run's count); delivery.py reads the
+# table's data files, and the consumer's audit checks them against the table's manifests.
+log "sales-consumer alone, Iceberg table (OUTPUT_FORMATS=iceberg)"
+DRAIN_FORMATS=iceberg DRAIN_STORED_METRIC=consumer_iceberg_rows_total DRAIN_STORED_TARGET=$(field alone:sales-consumer lines) \
+  drain_ours iceberg sales-consumer
+iceberg_audit=$(STORE_EVENTS_TOPIC=$backlog_topic S3_PREFIX=b$run_id-iceberg-sales-consumer OUTPUT_FORMATS=iceberg \
+  ICEBERG_CATALOG_URI=sqlite:$work/iceberg-iceberg.db LOG_FORMAT=json RUST_LOG=warn "$bin/sales-consumer" audit | tail -n 1)
+iceberg_snapshots=$(scripts/py.sh --iceberg python - "$work/iceberg-iceberg.db" <<'PY'
+import os, sys
+from pyiceberg.catalog.sql import SqlCatalog
+props = {"s3.endpoint": os.environ["S3_ENDPOINT"], "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+         "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"], "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
+         "s3.path-style-access": "true"}
+table = SqlCatalog("store_events", uri=f"sqlite:///{sys.argv[1]}", **props).load_table(("store_events", "sale_events"))
+files = table.inspect.files()
+print(len(table.snapshots()), files.num_rows, sum(files.column("record_count").to_pylist()))
+PY
+)
 log "inventory-consumer alone"
 drain_ours alone inventory-consumer
 log "both consumers together"
@@ -422,22 +445,32 @@ STORE_EVENTS_TOPIC=$latency_topic S3_PREFIX=l$run_id HTTP_ADDR=127.0.0.1:18084 C
   "$bin/sales-consumer" >"$work/latency-consumer.log" 2>&1 &
 latency_consumer=$!
 pids+=("$latency_consumer")
+# Beside it, on the same events, one writing the Iceberg table with the default commit
+# interval (5 s): produce-to-visible in a snapshot (scripts/bench/iceberg_latency.py).
+STORE_EVENTS_TOPIC=$latency_topic S3_PREFIX=li$run_id HTTP_ADDR=127.0.0.1:18085 CONSUMER_GROUP_ID=bench-$run_id-latency-iceberg \
+  OUTPUT_FORMATS=iceberg ICEBERG_CATALOG_URI=sqlite:$work/iceberg-latency.db LOG_FORMAT=json RUST_LOG=warn \
+  "$bin/sales-consumer" >"$work/latency-iceberg-consumer.log" 2>&1 &
+latency_iceberg=$!
+pids+=("$latency_iceberg")
 log "produce-to-S3 latency: ${latency_seconds}s at 1,000 events/s"
 sleep "$latency_seconds"
 kill -TERM "$latency_producer"
 wait "$latency_producer" || true
 sleep 7
-kill -TERM "$latency_consumer"
+kill -TERM "$latency_consumer" "$latency_iceberg"
 wait "$latency_consumer" || true
+wait "$latency_iceberg" || true
 wait "$visibility"
 read -r latency_events latency_p50 latency_p99 <"$work/visibility.txt"
+read -r iceberg_latency_events iceberg_latency_p50 iceberg_latency_p99 iceberg_latency_snapshots < <(
+  scripts/py.sh --iceberg python scripts/bench/iceberg_latency.py "sqlite:$work/iceberg-latency.db" "$latency_topic"
+)
 
 # Results.
 r() { printf '%.0f' "$1"; }
 ratio() { printf '%.2f' "$(calc "$1 / $2")"; }
 stored_rate() { calc "$backlog_events / ${stored_s[$1]}"; }
 cpu_per_m() { calc "${cpu_s[$1]} * 1000000 / $backlog_events"; }
-field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "${delivery[$1]}" "$2"; }
 # drain_row RUN LABEL: one row of the drain table.
 drain_row() {
   local run=$1 read_rate="—" read_secs="—" dead lines
@@ -473,6 +506,7 @@ Producer events: $produce_events; consumer backlog: $backlog_events (bare JSON, 
 | kafka-consumer-perf-test (ceiling, fetch rate) | $(r "$ceiling_consume") | 1.00 | |
 | baseline: the original consumer's design, one S3 PUT per event (Python, boto3) | $(r "$baseline_rate") | sales-consumer = $(ratio "$(stored_rate alone:sales-consumer)" "$baseline_rate") × baseline | $baseline_stored of $baseline_records records stored (the rest were not JSON: lost, as in the original) |
 | produce-to-S3 latency, sales-consumer, BATCH_MAX_AGE=5s, 1,000 events/s | | | p50 ${latency_p50} s, p99 ${latency_p99} s over $latency_events stored events |
+| produce-to-visible latency in the Iceberg table, sales-consumer, ICEBERG_COMMIT_INTERVAL=5s, the same events | | | p50 ${iceberg_latency_p50} s, p99 ${iceberg_latency_p99} s over $iceberg_latency_events events in $iceberg_latency_snapshots snapshots |
 
 
 #### Draining the backlog: the consumers, alone and together, and their peers
@@ -492,6 +526,7 @@ $(drain_row alone:sales-consumer "sales-consumer alone")
 $(drain_row no-dedup:sales-consumer "sales-consumer alone, resend removal off (DEDUP_WINDOW=0)")
 $(drain_row p64:sales-consumer "sales-consumer alone, the backlog on 64 partitions")
 $(drain_row parquet:sales-consumer "sales-consumer alone, Parquet files (OUTPUT_FORMATS=parquet)")
+$(drain_row iceberg:sales-consumer "sales-consumer alone, Iceberg table (OUTPUT_FORMATS=iceberg; stored = rows committed)")
 $(drain_row alone:inventory-consumer "inventory-consumer alone")
 $(drain_row together:sales-consumer "sales-consumer, both running")
 $(drain_row together:inventory-consumer "inventory-consumer, both running")
@@ -506,6 +541,9 @@ Removing resends (DEDUP_WINDOW=24h, the default, against 0): $(ratio "$(cpu_per_
 $(ratio "$(stored_rate alone:sales-consumer)" "$(stored_rate no-dedup:sales-consumer)") × the events/s, $(ratio "${rss_mib[alone:sales-consumer]}" "${rss_mib[no-dedup:sales-consumer]}") × the peak RSS of the sales-consumer alone.
 Parquet against gzip JSON (the sales-consumer alone): $(printf '%.1f' "$(calc "$(field parquet:sales-consumer data_bytes) / $(field parquet:sales-consumer lines)")") against $(printf '%.1f' "$(calc "$(field alone:sales-consumer data_bytes) / $(field alone:sales-consumer lines)")") bytes stored per event
 ($(ratio "$(field parquet:sales-consumer data_bytes)" "$(field alone:sales-consumer data_bytes)") ×), $(ratio "$(cpu_per_m parquet:sales-consumer)" "$(cpu_per_m alone:sales-consumer)") × the CPU per event, $(ratio "$(stored_rate parquet:sales-consumer)" "$(stored_rate alone:sales-consumer)") × the events/s, $(ratio "${rss_mib[parquet:sales-consumer]}" "${rss_mib[alone:sales-consumer]}") × the peak RSS.
+Iceberg against gzip JSON (the sales-consumer alone): $(printf '%.1f' "$(calc "$(field iceberg:sales-consumer data_bytes) / $(field iceberg:sales-consumer lines)")") bytes of data files per event,
+$(ratio "$(cpu_per_m iceberg:sales-consumer)" "$(cpu_per_m alone:sales-consumer)") × the CPU per event, $(ratio "$(stored_rate iceberg:sales-consumer)" "$(stored_rate alone:sales-consumer)") × the events/s, $(ratio "${rss_mib[iceberg:sales-consumer]}" "${rss_mib[alone:sales-consumer]}") × the peak RSS;
+the table after it (pyiceberg: snapshots, live data files, rows): $iceberg_snapshots; its audit: $iceberg_audit
 64 partitions against 2 (the sales-consumer alone): $(ratio "${rss_mib[p64:sales-consumer]}" "${rss_mib[alone:sales-consumer]}") × the peak RSS,
 $(ratio "$(cpu_per_m p64:sales-consumer)" "$(cpu_per_m alone:sales-consumer)") × the CPU per event, $(ratio "$(stored_rate p64:sales-consumer)" "$(stored_rate alone:sales-consumer)") × the events/s;
 broker connections open at most (\`kafka_broker_connections\`, one broker): ${connections[alone:sales-consumer]:-?} on 2 partitions, ${connections[p64:sales-consumer]:-?} on 64
@@ -528,7 +566,9 @@ cat >"$out/latest.json" <<EOF
   "quiet_store_p99_ms_alone": $quiet_alone_p99, "quiet_store_p99_ms_flooded": $quiet_flood_p99, "flood_rps": $flood_rps,
   "consumer_broker_connections_2_partitions": ${connections[alone:sales-consumer]:-null},
   "consumer_broker_connections_64_partitions": ${connections[p64:sales-consumer]:-null},
-  "drain": {$(for run in alone:sales-consumer no-dedup:sales-consumer p64:sales-consumer parquet:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
+  "iceberg_latency_p50_seconds": $iceberg_latency_p50, "iceberg_latency_p99_seconds": $iceberg_latency_p99,
+  "iceberg_latency_events": $iceberg_latency_events, "iceberg_table_snapshots_files_rows": "$iceberg_snapshots",
+  "drain": {$(for run in alone:sales-consumer no-dedup:sales-consumer p64:sales-consumer parquet:sales-consumer iceberg:sales-consumer alone:inventory-consumer together:sales-consumer together:inventory-consumer benthos-filter benthos-all flink; do
     printf '\n    "%s": {"stored_seconds": %s, "read_seconds": %s, "cpu_seconds": %s, "peak_rss_mib": %s, "delivery": %s},' \
       "$run" "${stored_s[$run]}" "${read_s[$run]:-null}" "${cpu_s[$run]}" "${rss_mib[$run]}" "${delivery[$run]}"
   done | sed '$ s/,$//')
@@ -539,14 +579,15 @@ EOF
 cat "$out/latest.md"
 # Every part must have produced a number (the smoke run in CI checks only this).
 for value in "$ceiling_produce" "$ceiling_consume" "$generator_rate" "$http_rate" "$producer_rss" "$latency_p99" \
-  "$latency_events" "$half_p99" "$auth_rate" "$quiet_alone_p99" "$quiet_flood_p99" "$baseline_rate" "${stored_s[@]}" "${cpu_s[@]}" "${rss_mib[@]}"; do
+  "$latency_events" "$iceberg_latency_p99" "$iceberg_latency_events" "$half_p99" "$auth_rate" "$quiet_alone_p99" "$quiet_flood_p99" "$baseline_rate" "${stored_s[@]}" "${cpu_s[@]}" "${rss_mib[@]}"; do
   [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk "BEGIN {exit !($value > 0)}" || { log "a measure is missing: '$value'"; exit 1; }
 done
-[ ${#stored_s[@]} -eq 10 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }
+[ ${#stored_s[@]} -eq 11 ] || { log "a drain run is missing: ${!stored_s[*]}"; exit 1; }
 # Every tool stored every record it keeps, and nothing twice.
 for run in "${!delivery[@]}"; do
   [ "$(field "$run" missing)" = 0 ] && [ "$(field "$run" duplicates)" = 0 ] ||
     { log "$run did not deliver exactly once: ${delivery[$run]}"; exit 1; }
 done
 [ "$audit" = "ok " ] || { log "the audit after the run is not clean: $audit"; exit 1; }
+[[ $iceberg_audit == *"; ok" ]] || { log "the Iceberg drain's audit is not clean: $iceberg_audit"; exit 1; }
 log "benchmark complete: $out/latest.md"

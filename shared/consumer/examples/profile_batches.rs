@@ -78,13 +78,15 @@ fn main() {
     let profiler = flamegraph.as_ref().map(|_| pprof::ProfilerGuardBuilder::default().frequency(999).build().unwrap());
     let (cpu, started) = (cpu_seconds(), Instant::now());
     let (mut batch, mut stored) = (Batch::new(0, formats), 0u64);
-    // Bytes of the gzip JSON data objects, of the Parquet files, of the dead letters.
-    let mut bytes = [0usize; 3];
+    // Bytes of the gzip JSON data objects, of the Parquet files, of the dead letters, of the
+    // Iceberg table's files (one per day of ts).
+    let mut bytes = [0usize; 4];
     let mut count = |sealed: &Sealed| {
         let len = |body: &Option<Vec<u8>>| body.as_ref().map_or(0, Vec::len);
         for (total, body) in bytes.iter_mut().zip([&sealed.data, &sealed.parquet, &sealed.dead_letters]) {
             *total += len(body);
         }
+        bytes[3] += sealed.lake.iter().flatten().map(|file| file.body.len()).sum::<usize>();
         stored += sealed.stored;
     };
     for record in &input {
@@ -109,7 +111,8 @@ fn main() {
     println!(
         "{events} records ({}, {:.0} bytes each), {stored} stored ({formats}); {:.0} events/s; \
          {:.2} CPU-s per million events; {:.1} MB raw -> data {:.1} MB gzip JSON ({:.1} B/event), \
-         {:.1} MB Parquet ({:.1} B/event), dead letters {:.1} MB; resends removed: {}, identities in entries {:.1} MB",
+         {:.1} MB Parquet ({:.1} B/event), {:.1} MB Iceberg files ({:.1} B/event), dead letters {:.1} MB; \
+         resends removed: {}, identities in entries {:.1} MB",
         if headers { "with headers" } else { "bare JSON" },
         raw as f64 / events as f64,
         events as f64 / elapsed,
@@ -119,6 +122,8 @@ fn main() {
         per_event(bytes[0]),
         bytes[1] as f64 / 1e6,
         per_event(bytes[1]),
+        bytes[3] as f64 / 1e6,
+        per_event(bytes[3]),
         bytes[2] as f64 / 1e6,
         if dedup { "yes" } else { "no" },
         entry_bytes as f64 / 1e6,

@@ -62,8 +62,12 @@ pub struct LakeMetrics {
     commits: IntCounterVec,
     /// `consumer_iceberg_commit_seconds`: one append, load to commit.
     commit_seconds: Histogram,
-    /// `consumer_iceberg_appended_total{what}`: `files`, `rows`, `batches` appended.
-    appended: IntCounterVec,
+    /// `consumer_iceberg_rows_total`: rows appended to the table.
+    rows: prometheus::IntCounter,
+    /// `consumer_iceberg_files_total`: data files appended.
+    files: prometheus::IntCounter,
+    /// `consumer_iceberg_batches_total`: batches (ledger entries) appended.
+    batches: prometheus::IntCounter,
     /// `consumer_iceberg_waiting_batches`: written batches not in the table yet.
     waiting: IntGauge,
     /// `consumer_iceberg_oldest_waiting_seconds`: how long the oldest of them has waited.
@@ -90,11 +94,22 @@ impl LakeMetrics {
                         .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
                 ),
             ),
-            appended: registered(
+            rows: registered(
                 registry,
-                IntCounterVec::new(
-                    Opts::new("consumer_iceberg_appended_total", "Files, rows and batches appended to the table."),
-                    &["what"],
+                prometheus::IntCounter::new("consumer_iceberg_rows_total", "Rows appended to the Iceberg table."),
+            ),
+            files: registered(
+                registry,
+                prometheus::IntCounter::new(
+                    "consumer_iceberg_files_total",
+                    "Data files appended to the Iceberg table.",
+                ),
+            ),
+            batches: registered(
+                registry,
+                prometheus::IntCounter::new(
+                    "consumer_iceberg_batches_total",
+                    "Batches (ledger entries) appended to the Iceberg table.",
                 ),
             ),
             waiting: registered(
@@ -145,15 +160,19 @@ impl Committer {
     /// A batch whose files (if any) are written: it waits for the next commit.
     pub fn submit(&self, entry: &Entry) {
         let Some(batch) = batch_of(entry) else { return };
-        let full = {
+        let has_files = !batch.files.is_empty();
+        {
             let mut queue = self.queue();
             queue.push(batch);
             self.metrics.waiting.set(queue.len() as i64);
-            queue.files >= self.max_files
-        };
-        if full {
+        }
+        if has_files {
             self.wake.notify_one();
         }
+    }
+
+    fn is_full(&self) -> bool {
+        self.queue().files >= self.max_files
     }
 
     /// A partition starts: the table holds it from `start` on when it holds nothing of it
@@ -165,19 +184,35 @@ impl Committer {
             queue.push(batch);
         }
         self.metrics.waiting.set(queue.len() as i64);
+        self.wake.notify_one();
     }
 
-    /// Commits every interval (sooner when enough files wait) until `stop`, then once more
-    /// for what the partitions' last batches added. Expires old snapshots now and then.
+    /// Commits as batches with files come, at most once per interval (at once when the
+    /// last commit is older, or when `ICEBERG_COMMIT_MAX_FILES` wait), and every interval
+    /// anyway (a failed append is retried then), until `stop`; then once more for what the
+    /// partitions' last batches added. Expires old snapshots now and then.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut last_expiry = Instant::now();
+        // The first append waits an interval too: the partitions' backlogs and first
+        // batches go in together.
+        let mut last_commit = Instant::now();
         loop {
-            let stopping = tokio::select! {
+            let mut stopping = tokio::select! {
                 _ = stop.cancelled() => true,
                 _ = tokio::time::sleep(self.interval) => false,
                 _ = self.wake.notified() => false,
             };
+            // Batches wait for the interval since the last commit to pass, so that a commit
+            // gathers every partition's batches of that time.
+            let due = last_commit + self.interval;
+            if !stopping && Instant::now() < due && !self.is_full() {
+                tokio::select! {
+                    _ = stop.cancelled() => stopping = true,
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                }
+            }
             self.commit(stopping).await;
+            last_commit = Instant::now();
             if stopping {
                 break;
             }
@@ -222,9 +257,9 @@ impl Committer {
                         let chosen = plan.append.iter().map(|&i| &batches[i]);
                         let (files, rows) =
                             chosen.clone().flat_map(|b| &b.files).fold((0, 0), |(f, r), file| (f + 1, r + file.rows));
-                        self.metrics.appended.with_label_values(&["files"]).inc_by(files);
-                        self.metrics.appended.with_label_values(&["rows"]).inc_by(rows);
-                        self.metrics.appended.with_label_values(&["batches"]).inc_by(plan.append.len() as u64);
+                        self.metrics.files.inc_by(files);
+                        self.metrics.rows.inc_by(rows);
+                        self.metrics.batches.inc_by(plan.append.len() as u64);
                         tracing::debug!(snapshot = appended.snapshot_id, files, rows, "Appended to the Iceberg table.");
                     }
                     if !plan.conflicting.is_empty() {

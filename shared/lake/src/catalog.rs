@@ -32,7 +32,8 @@ pub struct LakeSettings {
     pub namespace: String,
     /// `ICEBERG_TABLE`: this consumer's table (`sale_events` or `inventory_events`).
     pub table: String,
-    /// `ICEBERG_COMMIT_INTERVAL`: the longest a written batch waits to be committed.
+    /// `ICEBERG_COMMIT_INTERVAL`: the least time between two commits of a consumer: a
+    /// written batch is appended at once when the last commit is older, else when it is.
     pub commit_interval: Duration,
     /// `ICEBERG_COMMIT_MAX_FILES`: a commit starts early once this many files wait.
     pub commit_max_files: usize,

@@ -511,6 +511,42 @@ mod tests {
     }
 
     #[test]
+    fn the_iceberg_files_of_a_batch_hold_one_utc_day_of_ts_each_and_all_its_stored_events() {
+        // Sales stamped on three UTC days (one late in the evening at UTC-5: the next UTC day),
+        // in one batch (their Kafka timestamps share a date).
+        let stamps = ["2026-11-20T10:00:00Z", "2026-11-21T23:59:59.999999Z", "2026-11-21T20:00:00-05:00"];
+        let records: Vec<RecordAndOffset> = (0..300)
+            .map(|i| {
+                let mut value: serde_json::Value = serde_json::from_slice(&event(EventType::Sale)).unwrap_or_default();
+                value["ts"] = serde_json::Value::from(stamps[i as usize % 3]);
+                value["request_id"] = serde_json::Value::from(format!("00000000-0000-4000-8000-{i:012}"));
+                record(i, &[], Some(value.to_string().as_bytes()))
+            })
+            .collect();
+        let mut batch = Batch::new(0, Formats { json: true, parquet: false, iceberg: true });
+        records.iter().for_each(|r| {
+            push(&mut batch, EventType::Sale, "topic", 1, r);
+        });
+        let mut sealed = batch.seal(false, "topic", 1);
+        let lake = sealed.take_bodies().lake;
+        let days: Vec<String> = lake.iter().map(|f| f.day.to_string()).collect();
+        assert_eq!(days, ["2026-11-20", "2026-11-21", "2026-11-22"]);
+        assert_eq!(lake.iter().map(|f| f.rows).sum::<u64>(), sealed.stored);
+        for file in &lake {
+            let rows = parquet_events(&file.body);
+            assert_eq!(rows.len() as u64, file.rows);
+            for (_, _, _, micros) in rows {
+                let day = chrono::DateTime::from_timestamp_micros(micros).map(|t| t.date_naive());
+                assert_eq!(day, Some(file.day), "a row of another day in {}'s file", file.day);
+            }
+        }
+        // Without Iceberg no table files; with it and nothing stored, none either (but `Some`).
+        assert!(Batch::new(0, Formats::JSON).seal(false, "t", 0).lake.is_none());
+        let empty = Batch::new(0, Formats { json: false, parquet: false, iceberg: true }).seal(false, "t", 0);
+        assert_eq!(empty.lake.map(|files| files.len()), Some(0));
+    }
+
+    #[test]
     fn each_record_gets_one_outcome_and_the_range_is_contiguous() {
         let sale = event(EventType::Sale);
         let inventory = event(EventType::Inventory);
