@@ -2,6 +2,12 @@
 //! files are written wait here, and are appended to the table together, one snapshot per
 //! commit, every `ICEBERG_COMMIT_INTERVAL` or as soon as `ICEBERG_COMMIT_MAX_FILES` wait.
 //!
+//! A commit is a round, as the Kafka Connect sink's coordinator starts one: the partitions
+//! seal their open batches (whatever their age) and answer once those are written, then
+//! what waits is appended. So an event is in the table about one interval after it was
+//! read, not a batch age plus an interval; a partition that does not answer within
+//! [`ROUND_WAIT`] (Kafka or S3 down) is not waited for: its batches go with the next commit.
+//!
 //! Exactly once, whatever crashes: a batch's files are written after its ledger entry,
 //! like its other objects; the table's snapshots say up to which offset they hold each
 //! partition (`store_lake::offsets`). When a partition starts (process start, rebalance)
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use service_runtime::metrics::registered;
 use store_lake::{Batch, Lake, LakeError, LakeFile, Offsets};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::layout::Layout;
@@ -30,6 +36,10 @@ const CONFLICT_RETRIES: u32 = 8;
 /// (and at shutdown), so that the offsets a table shows stay recent.
 const EMPTY_COMMIT_AGE: Duration = Duration::from_secs(300);
 
+/// The longest a commit waits for the partitions to seal and write their open batches
+/// (capped by the interval).
+const ROUND_WAIT: Duration = Duration::from_secs(3);
+
 /// The batches waiting for the table, and the commits that append them.
 pub struct Committer {
     lake: Lake,
@@ -37,6 +47,10 @@ pub struct Committer {
     max_files: usize,
     queue: Mutex<Queue>,
     wake: Notify,
+    /// The commit rounds started: partitions seal their open batches when it moves.
+    rounds: watch::Sender<u64>,
+    /// The partitions running here, and the last round each has answered.
+    answers: watch::Sender<BTreeMap<i32, u64>>,
     metrics: LakeMetrics,
 }
 
@@ -143,6 +157,8 @@ impl Committer {
             max_files,
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
+            rounds: watch::Sender::new(0),
+            answers: watch::Sender::new(BTreeMap::new()),
             metrics: LakeMetrics::new(registry),
         }
     }
@@ -177,20 +193,69 @@ impl Committer {
 
     /// A partition starts: the table holds it from `start` on when it holds nothing of it
     /// yet, and `backlog` (ledger entries past what the table holds) waits for the next commit.
+    /// From now on the partition answers the commit rounds ([`Committer::rounds`]).
     pub fn register(&self, partition: i32, start: i64, backlog: Vec<Batch>) {
-        let mut queue = self.queue();
-        queue.starts.insert(partition, start);
-        for batch in backlog {
-            queue.push(batch);
+        {
+            let mut queue = self.queue();
+            queue.starts.insert(partition, start);
+            for batch in backlog {
+                queue.push(batch);
+            }
+            self.metrics.waiting.set(queue.len() as i64);
         }
-        self.metrics.waiting.set(queue.len() as i64);
+        let round = *self.rounds.borrow();
+        self.answers.send_modify(|answers| {
+            answers.insert(partition, round);
+        });
         self.wake.notify_one();
+    }
+
+    /// The partition stopped here (released, fenced off): rounds no longer wait for it.
+    pub fn release(&self, partition: i32) {
+        self.answers.send_if_modified(|answers| answers.remove(&partition).is_some());
+    }
+
+    /// The commit rounds: when it changes, a partition seals its open batch and, once the
+    /// batch is written (or at once, with nothing open or being written), calls
+    /// [`Committer::sealed`] with the round.
+    pub fn rounds(&self) -> watch::Receiver<u64> {
+        self.rounds.subscribe()
+    }
+
+    /// `partition`'s batches up to `round` are written: the round need not wait for it.
+    pub fn sealed(&self, partition: i32, round: u64) {
+        self.answers.send_if_modified(|answers| match answers.get_mut(&partition) {
+            Some(answered) if *answered < round => {
+                *answered = round;
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// Starts a round and waits until every partition running here answered it, at most
+    /// [`ROUND_WAIT`] (or the interval, when shorter), or until `stop`.
+    async fn round(&self, stop: &CancellationToken) {
+        self.rounds.send_modify(|round| *round += 1);
+        let round = *self.rounds.borrow();
+        let mut answers = self.answers.subscribe();
+        let all = answers.wait_for(|answers| answers.values().all(|&answered| answered >= round));
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(ROUND_WAIT.min(self.interval)) => {
+                let late: Vec<i32> =
+                    self.answers.borrow().iter().filter(|(_, answered)| **answered < round).map(|(p, _)| *p).collect();
+                tracing::debug!(?late, round, "Partitions did not seal their batches in time; they go with the next commit.");
+            }
+            _ = all => {}
+        }
     }
 
     /// Commits as batches with files come, at most once per interval (at once when the
     /// last commit is older, or when `ICEBERG_COMMIT_MAX_FILES` wait), and every interval
     /// anyway (a failed append is retried then), until `stop`; then once more for what the
-    /// partitions' last batches added. Expires old snapshots now and then.
+    /// partitions' last batches added. Each commit but the last is a round: the partitions
+    /// seal their open batches for it. Expires old snapshots now and then.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut last_expiry = Instant::now();
         // The first append waits an interval too: the partitions' backlogs and first
@@ -210,6 +275,10 @@ impl Committer {
                     _ = stop.cancelled() => stopping = true,
                     _ = tokio::time::sleep_until(due.into()) => {}
                 }
+            }
+            if !stopping && !self.is_full() {
+                self.round(&stop).await;
+                stopping = stop.is_cancelled();
             }
             self.commit(stopping).await;
             last_commit = Instant::now();

@@ -111,6 +111,37 @@ async fn both_tables_hold_every_stored_event_once_across_restarts() {
     }
 }
 
+/// A commit is a round: the partitions seal their open batches for it, so the table holds
+/// what was read one interval later even when no batch would close for an hour.
+#[tokio::test]
+async fn each_commit_seals_the_open_batches_whatever_their_age() {
+    testkit::require_kafka();
+    testkit::require_s3();
+    let topic = testkit::unique_topic("ice-round");
+    testkit::create_topic(&topic, 2).await;
+    let prefix = testkit::unique_name("icer");
+    let (sales, _) = produce(&topic, 2, 4242, 300).await;
+    let mut env = common::iceberg_env(&prefix, "json,iceberg");
+    env.push(("BATCH_MAX_AGE", "1h".to_owned()));
+    env.push(("BATCH_MAX_EVENTS", "100000".to_owned()));
+    let config = common::config(EventType::Sale, &topic, &prefix, &borrow(&env));
+    let consumer = common::start(config.clone()).await;
+    // While it runs: no batch is full or an hour old, yet every event gets into the table.
+    testkit::eventually(Duration::from_secs(60), "every event in the table while the consumer runs", || async {
+        let rows = common::table_rows(&config).await;
+        (rows.len() == sales.len()).then_some(())
+    })
+    .await;
+    let metrics = consumer.metrics().await;
+    consumer.stop().await;
+    assert!(
+        testkit::metric(&metrics, "consumer_iceberg_rows_total", &[]).unwrap_or(0.0) >= sales.len() as f64,
+        "{metrics}"
+    );
+    check_table(&config, &sales, 2).await;
+    assert_eq!(common::as_events(&common::stored(&config).await), common::as_events(&sales));
+}
+
 #[tokio::test]
 async fn batches_written_but_never_committed_are_appended_once_by_the_next_start() {
     testkit::require_kafka();

@@ -38,8 +38,7 @@ impl<T> Pipeline<T> {
     }
 
     /// Whether a batch is being committed.
-    #[cfg(test)]
-    fn is_busy(&self) -> bool {
+    pub fn is_busy(&self) -> bool {
         self.in_flight.is_some()
     }
 

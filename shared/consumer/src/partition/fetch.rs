@@ -10,6 +10,7 @@ use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{FetchedRecords, OffsetAt, PartitionClient, UnknownTopicHandling};
 use service_runtime::kafka::{KafkaError, within};
 use service_runtime::retry::Backoff;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, Stop, sleep_or_stop};
@@ -110,6 +111,17 @@ pub(super) async fn rebuild(shared: &Shared, partition: i32, entry: &Entry) -> R
     Ok(batch.seal(entry.event_ids.is_some(), &config.common.topic, partition))
 }
 
+/// The next commit round of the Iceberg committer; never resolves without one.
+async fn next_round(rounds: &mut Option<watch::Receiver<u64>>) -> u64 {
+    if let Some(receiver) = rounds
+        && receiver.changed().await.is_ok()
+    {
+        return *receiver.borrow_and_update();
+    }
+    // No committer (or it has stopped): no rounds.
+    std::future::pending().await
+}
+
 /// One fetch of `partition` from `offset`, waiting up to `wait` for records.
 async fn fetch_records(
     shared: &Shared,
@@ -180,6 +192,10 @@ pub(super) struct PartitionLoop {
     /// last stable offset) is past where it starts, or nothing is known of it yet. Such a fetch does not wait, so it
     /// goes on the shared connection (rskafka patch 14).
     behind: bool,
+    /// The Iceberg committer's rounds, when `iceberg` is a format: each seals the open batch.
+    rounds: Option<watch::Receiver<u64>>,
+    /// The round whose batch is being written: answered once it is.
+    answer_pending: Option<u64>,
 }
 
 impl PartitionLoop {
@@ -195,6 +211,12 @@ impl PartitionLoop {
         shared.metrics.position.with_label_values(&[&partition.to_string()]).set(next);
         shared.health.set(partition, Ok(format!("resumed at offset {next}")));
         shared.progress.set(partition, next);
+        let rounds = shared.lake.as_ref().map(|committer| {
+            let mut rounds = committer.rounds();
+            // A round may have started since the partition registered: answer it at once.
+            rounds.mark_changed();
+            rounds
+        });
         PartitionLoop {
             batch: Batch::new(next, shared.config.formats),
             shared,
@@ -211,6 +233,8 @@ impl PartitionLoop {
             // Unknown until the first answer: a first fetch that waited could queue behind
             // the long polls of partitions that have caught up (rskafka patch 14).
             behind: true,
+            rounds,
+            answer_pending: None,
         }
     }
 
@@ -276,6 +300,11 @@ impl PartitionLoop {
                         _ = self.shutdown.cancelled() => return Stop::Shutdown,
                         settled = self.commits.settled() => {
                             if let Err(stop) = self.count(settled) {
+                                return stop;
+                            }
+                        }
+                        round = next_round(&mut self.rounds) => {
+                            if let Err(stop) = self.seal_for(round).await {
                                 return stop;
                             }
                         }
@@ -454,6 +483,24 @@ impl PartitionLoop {
         Ok(())
     }
 
+    /// The Iceberg committer started `round`: the open batch is sealed and written, whatever
+    /// its age, and the round answered once it is (at once with nothing to write).
+    async fn seal_for(&mut self, round: u64) -> Result<(), Stop> {
+        self.flush().await?;
+        if self.commits.is_busy() {
+            self.answer_pending = Some(round);
+        } else {
+            self.answer(round);
+        }
+        Ok(())
+    }
+
+    fn answer(&self, round: u64) {
+        if let Some(committer) = &self.shared.lake {
+            committer.sealed(self.partition, round);
+        }
+    }
+
     /// Remembers the identities `entry` stores (the next batch removes their resends) and
     /// writes down in it where the window starts, for recovery.
     fn remember(&mut self, entry: &mut Entry) {
@@ -479,6 +526,9 @@ impl PartitionLoop {
 
     /// Records a batch's commit: progress, readiness and the record counts.
     fn count(&mut self, (counts, result): Settled<Counts>) -> Result<(), Stop> {
+        if let Some(round) = self.answer_pending.take() {
+            self.answer(round);
+        }
         result?;
         self.committed_to(counts.next_offset);
         let metrics = &self.shared.metrics;

@@ -104,7 +104,16 @@ impl From<CommitError> for Stop {
 /// Runs partition `partition` until `shutdown`; its logs carry `partition` (a span).
 pub async fn run_partition(shared: Arc<Shared>, partition: i32, shutdown: CancellationToken) {
     let span = tracing::info_span!("partition", partition);
-    supervise(shared, partition, shutdown).instrument(span).await
+    supervise(Arc::clone(&shared), partition, shutdown).instrument(span).await;
+    release_from_lake(&shared, partition);
+}
+
+/// The Iceberg committer's rounds stop waiting for `partition` (registered again by its
+/// next recovery).
+fn release_from_lake(shared: &Shared, partition: i32) {
+    if let Some(committer) = &shared.lake {
+        committer.release(partition);
+    }
 }
 
 async fn supervise(shared: Arc<Shared>, partition: i32, shutdown: CancellationToken) {
@@ -130,6 +139,7 @@ async fn supervise(shared: Arc<Shared>, partition: i32, shutdown: CancellationTo
         match state.consume().await {
             Stop::Shutdown => break,
             Stop::Fenced => {
+                release_from_lake(&shared, partition);
                 shared.metrics.fenced.with_label_values(&[&label]).inc();
                 tracing::error!(
                     "Another instance wrote the next ledger entry of this partition: two instances own it. \
