@@ -95,8 +95,11 @@ impl Invalid {
 /// original demo's local time, which on Lambda is UTC), read as UTC.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
     // chrono's RFC 3339 parser also takes a space or a `t`; the schema and most readers
-    // downstream (Athena, DuckDB) want the `T`.
-    if text.len() < 19 || text.as_bytes()[10] != b'T' {
+    // downstream (Athena, DuckDB) want the `T`. The year is four digits: chrono's `%Y`
+    // also reads a signed one ("-021"), which the event would be written back with as
+    // "-0021" and then fail this very check in the consumers (found by `make fuzz-smoke`).
+    let bytes = text.as_bytes();
+    if bytes.len() < 19 || bytes[10] != b'T' || !bytes[..4].iter().all(u8::is_ascii_digit) {
         return None;
     }
     if let Ok(ts) = DateTime::parse_from_rfc3339(text) {
@@ -541,6 +544,11 @@ mod tests {
             (
                 "ts",
                 json!("2021-02-30T10:00:00Z"),
+                "ts: must be an ISO 8601 date-time such as 2026-11-24T12:52:40.938937Z",
+            ),
+            (
+                "ts",
+                json!("-021-04-25T12:52:40.938937"),
                 "ts: must be an ISO 8601 date-time such as 2026-11-24T12:52:40.938937Z",
             ),
             ("ts", json!(1619355160), "ts: must be a string, found a number"),
