@@ -27,9 +27,11 @@ def test_the_image_runs_as_nonroot_with_no_shell_and_is_small(image):
     size_mb = config["Size"] / 1e6
     layers = docker("history", "--format", "{{.Size}}\t{{.CreatedBy}}", image).stdout
     print(f"{image}: {size_mb:.1f} MB\n{layers}")
-    # Three stripped release binaries (24 MB each) on distroless cc (24 MB): 97 MB when
-    # measured; the bound catches a toolchain or a build tree copied in by mistake.
-    assert size_mb < 120, f"{size_mb:.1f} MB"
+    # Three stripped release binaries on distroless cc (22 MB): 97 MB before the Iceberg
+    # output, 137 MB since (2026-12-07: the binaries' layer 115 MB, the consumers linking
+    # Arrow, Parquet and the iceberg crates). The bound catches a toolchain or a build tree
+    # copied in by mistake (hundreds of MB), not a dependency's growth.
+    assert size_mb < 170, f"{size_mb:.1f} MB"
 
 
 def test_each_binary_answers_help_in_the_image(image):
