@@ -230,6 +230,12 @@ pub async fn run(
     window: Duration,
     lake: Option<&store_lake::Lake>,
 ) -> Result<Report, AuditError> {
+    // The table first: a running consumer's entries are written before their files and
+    // appends, so the ledger listed after names every file of the snapshot read here.
+    let table = match lake {
+        Some(lake) => Some(lake.contents().await?),
+        None => None,
+    };
     let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for key in store.list(&layout.ledger_root(), None).await? {
         if Layout::entry_offset(&key).is_none() {
@@ -260,9 +266,7 @@ pub async fn run(
         report.partitions.push(partition_report);
         all_entries.extend(entries);
     }
-    if let Some(lake) = lake {
-        let state = lake.state().await?;
-        let files = lake.data_files().await?;
+    if let (Some(lake), Some((state, files))) = (lake, table) {
         let table = audit_table(lake.name(), &state, &all_entries, &files);
         // The migration's files are named by no entry (their entries predate Iceberg): the
         // table's audit accounts for them.

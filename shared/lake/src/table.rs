@@ -225,8 +225,15 @@ impl Lake {
     /// Every live data file of the current snapshot, from its manifests: path and rows,
     /// once per time the table holds it.
     pub async fn data_files(&self) -> Result<Vec<(String, u64)>, LakeError> {
+        Ok(self.contents().await?.1)
+    }
+
+    /// What the table holds of this topic and its live data files, both from one snapshot
+    /// (two loads could see two: the audit of a running table needs them to agree).
+    pub async fn contents(&self) -> Result<(TableState, Vec<(String, u64)>), LakeError> {
         let table = self.load().await?;
-        let Some(snapshot) = table.metadata().current_snapshot().cloned() else { return Ok(Vec::new()) };
+        let state = state_of(&table, &self.topic);
+        let Some(snapshot) = table.metadata().current_snapshot().cloned() else { return Ok((state, Vec::new())) };
         let list = table.manifest_list_reader(&snapshot).load().await?;
         let mut files = Vec::new();
         for manifest in list.entries() {
@@ -237,7 +244,7 @@ impl Lake {
                 }
             }
         }
-        Ok(files)
+        Ok((state, files))
     }
 }
 
