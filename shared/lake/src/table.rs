@@ -66,13 +66,14 @@ impl Lake {
         writer: &str,
     ) -> Result<Lake, LakeError> {
         let namespace = NamespaceIdent::new(settings.namespace.clone());
-        if !catalog.namespace_exists(&namespace).await? {
-            match catalog.create_namespace(&namespace, HashMap::new()).await {
-                Ok(_) => {}
-                // Another consumer created it meanwhile.
-                Err(error) if error.kind() == ErrorKind::NamespaceAlreadyExists => {}
-                Err(error) => return Err(error.into()),
-            }
+        if !catalog.namespace_exists(&namespace).await?
+            && let Err(error) = catalog.create_namespace(&namespace, HashMap::new()).await
+            // Another consumer created it meanwhile? Catalogs say so differently: the SQL
+            // catalog checks first and then meets its own UNIQUE constraint when the other
+            // insert landed in between, so look again rather than trust the error's kind.
+            && !catalog.namespace_exists(&namespace).await?
+        {
+            return Err(error.into());
         }
         let ident = TableIdent::new(namespace.clone(), settings.table.clone());
         let table = match catalog.load_table(&ident).await {
@@ -83,8 +84,13 @@ impl Lake {
                         tracing::info!(table = %ident, location = table.metadata().location(), "Iceberg table created.");
                         table
                     }
-                    Err(error) if error.kind() == ErrorKind::TableAlreadyExists => catalog.load_table(&ident).await?,
-                    Err(error) => return Err(error.into()),
+                    // Lost the race to another creator (the same two ways as above): the
+                    // table it created is the one to use; its own metadata file is left
+                    // unreferenced.
+                    Err(error) => match catalog.load_table(&ident).await {
+                        Ok(table) => table,
+                        Err(_) => return Err(error.into()),
+                    },
                 }
             }
             Err(error) => return Err(error.into()),

@@ -122,3 +122,26 @@ async fn racing_writers_append_each_entry_once() {
     assert_eq!(a.load().await.expect("load").metadata().snapshots().count(), snapshots);
     assert_eq!(a.data_files().await.expect("files").len(), batches.len());
 }
+
+/// Replicas starting together all find the table missing and create it: one wins, the
+/// others (whose catalog may report a constraint violation rather than "already exists")
+/// open the winner's table. A CI run caught a test reader racing a consumer this way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_creating_the_table_at_once_all_open_the_same_one() {
+    testkit::require_s3();
+    let prefix = testkit::unique_name("create");
+    let settings = settings(&prefix);
+    let opens = (0..6).map(|n| {
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            let catalog = store_lake::connect(&settings).await.expect("catalog");
+            Lake::open(catalog, &settings, "race-topic", &format!("w{n}")).await
+        })
+    });
+    let mut locations = std::collections::BTreeSet::new();
+    for open in opens.collect::<Vec<_>>() {
+        let lake = open.await.expect("task").unwrap_or_else(|error| panic!("a replica failed to open: {error}"));
+        locations.insert(lake.location().to_owned());
+    }
+    assert_eq!(locations.len(), 1, "every replica uses the one table: {locations:?}");
+}
