@@ -22,7 +22,9 @@ use iceberg::{Error, ErrorKind};
 
 /// Format AWS SDK error into iceberg error
 pub(crate) fn from_aws_sdk_error<T>(error: aws_sdk_glue::error::SdkError<T>) -> Error
-where T: Debug {
+where
+    T: Debug,
+{
     Error::new(
         ErrorKind::Unexpected,
         "Operation failed for hitting aws sdk error".to_string(),

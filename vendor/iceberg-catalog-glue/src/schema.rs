@@ -25,8 +25,8 @@ pub(crate) const ICEBERG_FIELD_CURRENT: &str = "iceberg.field.current";
 use std::collections::HashMap;
 
 use aws_sdk_glue::types::Column;
-use iceberg::spec::{PrimitiveType, SchemaVisitor, TableMetadata, visit_schema};
-use iceberg::{Error, ErrorKind, Result};
+use iceberg::Result;
+use iceberg::spec::{PrimitiveType, SchemaVisitor, TableMetadata, visit_schema}; // store-events patch 1: Error and ErrorKind no longer used
 
 use crate::error::from_aws_build_error;
 
@@ -165,12 +165,11 @@ impl SchemaVisitor for GlueSchemaBuilder {
             PrimitiveType::Date => "date".to_string(),
             PrimitiveType::Timestamp => "timestamp".to_string(),
             PrimitiveType::TimestampNs => "timestamp_ns".to_string(),
-            PrimitiveType::Timestamptz | PrimitiveType::TimestamptzNs => {
-                return Err(Error::new(
-                    ErrorKind::FeatureUnsupported,
-                    format!("Conversion from {p:?} is not supported"),
-                ));
-            }
+            // store-events patch 1: Glue has one timestamp type; an instant is written as
+            // `timestamp`, as Iceberg's Java GlueCatalog and pyiceberg do (the Iceberg schema
+            // in the metadata file keeps the zone; Athena reads that one).
+            PrimitiveType::Timestamptz => "timestamp".to_string(),
+            PrimitiveType::TimestamptzNs => "timestamp_ns".to_string(),
             PrimitiveType::Time | PrimitiveType::String | PrimitiveType::Uuid => {
                 "string".to_string()
             }
@@ -223,6 +222,28 @@ mod tests {
             .set_parameters(Some(parameters))
             .build()
             .map_err(from_aws_build_error)
+    }
+
+    // store-events patch 1
+    #[test]
+    fn test_schema_with_timestamptz_fields() -> Result<()> {
+        let record = r#"{
+            "type": "struct",
+            "schema-id": 1,
+            "fields": [
+                {"id": 1, "name": "ts", "required": true, "type": "timestamptz"},
+                {"id": 2, "name": "ts_ns", "required": false, "type": "timestamptz_ns"}
+            ]
+        }"#;
+        let schema = serde_json::from_str::<Schema>(record)?;
+        let metadata = create_metadata(schema)?;
+        let result = GlueSchemaBuilder::from_iceberg(&metadata)?.build();
+        let expected = vec![
+            create_column("ts", "timestamp", "1", false)?,
+            create_column("ts_ns", "timestamp_ns", "2", true)?,
+        ];
+        assert_eq!(result, expected);
+        Ok(())
     }
 
     #[test]
