@@ -1,9 +1,12 @@
 """Reads the consumers' Apache Iceberg tables with tools this project did not write:
-pyiceberg over the same SQL catalog, and DuckDB's iceberg extension over the table's
-current metadata file. Run it with `scripts/py.sh --iceberg python deploy/iceberg/iceberg_local.py`.
+pyiceberg over the same catalog (the SQL catalog's SQLite file, or AWS Glue), and DuckDB's
+iceberg extension over the table's current metadata file. Run it with
+`scripts/py.sh --iceberg python deploy/iceberg/iceberg_local.py`.
 
     source scripts/local.env    # the local S3 server's endpoint and keys
     iceberg_local.py --catalog sqlite:.local/iceberg-catalog.db            # tables, snapshots, rows
+    iceberg_local.py --catalog glue                                       # AWS Glue (AWS_REGION, keys)
+    iceberg_local.py --catalog glue:http://127.0.0.1:5000                 # a Glue endpoint of its own
     iceberg_local.py --catalog ... --query deploy/athena/queries-iceberg/sales_top_skus.sql
     iceberg_local.py --catalog ... --dump                                 # everything, as JSON (tests)
 
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 import sqlglot
+from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
 
 NAMESPACE = "store_events"
@@ -45,10 +49,37 @@ def file_io_properties() -> dict[str, str]:
     return props
 
 
-def catalog(uri: str) -> SqlCatalog:
-    """The SQL catalog the consumers write (ICEBERG_CATALOG_URI, `sqlite:<path>`)."""
+def glue_catalog(endpoint: str) -> Catalog:
+    """The Glue Data Catalog (ICEBERG_CATALOG=glue), at `endpoint` when one is given."""
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    props = file_io_properties()
+    for variable, prop in [
+        ("AWS_REGION", "glue.region"),
+        ("AWS_ACCESS_KEY_ID", "glue.access-key-id"),
+        ("AWS_SECRET_ACCESS_KEY", "glue.secret-access-key"),
+        ("ICEBERG_GLUE_CATALOG_ID", "glue.id"),
+    ]:
+        if os.environ.get(variable):
+            props[prop] = os.environ[variable]
+    if endpoint:
+        props["glue.endpoint"] = endpoint
+    return GlueCatalog("glue", **props)
+
+
+def default_catalog() -> str:
+    """--catalog from the consumers' own variables."""
+    if os.environ.get("ICEBERG_CATALOG") == "glue":
+        return "glue:" + os.environ.get("ICEBERG_GLUE_ENDPOINT", "")
+    return os.environ.get("ICEBERG_CATALOG_URI", "sqlite:.local/iceberg-catalog.db")
+
+
+def catalog(uri: str) -> Catalog:
+    """The catalog the consumers write: `sqlite:<path>` (ICEBERG_CATALOG_URI) or `glue[:<endpoint>]`."""
+    if uri == "glue" or uri.startswith("glue:"):
+        return glue_catalog(uri.removeprefix("glue").removeprefix(":"))
     if not uri.startswith("sqlite:"):
-        raise SystemExit(f"{uri!r} is not a sqlite: catalog URI")
+        raise SystemExit(f"{uri!r} is not a catalog: use sqlite:<path>, glue or glue:<endpoint>")
     path = Path(uri.removeprefix("sqlite:").split("?")[0]).resolve()
     if not path.exists():
         raise SystemExit(f"no catalog at {path}: start the consumers with OUTPUT_FORMATS including iceberg first")
@@ -56,7 +87,7 @@ def catalog(uri: str) -> SqlCatalog:
     return SqlCatalog("store_events", uri=f"sqlite:///{path}", warehouse=warehouse, **file_io_properties())
 
 
-def duckdb_connect(cat: SqlCatalog, namespace: str = NAMESPACE) -> duckdb.DuckDBPyConnection:
+def duckdb_connect(cat: Catalog, namespace: str = NAMESPACE) -> duckdb.DuckDBPyConnection:
     """DuckDB with the iceberg extension (from its PyPI package, offline) and one view per
     table of `namespace`, reading the table's current metadata file."""
     con = duckdb.connect()
@@ -87,7 +118,7 @@ def duckdb_connect(cat: SqlCatalog, namespace: str = NAMESPACE) -> duckdb.DuckDB
     return con
 
 
-def pyiceberg_rows(cat: SqlCatalog, name: str) -> list[dict]:
+def pyiceberg_rows(cat: Catalog, name: str) -> list[dict]:
     """Every row of a table through pyiceberg's own scan, `ts` as microseconds since the epoch."""
     arrow = cat.load_table((NAMESPACE, name)).scan().to_arrow()
     ts = arrow.column("ts").cast("int64")
@@ -95,7 +126,7 @@ def pyiceberg_rows(cat: SqlCatalog, name: str) -> list[dict]:
     return arrow.to_pylist()
 
 
-def rows_per_day(cat: SqlCatalog, name: str) -> dict[str, int]:
+def rows_per_day(cat: Catalog, name: str) -> dict[str, int]:
     """Rows per UTC day of `ts`, each day counted by its own filtered pyiceberg scan (which
     reads only the files whose day(ts) partition can match)."""
     table = cat.load_table((NAMESPACE, name))
@@ -124,7 +155,7 @@ def run_query(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], li
     return [d[0] for d in result.description], result.fetchall()
 
 
-def describe(cat: SqlCatalog, name: str) -> dict:
+def describe(cat: Catalog, name: str) -> dict:
     """What pyiceberg says of a table: schema (with field ids), partition spec, snapshots."""
     table = cat.load_table((NAMESPACE, name))
     return {
@@ -142,7 +173,7 @@ def describe(cat: SqlCatalog, name: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", default=os.environ.get("ICEBERG_CATALOG_URI", "sqlite:.local/iceberg-catalog.db"))
+    parser.add_argument("--catalog", default=default_catalog(), help="sqlite:<path>, glue or glue:<endpoint>")
     parser.add_argument("--query", action="append", default=[], help="an Athena query file to run in DuckDB")
     parser.add_argument("--dump", action="store_true", help="print every table's description and rows as JSON")
     parser.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for a snapshot in every table")

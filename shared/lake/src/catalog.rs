@@ -3,6 +3,10 @@
 //! - `sql`: Iceberg's SQL catalog on a SQLite file (`ICEBERG_CATALOG_URI`), what
 //!   `make up`, docker compose and the tests use; pyiceberg's `SqlCatalog` and Iceberg's
 //!   Java `JdbcCatalog` read the same file.
+//! - `glue`: the AWS Glue Data Catalog, what Athena reads: one Glue database per namespace,
+//!   one Glue table per Iceberg table (`table_type=ICEBERG`, `metadata_location`); a commit
+//!   is an `UpdateTable` with the `VersionId` it was planned on, so Glue refuses it when
+//!   another member moved the table (`ConcurrentModificationException`).
 //!
 //! [`Pinned`] is the seam that makes a commit conditional on the table state it was
 //! planned on (see [`crate::table`]).
@@ -13,6 +17,10 @@ use std::time::Duration;
 
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent};
+use iceberg_catalog_glue::{
+    AWS_ACCESS_KEY_ID, AWS_REGION_NAME, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, GLUE_CATALOG_PROP_CATALOG_ID,
+    GLUE_CATALOG_PROP_URI, GLUE_CATALOG_PROP_WAREHOUSE, GlueCatalogBuilder,
+};
 use iceberg_catalog_sql::{SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalStorageFactory;
 use service_runtime::config::{ConfigError, Env};
@@ -23,8 +31,8 @@ type Result<T> = iceberg::Result<T>;
 /// Where the tables are and how they are committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LakeSettings {
-    /// `ICEBERG_CATALOG_URI`: the SQL catalog's database (`sqlite:<file>`).
-    pub catalog_uri: String,
+    /// `ICEBERG_CATALOG` and its own settings.
+    pub catalog: CatalogSettings,
     /// `ICEBERG_WAREHOUSE`: where new tables are located (`s3://<bucket>/<prefix>/iceberg`
     /// by default).
     pub warehouse: String,
@@ -44,26 +52,75 @@ pub struct LakeSettings {
     pub file_io: Vec<(String, String)>,
 }
 
+/// Which catalog holds the tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSettings {
+    /// `ICEBERG_CATALOG=sql`: `ICEBERG_CATALOG_URI`, the SQL catalog's database
+    /// (`sqlite:<file>`).
+    Sql {
+        /// `sqlite:<path>`.
+        uri: String,
+    },
+    /// `ICEBERG_CATALOG=glue`: the Glue Data Catalog of the account the AWS credentials
+    /// belong to, or `ICEBERG_GLUE_CATALOG_ID`'s; `ICEBERG_GLUE_ENDPOINT` replaces Glue's
+    /// regional endpoint (a VPC endpoint, or a Glue-speaking server in tests).
+    Glue {
+        /// The account whose catalog holds the tables; the caller's when `None`.
+        catalog_id: Option<String>,
+        /// Glue's endpoint; the region's when `None`.
+        endpoint: Option<String>,
+    },
+}
+
+impl CatalogSettings {
+    fn from_env(env: &Env) -> std::result::Result<CatalogSettings, ConfigError> {
+        match env.string("ICEBERG_CATALOG", "sql").as_str() {
+            "sql" => {
+                let uri = env.string("ICEBERG_CATALOG_URI", "sqlite:iceberg-catalog.db");
+                if !uri.starts_with("sqlite:") {
+                    return Err(ConfigError::new(
+                        "ICEBERG_CATALOG_URI",
+                        format!("{uri:?} is not a SQLite URL: use sqlite:<path of the catalog file>"),
+                    ));
+                }
+                Ok(CatalogSettings::Sql { uri })
+            }
+            "glue" => {
+                let catalog_id = env.raw("ICEBERG_GLUE_CATALOG_ID").map(str::trim).filter(|v| !v.is_empty());
+                if let Some(id) = catalog_id
+                    && (id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit()))
+                {
+                    return Err(ConfigError::new(
+                        "ICEBERG_GLUE_CATALOG_ID",
+                        format!("{id:?} is not an AWS account id (12 digits)"),
+                    ));
+                }
+                let endpoint = env.raw("ICEBERG_GLUE_ENDPOINT").map(str::trim).filter(|v| !v.is_empty());
+                if let Some(url) = endpoint
+                    && !(url.starts_with("https://") || url.starts_with("http://"))
+                {
+                    return Err(ConfigError::new("ICEBERG_GLUE_ENDPOINT", format!("{url:?} is not an http(s):// URL")));
+                }
+                Ok(CatalogSettings::Glue {
+                    catalog_id: catalog_id.map(str::to_owned),
+                    endpoint: endpoint.map(str::to_owned),
+                })
+            }
+            other => Err(ConfigError::new(
+                "ICEBERG_CATALOG",
+                format!("{other:?} is not a catalog this version supports: use sql or glue"),
+            )),
+        }
+    }
+}
+
 /// Snapshots kept whatever their age.
 pub const RETAIN_SNAPSHOTS: usize = 10;
 
 impl LakeSettings {
     /// Reads the settings; `table` is the consumer's default table name.
     pub fn from_env(env: &Env, s3: &S3Settings, table: &str) -> std::result::Result<LakeSettings, ConfigError> {
-        let catalog = env.string("ICEBERG_CATALOG", "sql");
-        if catalog != "sql" {
-            return Err(ConfigError::new(
-                "ICEBERG_CATALOG",
-                format!("{catalog:?} is not a catalog this version supports: use sql"),
-            ));
-        }
-        let catalog_uri = env.string("ICEBERG_CATALOG_URI", "sqlite:iceberg-catalog.db");
-        if !catalog_uri.starts_with("sqlite:") {
-            return Err(ConfigError::new(
-                "ICEBERG_CATALOG_URI",
-                format!("{catalog_uri:?} is not a SQLite URL: use sqlite:<path of the catalog file>"),
-            ));
-        }
+        let catalog = CatalogSettings::from_env(env)?;
         let default_warehouse = match s3.prefix.as_str() {
             "" => format!("s3://{}/iceberg", s3.bucket),
             prefix => format!("s3://{}/{prefix}/iceberg", s3.bucket),
@@ -96,7 +153,7 @@ impl LakeSettings {
             }
         }
         Ok(LakeSettings {
-            catalog_uri,
+            catalog,
             warehouse,
             namespace,
             table,
@@ -125,21 +182,50 @@ fn identifier(env: &Env, name: &str, default: &str) -> std::result::Result<Strin
 
 /// Opens the catalog the settings name.
 pub async fn connect(settings: &LakeSettings) -> Result<Arc<dyn Catalog>> {
-    // The SQL catalog opens an `Any` pool: its drivers must be registered once.
-    sqlx::any::install_default_drivers();
-    let mut uri = settings.catalog_uri.clone();
-    if !uri.contains("mode=") {
-        uri.push_str(if uri.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
-    }
     let mut props: HashMap<String, String> = settings.file_io.iter().cloned().collect();
-    props.insert(SQL_CATALOG_PROP_URI.to_owned(), uri);
-    props.insert(SQL_CATALOG_PROP_WAREHOUSE.to_owned(), settings.warehouse.clone());
-    let catalog = SqlCatalogBuilder::default()
-        .sql_bind_style(SqlBindStyle::QMark)
-        .with_storage_factory(Arc::new(OpenDalStorageFactory::S3 { customized_credential_load: None }))
-        .load("store_events", props)
-        .await?;
-    Ok(Arc::new(catalog))
+    let storage = Arc::new(OpenDalStorageFactory::S3 { customized_credential_load: None });
+    match &settings.catalog {
+        CatalogSettings::Sql { uri } => {
+            // The SQL catalog opens an `Any` pool: its drivers must be registered once.
+            sqlx::any::install_default_drivers();
+            let mut uri = uri.clone();
+            if !uri.contains("mode=") {
+                uri.push_str(if uri.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+            }
+            props.insert(SQL_CATALOG_PROP_URI.to_owned(), uri);
+            props.insert(SQL_CATALOG_PROP_WAREHOUSE.to_owned(), settings.warehouse.clone());
+            let catalog = SqlCatalogBuilder::default()
+                .sql_bind_style(SqlBindStyle::QMark)
+                .with_storage_factory(storage)
+                .load("store_events", props)
+                .await?;
+            Ok(Arc::new(catalog))
+        }
+        CatalogSettings::Glue { catalog_id, endpoint } => {
+            props.insert(GLUE_CATALOG_PROP_WAREHOUSE.to_owned(), settings.warehouse.clone());
+            if let Some(id) = catalog_id {
+                props.insert(GLUE_CATALOG_PROP_CATALOG_ID.to_owned(), id.clone());
+            }
+            if let Some(url) = endpoint {
+                props.insert(GLUE_CATALOG_PROP_URI.to_owned(), url.clone());
+            }
+            // Glue's client takes the region and keys the tables' file IO was given (from
+            // AWS_REGION, AWS_ACCESS_KEY_ID, ...), else the SDK's default chain (IRSA, the
+            // ECS task role, instance profile).
+            for (file_io, glue) in [
+                ("s3.region", AWS_REGION_NAME),
+                ("s3.access-key-id", AWS_ACCESS_KEY_ID),
+                ("s3.secret-access-key", AWS_SECRET_ACCESS_KEY),
+                ("s3.session-token", AWS_SESSION_TOKEN),
+            ] {
+                if let Some(value) = settings.file_io.iter().find(|(k, _)| k == file_io).map(|(_, v)| v.clone()) {
+                    props.insert(glue.to_owned(), value);
+                }
+            }
+            let catalog = GlueCatalogBuilder::default().with_storage_factory(storage).load("glue", props).await?;
+            Ok(Arc::new(catalog))
+        }
+    }
 }
 
 /// A catalog whose `load_table` answers with one table as it was loaded.
@@ -218,5 +304,62 @@ impl Catalog for Pinned<'_> {
     }
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
         self.inner.update_table(commit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(pairs: &[(&str, &str)]) -> std::result::Result<CatalogSettings, ConfigError> {
+        CatalogSettings::from_env(&Env::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn the_sql_catalog_on_a_local_file_is_the_default() {
+        assert_eq!(catalog(&[]).unwrap(), CatalogSettings::Sql { uri: "sqlite:iceberg-catalog.db".to_owned() });
+        let error = catalog(&[("ICEBERG_CATALOG_URI", "postgres://db/iceberg")]).unwrap_err();
+        assert!(error.to_string().contains("ICEBERG_CATALOG_URI"), "{error}");
+    }
+
+    #[test]
+    fn glue_takes_an_optional_account_and_endpoint() {
+        assert_eq!(
+            catalog(&[("ICEBERG_CATALOG", "glue")]).unwrap(),
+            CatalogSettings::Glue { catalog_id: None, endpoint: None }
+        );
+        let glue = catalog(&[
+            ("ICEBERG_CATALOG", "glue"),
+            ("ICEBERG_GLUE_CATALOG_ID", "123456789012"),
+            ("ICEBERG_GLUE_ENDPOINT", "http://127.0.0.1:5000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            glue,
+            CatalogSettings::Glue {
+                catalog_id: Some("123456789012".to_owned()),
+                endpoint: Some("http://127.0.0.1:5000".to_owned())
+            }
+        );
+    }
+
+    #[test]
+    fn a_wrong_catalog_setting_names_the_variable_and_the_value() {
+        for (pairs, variable, value) in [
+            (&[("ICEBERG_CATALOG", "hive")][..], "ICEBERG_CATALOG", "hive"),
+            (
+                &[("ICEBERG_CATALOG", "glue"), ("ICEBERG_GLUE_CATALOG_ID", "12345")][..],
+                "ICEBERG_GLUE_CATALOG_ID",
+                "12345",
+            ),
+            (
+                &[("ICEBERG_CATALOG", "glue"), ("ICEBERG_GLUE_ENDPOINT", "glue.local")][..],
+                "ICEBERG_GLUE_ENDPOINT",
+                "glue.local",
+            ),
+        ] {
+            let error = catalog(pairs).unwrap_err().to_string();
+            assert!(error.contains(variable) && error.contains(value), "{error}");
+        }
     }
 }

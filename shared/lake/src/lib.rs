@@ -16,6 +16,6 @@ pub mod catalog;
 pub mod offsets;
 pub mod table;
 
-pub use catalog::{LakeSettings, connect};
+pub use catalog::{CatalogSettings, LakeSettings, connect};
 pub use offsets::{Batch, LakeFile, Offsets, TableState};
 pub use table::{Appended, Lake, LakeError};

@@ -76,24 +76,23 @@ impl Lake {
             return Err(error.into());
         }
         let ident = TableIdent::new(namespace.clone(), settings.table.clone());
-        let table = match catalog.load_table(&ident).await {
-            Ok(table) => table,
-            Err(error) if error.kind() == ErrorKind::TableNotFound => {
-                match catalog.create_table(&namespace, creation(&settings.table)?).await {
-                    Ok(table) => {
-                        tracing::info!(table = %ident, location = table.metadata().location(), "Iceberg table created.");
-                        table
-                    }
-                    // Lost the race to another creator (the same two ways as above): the
-                    // table it created is the one to use; its own metadata file is left
-                    // unreferenced.
-                    Err(error) => match catalog.load_table(&ident).await {
-                        Ok(table) => table,
-                        Err(_) => return Err(error.into()),
-                    },
+        // Asked with `table_exists`: the Glue catalog's `load_table` reports a missing table
+        // as an AWS SDK error (`ErrorKind::Unexpected`), not `TableNotFound`.
+        let table = if catalog.table_exists(&ident).await? {
+            catalog.load_table(&ident).await?
+        } else {
+            match catalog.create_table(&namespace, creation(&settings.table)?).await {
+                Ok(table) => {
+                    tracing::info!(table = %ident, location = table.metadata().location(), "Iceberg table created.");
+                    table
                 }
+                // Lost the race to another creator (the same two ways as above): the table it
+                // created is the one to use; its own metadata file is left unreferenced.
+                Err(error) => match catalog.load_table(&ident).await {
+                    Ok(table) => table,
+                    Err(_) => return Err(error.into()),
+                },
             }
-            Err(error) => return Err(error.into()),
         };
         Ok(Lake {
             location: table.metadata().location().trim_end_matches('/').to_owned(),

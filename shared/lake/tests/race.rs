@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use store_event::columnar::ParquetFile;
 use store_event::{Document, Generator, check_fields};
-use store_lake::{Batch, Lake, LakeError, LakeFile, LakeSettings, Offsets};
+use store_lake::{Batch, CatalogSettings, Lake, LakeError, LakeFile, LakeSettings, Offsets};
 
 fn settings(prefix: &str) -> LakeSettings {
     let dir = std::env::temp_dir().join("store-events-tests");
     std::fs::create_dir_all(&dir).expect("catalog directory");
     LakeSettings {
-        catalog_uri: format!("sqlite:{}", dir.join(format!("{prefix}.db")).display()),
+        catalog: CatalogSettings::Sql { uri: format!("sqlite:{}", dir.join(format!("{prefix}.db")).display()) },
         warehouse: format!("s3://{}/{prefix}/iceberg", testkit::BUCKET),
         namespace: "store_events".to_owned(),
         table: "sale_events".to_owned(),
