@@ -98,7 +98,8 @@ def run_into_glue(endpoint: str, logs) -> dict:
     command = [PY, "--iceberg", "python", str(REPO / "deploy" / "iceberg" / "iceberg_local.py")]
     done = subprocess.run(command + ["--catalog", f"glue:{endpoint}", "--dump"], env=read_env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"sent": sent, "endpoint": endpoint, "audits": audits, "read": json.loads(done.stdout)["tables"]}
+    tables = json.loads(done.stdout)["tables"]
+    return {"sent": sent, "endpoint": endpoint, "env": env, "logs": logs, "audits": audits, "read": tables}
 
 
 def glue_client(endpoint: str):
@@ -141,3 +142,34 @@ def test_the_audit_reads_the_tables_through_glue_and_finds_them_whole(glue: dict
         rows = len([e for e in glue["sent"] if e["event_type"] + "s" == table])
         assert line.startswith(f"iceberg table store_events.{table}: ") and f" {rows} rows;" in line, audit.stdout[-3000:]
         assert " 0 entries waiting" in line, line
+
+
+def test_a_consumer_refuses_a_glue_table_of_its_name_that_is_not_iceberg(glue: dict):
+    """Athena's JSON DDL (deploy/athena/tables.sql) makes Glue tables named like the Iceberg
+    ones: a consumer pointed at one stops at once and says which, rather than retrying."""
+    client = glue_client(glue["endpoint"])
+    database = f"json_{uuid.uuid4().hex[:8]}"
+    client.create_database(DatabaseInput={"Name": database})
+    client.create_table(
+        DatabaseName=database,
+        TableInput={
+            "Name": "sale_events",
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"classification": "json"},
+            "StorageDescriptor": {
+                "Columns": [{"Name": "request_id", "Type": "string"}],
+                "Location": f"s3://{BUCKET}/event_type=sale_event/",
+                "SerdeInfo": {"SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe"},
+            },
+        },
+    )
+    env = {**glue["env"], "ICEBERG_NAMESPACE": database, "CONSUMER_GROUP_ID": f"glue-json-{database}"}
+    consumer = Service("sales-consumer", env, glue["logs"], label=f"sales-consumer-{database}")
+    try:
+        code = consumer.process.wait(timeout=60)
+    finally:
+        consumer.stop()
+    log = consumer.log.read_text()
+    assert code != 0, log[-3000:]
+    assert f"{database}.sale_events exists in the catalog but is not an Iceberg table" in log, log[-3000:]
+    assert "ICEBERG_NAMESPACE" in log, log[-3000:]

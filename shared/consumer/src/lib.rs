@@ -187,6 +187,7 @@ async fn open_lake(
         };
         match opened {
             Ok(table) => break table,
+            Err(error @ store_lake::LakeError::NotIceberg { .. }) => return Err(error.into()),
             Err(error) => {
                 let wait = retry.next_wait();
                 tracing::warn!(%error, retry_in = ?wait, "The Iceberg catalog cannot be reached; retrying.");

@@ -30,6 +30,18 @@ pub enum LakeError {
     /// The catalog or the file IO failed.
     #[error(transparent)]
     Iceberg(#[from] iceberg::Error),
+    /// The catalog holds something of the table's name that is not an Iceberg table (a
+    /// Glue table of Athena's JSON DDL): waiting will not change it.
+    #[error(
+        "{table} exists in the catalog but is not an Iceberg table ({source}): give the Iceberg tables a name \
+         of their own (ICEBERG_NAMESPACE, ICEBERG_TABLE)"
+    )]
+    NotIceberg {
+        /// `namespace.table`.
+        table: String,
+        /// Why the catalog could not load it.
+        source: iceberg::Error,
+    },
 }
 
 /// The partition field of the tables: the UTC day of `ts`.
@@ -79,7 +91,14 @@ impl Lake {
         // Asked with `table_exists`: the Glue catalog's `load_table` reports a missing table
         // as an AWS SDK error (`ErrorKind::Unexpected`), not `TableNotFound`.
         let table = if catalog.table_exists(&ident).await? {
-            catalog.load_table(&ident).await?
+            match catalog.load_table(&ident).await {
+                Ok(table) => table,
+                // Glue: a table with no `metadata_location` parameter.
+                Err(source) if source.kind() == ErrorKind::DataInvalid => {
+                    return Err(LakeError::NotIceberg { table: ident.to_string(), source });
+                }
+                Err(error) => return Err(error.into()),
+            }
         } else {
             match catalog.create_table(&namespace, creation(&settings.table)?).await {
                 Ok(table) => {
