@@ -24,13 +24,17 @@ const READ_ELSEWHERE: [&str; 5] = [
 
 fn accepted() -> BTreeSet<String> {
     // The defaults, with an (empty) set of API keys (PRODUCER_AUTH=api-keys needs one) and
-    // Iceberg among the formats (its settings are read only then).
+    // Iceberg among the formats (its settings are read only then), then with Glue.
     let env = Env::from_pairs([("PRODUCER_API_KEYS", r#"{"keys": []}"#), ("OUTPUT_FORMATS", "json,iceberg")]);
     producer::ProducerConfig::from_env(&env).expect("producer defaults");
     for event_type in EventType::ALL {
         store_consumer::ConsumerConfig::from_env(&env, event_type).expect("consumer defaults");
     }
     let mut names = env.asked();
+    // Each catalog's own settings are read only when it is the one chosen.
+    let glue = Env::from_pairs([("OUTPUT_FORMATS", "iceberg"), ("ICEBERG_CATALOG", "glue")]);
+    store_consumer::ConsumerConfig::from_env(&glue, EventType::Sale).expect("consumer with Glue");
+    names.extend(glue.asked());
     names.extend(READ_ELSEWHERE.iter().map(|s| (*s).to_owned()));
     names
 }
