@@ -89,15 +89,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def s3_client():
+def local_client(service: str, endpoint: str, **kwargs):
+    """A boto3 client of `service` at `endpoint`, with the local stack's keys and region."""
     return boto3.client(
-        "s3",
-        endpoint_url=S3_ENDPOINT,
+        service,
+        endpoint_url=endpoint,
         aws_access_key_id=LOCAL_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_ENV["AWS_SECRET_ACCESS_KEY"],
         region_name=LOCAL_ENV["AWS_REGION"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+        **kwargs,
     )
+
+
+def s3_client():
+    return local_client("s3", S3_ENDPOINT, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
 
 
 def stored_lines(prefix: str) -> list[dict]:

@@ -18,10 +18,9 @@ import subprocess
 import time
 import uuid
 
-import boto3
 import pytest
 from conftest import DAYS, HOW_TO_START, KAFKA, REPO, make_event
-from harness import LOCAL_ENV, S3_ENDPOINT, BUCKET, Service, build_binaries, free_port, metric_values, post_json, require, run_binary
+from harness import LOCAL_ENV, S3_ENDPOINT, BUCKET, Service, build_binaries, free_port, local_client, metric_values, post_json, require, run_binary
 from test_iceberg import TABLES, as_events, as_sent
 
 PY = str(REPO / "scripts" / "py.sh")
@@ -103,13 +102,7 @@ def run_into_glue(endpoint: str, logs) -> dict:
 
 
 def glue_client(endpoint: str):
-    return boto3.client(
-        "glue",
-        endpoint_url=endpoint,
-        region_name=LOCAL_ENV["AWS_REGION"],
-        aws_access_key_id=LOCAL_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
+    return local_client("glue", endpoint)
 
 
 def test_pyiceberg_reads_exactly_the_events_sent_through_glue(glue: dict):
