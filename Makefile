@@ -86,7 +86,7 @@ bench: ## Measure the services against Kafka's own perf tools; writes benches/re
 	@scripts/bench.sh
 
 bench-smoke: ## The benchmark harness, tiny: checks that every part produces a number (CI).
-	@BENCH_PRODUCE_EVENTS=5000 BENCH_BACKLOG_EVENTS=20000 BENCH_HTTP_SECONDS=2 BENCH_LATENCY_SECONDS=8 BENCH_BASELINE_EVENTS=200 BENCH_OUT=.local/bench/smoke scripts/bench.sh
+	@BENCH_PRODUCE_EVENTS=5000 BENCH_BACKLOG_EVENTS=20000 BENCH_HTTP_SECONDS=2 BENCH_LATENCY_SECONDS=8 BENCH_BASELINE_EVENTS=200 BENCH_FAULT_SECONDS=12 BENCH_OUT=.local/bench/smoke scripts/bench.sh
 
 fuzz-smoke: ## The fuzz targets (cargo fuzz, nightly), 60 s each from the kept corpus (CI).
 	scripts/fuzz.sh 60

@@ -32,7 +32,7 @@ log "hadolint Dockerfile"
 "$venv/bin/hadolint" Dockerfile
 
 log "shellcheck on the scripts (warnings and errors)"
-"$venv/bin/shellcheck" -S warning .ci/run scripts/*.sh scripts/containers/*.sh \
+"$venv/bin/shellcheck" -S warning .ci/run scripts/*.sh scripts/bench/*.sh scripts/bench/connect/*.sh scripts/containers/*.sh \
   scripts/containers/stand-ins/kafka/run scripts/containers/stand-ins/kafka/*.sh
 
 log "docker-compose.yml against the Compose Specification"

@@ -1,0 +1,71 @@
+# shellcheck shell=bash disable=SC2154 # root, cache, work, run_id, pids: set by scripts/bench.sh
+# Apache Iceberg's Kafka Connect sink for make bench (issue #23, item 7), sourced by
+# scripts/bench.sh: the plugin fetched once from Maven Central (pom.xml), and Kafka Connect
+# standalone workers running it (Apache Kafka's own classpath, the one scripts/stack.sh fetched
+# for the broker). Uses bench.sh's $cache, $work, $root and log().
+
+connect_dir=$root/scripts/bench/connect
+connect_kafka_libs=$cache/kafka-4.3.1/libs
+
+# connect_fetch: the plugin folder (Connect's plugin.path) holding the sink and what it needs,
+# copied from Maven Central once per pom.xml.
+connect_fetch() {
+  local plugins
+  plugins=$cache/iceberg-connect-$(sha256sum "$connect_dir/pom.xml" | cut -c1-12)
+  if [ ! -f "$plugins/.complete" ]; then
+    log "Fetching Apache Iceberg's Kafka Connect sink and its dependencies from Maven Central (once)"
+    rm -rf "$plugins"
+    mvn -B -q -Dmaven.repo.local="$cache/m2" -f "$connect_dir/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$plugins/iceberg" >&2
+    touch "$plugins/.complete"
+  fi
+  [ -d "$connect_kafka_libs" ] || { log "no Kafka classpath in $connect_kafka_libs: scripts/stack.sh up fetches it"; exit 1; }
+  connect_plugins=$plugins
+}
+
+# connect_render FILE KEY=VALUE...: FILE with each @KEY@ replaced by VALUE.
+connect_render() {
+  local text pair
+  text=$(<"$1")
+  shift
+  for pair in "$@"; do text=${text//@${pair%%=*}@/${pair#*=}}; done
+  printf '%s\n' "$text"
+}
+
+# connect_table NAME FROM_DB: a catalog for the sink's run NAME ($work/connect-NAME.db) holding
+# store_events.sale_events with the schema, partitioning and properties of our table in FROM_DB,
+# its data under s3://$S3_BUCKET/k$run_id-NAME/; and the run's control topic.
+connect_table() {
+  rm -f "$work/connect-$1.db"
+  scripts/py.sh --iceberg python scripts/bench/iceberg_table.py create "sqlite:$work/connect-$1.db" "sqlite:$2" \
+    "s3://$S3_BUCKET/k$run_id-$1/sale_events"
+  create_topic "bench-control-$run_id-$1" 1
+}
+
+# connect_start NAME TOPIC MEMBER: a standalone worker (REST on 127.0.0.1:1809MEMBER) running
+# the sink on TOPIC into run NAME's table; its pid in $connect_pid, its log in
+# $work/connect-NAME-MEMBER.log (appended to: a restarted member keeps one log). Heap as the
+# Flink peer's: 1 GiB.
+connect_start() {
+  local name=$1 topic=$2 member=$3
+  ! curl -s -o /dev/null "http://127.0.0.1:1809$member" || { log "127.0.0.1:1809$member, a Connect worker's address, is taken by another process"; exit 1; }
+  connect_render "$connect_dir/worker.properties" PORT="1809$member" PLUGINS="$connect_plugins" \
+    OFFSETS="$work/connect-$name-$member.offsets" >"$work/connect-$name-$member-worker.properties"
+  connect_render "$connect_dir/sink.properties" NAME="bench-$run_id-$name" TOPIC="$topic" \
+    CONTROL_TOPIC="bench-control-$run_id-$name" CATALOG="$work/connect-$name.db" WAREHOUSE="s3://$S3_BUCKET/k$run_id-$name" \
+    S3_ENDPOINT="$S3_ENDPOINT" AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+    AWS_REGION="${AWS_REGION:-us-east-1}" >"$work/connect-$name-sink.properties"
+  java -Xms256m -Xmx1g -Dlog4j2.configurationFile="$connect_dir/log4j2.properties" -cp "$connect_kafka_libs/*" \
+    org.apache.kafka.connect.cli.ConnectStandalone "$work/connect-$name-$member-worker.properties" "$work/connect-$name-sink.properties" \
+    >>"$work/connect-$name-$member.log" 2>&1 &
+  connect_pid=$!
+  pids+=("$connect_pid")
+}
+
+# connect_wait NAME ROWS TIMEOUT_S LOG...: until run NAME's table holds ROWS rows; fails early,
+# with the lines that say why, when a worker's log shows its task died.
+connect_wait() {
+  local name=$1 rows=$2 timeout=$3
+  shift 3
+  scripts/py.sh --iceberg python scripts/bench/iceberg_table.py wait "sqlite:$work/connect-$name.db" "$rows" "$timeout" "$@"
+}
