@@ -247,14 +247,22 @@ wait "$auth_pid" || true
 # of it is distinct (kafka-producer-perf-test would repeat its payload file's 20,000
 # events, which the consumers would rightly remove as resends): the generator's events
 # written with kcat, lz4, no key.
+# expect TOPIC EXPECT: what each tool must store of TOPIC, counted by a reader that is none of
+# ours (scripts/bench/delivery.py), into the file EXPECT.
+expect() {
+  kcat -C -b 127.0.0.1:9092 -t "$1" -o beginning -e -q -f '%s\n' | scripts/py.sh python scripts/bench/delivery.py expect "$2"
+}
+# fill_backlog TOPIC SEED BAD_SHARE EXPECT: TOPIC made and filled with $backlog_events of the
+# generator's events (SEED, BAD_SHARE), written with kcat, lz4, no key; then expect.
+fill_backlog() {
+  create_topic "$1"
+  "$bin/producer" generate --count "$backlog_events" --seed "$2" --bad-share "$3" |
+    kcat -P -b 127.0.0.1:9092 -t "$1" -z lz4 -X linger.ms=5 -X batch.size=524288 -X queue.buffering.max.messages=1000000
+  expect "$1" "$4"
+}
 backlog_topic=bench-backlog-$run_id
-create_topic "$backlog_topic"
 log "Filling a backlog of $backlog_events events"
-"$bin/producer" generate --count "$backlog_events" --seed 9 --bad-share 0.1 |
-  kcat -P -b 127.0.0.1:9092 -t "$backlog_topic" -z lz4 -X linger.ms=5 -X batch.size=524288 -X queue.buffering.max.messages=1000000
-# What each tool must store, counted by a reader that is none of ours (scripts/bench/delivery.py).
-kcat -C -b 127.0.0.1:9092 -t "$backlog_topic" -o beginning -e -q -f '%s\n' |
-  scripts/py.sh python scripts/bench/delivery.py expect "$work/expected.json"
+fill_backlog "$backlog_topic" 9 0.1 "$work/expected.json"
 # expected_of KIND [EXPECT]: how many records of KIND the topic holds (EXPECT: delivery.py expect's file).
 expected_of() { python3 -c 'import json, sys; print(sum(json.load(open(sys.argv[1]))[sys.argv[2]].values()))' "${2:-$work/expected.json}" "$1"; }
 declare -A keeps=([sales-consumer]=sale_event [inventory-consumer]=inventory_event)
@@ -442,12 +450,8 @@ delivered flink "f$run_id-flink" sale_event
 source scripts/bench/connect/connect.sh
 connect_fetch
 ref_topic=bench-ref-$run_id
-create_topic "$ref_topic"
 log "Filling the reference backlog: $backlog_events events, none bad"
-"$bin/producer" generate --count "$backlog_events" --seed 10 --bad-share 0 |
-  kcat -P -b 127.0.0.1:9092 -t "$ref_topic" -z lz4 -X linger.ms=5 -X batch.size=524288 -X queue.buffering.max.messages=1000000
-kcat -C -b 127.0.0.1:9092 -t "$ref_topic" -o beginning -e -q -f '%s\n' |
-  scripts/py.sh python scripts/bench/delivery.py expect "$work/expected-ref.json"
+fill_backlog "$ref_topic" 10 0 "$work/expected-ref.json"
 ref_sales=$(expected_of sale_event "$work/expected-ref.json")
 log "sales-consumer alone, Iceberg table, the reference backlog"
 DRAIN_TOPIC=$ref_topic DRAIN_FORMATS=iceberg DRAIN_STORED_METRIC=consumer_iceberg_rows_total DRAIN_STORED_TARGET=$ref_sales \
@@ -586,8 +590,7 @@ fault_run() {
   sleep "$third"
   kill -TERM "$producer"
   wait "$producer" || true
-  kcat -C -b 127.0.0.1:9092 -t "$fault_topic" -o beginning -e -q -f '%s\n' |
-    scripts/py.sh python scripts/bench/delivery.py expect "$work/expected-fault-$who.json"
+  expect "$fault_topic" "$work/expected-fault-$who.json"
   sales=$(expected_of sale_event "$work/expected-fault-$who.json")
   start=$(now)
   if scripts/py.sh --iceberg python scripts/bench/iceberg_table.py wait "$catalog" "$sales" 300; then

@@ -6,7 +6,8 @@
 # $work, $root, $run_id, $pids, log() and create_topic().
 
 connect_dir=$root/scripts/bench/connect
-connect_kafka_libs=$cache/kafka-4.3.1/libs
+# Kafka Connect is the broker's Kafka release (scripts/stack.sh's kafka_version).
+connect_kafka_libs=$cache/kafka-$(awk -F= '$1 == "kafka_version" {print $2; exit}' "$root/scripts/stack.sh")/libs
 
 # connect_fetch: the plugin folder (Connect's plugin.path) holding the sink and what it needs,
 # copied from Maven Central once per pom.xml.
