@@ -15,7 +15,7 @@ use serde::Serialize;
 use store_event::EventId;
 
 use crate::layout::Layout;
-use crate::ledger::{Entry, ReadError, Store, StoreError, check_object, get_json, object_key};
+use crate::ledger::{Entry, ReadError, Store, StoreError, check_object, get_json, object_bucket};
 
 /// What the audit found on one partition.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -93,6 +93,9 @@ pub struct TableReport {
     pub extra: Vec<String>,
     /// Files whose row count in the table differs from their entry's.
     pub wrong_rows: Vec<String>,
+    /// Whether the table's files were listed with the bucket's objects to find those no
+    /// entry names (not when the table is outside the bucket: S3 Tables' storage).
+    pub storage_listed: bool,
 }
 
 impl TableReport {
@@ -118,6 +121,13 @@ impl TableReport {
             },
             if self.clean() { "ok" } else { "PROBLEMS" }
         );
+        if !self.storage_listed {
+            let _ = writeln!(
+                out,
+                "           its storage is outside S3_BUCKET and not listed: files no entry names are S3 Tables' to \
+                 remove (unreferenced file removal)"
+            );
+        }
         for (what, files) in [
             ("missing from the table", &self.missing),
             ("in the table twice", &self.twice),
@@ -248,7 +258,11 @@ pub async fn run(
         }
     }
     let mut objects: BTreeSet<String> = BTreeSet::new();
-    let lake_data = lake.and_then(|lake| object_key(lake.location())).map(|key| format!("{key}/data/"));
+    // A table in the bucket has its files listed with the other objects, to find those no
+    // entry names; an S3 Tables table's storage cannot be listed (and S3 Tables removes
+    // the files no snapshot references itself).
+    let listed = lake.filter(|lake| object_bucket(lake.location()) == Some(layout.bucket()));
+    let lake_data = listed.map(|lake| format!("{}/data/", lake.location()));
     for prefix in [layout.data_root(), layout.parquet_root(), layout.dead_letter_root()].into_iter().chain(lake_data) {
         objects.extend(store.list(&prefix, None).await?);
     }
@@ -267,11 +281,12 @@ pub async fn run(
         all_entries.extend(entries);
     }
     if let (Some(lake), Some((state, files))) = (lake, table) {
-        let table = audit_table(lake.name(), &state, &all_entries, &files);
+        let mut table = audit_table(lake.name(), &state, &all_entries, &files);
+        table.storage_listed = listed.is_some();
         // The migration's files are named by no entry (their entries predate Iceberg): the
         // table's audit accounts for them.
         for partition in &mut report.partitions {
-            partition.orphans.retain(|key| !table.migrated_files.iter().any(|path| object_key(path) == Some(key)));
+            partition.orphans.retain(|key| !table.migrated_files.contains(key));
         }
         report.table = Some(table);
     }

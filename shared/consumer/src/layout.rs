@@ -79,6 +79,11 @@ impl Layout {
         format!("{}checkpoint.json", self.ledger_prefix(partition))
     }
 
+    /// The bucket (`S3_BUCKET`).
+    pub fn bucket(&self) -> &str {
+        &self.settings.bucket
+    }
+
     /// The folder holding every partition's ledger of this consumer and topic.
     pub fn ledger_root(&self) -> String {
         self.settings.key(&format!("_ledger/consumer={}/topic={}/", self.service, self.topic))

@@ -170,8 +170,9 @@ async fn read_static(
 }
 
 /// Opens the consumer's Iceberg table (creating it when missing), retried while the
-/// catalog cannot be reached. Its files are written with the other objects, so its
-/// location must be in the consumer's bucket.
+/// catalog cannot be reached. Its files are written with the batch's other objects, by
+/// the same S3 client: in the consumer's bucket (ICEBERG_WAREHOUSE), or in the storage an
+/// S3 Tables table bucket gave the table.
 async fn open_lake(
     settings: &store_lake::LakeSettings,
     config: &ConsumerConfig,
@@ -198,16 +199,6 @@ async fn open_lake(
             }
         }
     };
-    let bucket = ledger::object_bucket(table.location());
-    if bucket != Some(config.s3.bucket.as_str()) {
-        anyhow::bail!(
-            "the Iceberg table {} is located at {}, outside S3_BUCKET {}: the consumer writes its files with the \
-             batch's other objects (set ICEBERG_WAREHOUSE in the bucket, or use another table)",
-            table.name(),
-            table.location(),
-            config.s3.bucket
-        );
-    }
     tracing::info!(table = %table.name(), location = table.location(), "Writing to the Iceberg table.");
     Ok(lake::Committer::new(table, settings.commit_interval, settings.commit_max_files, registry))
 }
@@ -253,14 +244,6 @@ pub async fn migrate(config: &ConsumerConfig) -> anyhow::Result<()> {
     let catalog = store_lake::connect(settings).await.context("the Iceberg catalog cannot be reached")?;
     let writer = format!("{}-migrate@{}", config.service, hostname());
     let lake = store_lake::Lake::open(catalog, settings, &config.common.topic, &writer).await?;
-    if ledger::object_bucket(lake.location()) != Some(config.s3.bucket.as_str()) {
-        anyhow::bail!(
-            "the Iceberg table {} is located at {}, outside S3_BUCKET {}",
-            lake.name(),
-            lake.location(),
-            config.s3.bucket
-        );
-    }
     let report = migrate::run(&bucket, &layout, &lake).await?;
     println!("partition  start       migrated to  entries  files  rows (this run)");
     for p in &report {

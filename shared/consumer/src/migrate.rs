@@ -23,7 +23,7 @@ use store_event::{Document, check_fields};
 use store_lake::{Batch, Lake, LakeError, LakeFile, Offsets};
 
 use crate::layout::Layout;
-use crate::ledger::{Entry, Object, PARQUET, ReadError, Store, StoreError, get_json, object_key, object_metadata};
+use crate::ledger::{Entry, Object, PARQUET, ReadError, Store, StoreError, get_json, object_metadata};
 
 /// Entries per append: a snapshot per this many history entries.
 const CHUNK: usize = 64;
@@ -207,10 +207,9 @@ async fn history_batch(store: &dyn Store, lake: &Lake, entry: &Entry) -> Result<
         let rows = file.rows() as u64;
         let body = Bytes::from(file.finish(&footer));
         let path = lake.file_path(day, entry.partition, entry.first_offset);
-        let object_key = object_key(&path).ok_or_else(|| fail(format!("{path} is not an s3:// location")))?;
         let bytes = body.len() as u64;
         let object = Object { body, content_type: PARQUET, metadata: object_metadata(entry, rows) };
-        store.put(object_key, &object, false).await.map_err(|e| fail(format!("writing {path}: {e}")))?;
+        store.put(&path, &object, false).await.map_err(|e| fail(format!("writing {path}: {e}")))?;
         batch.files.push(LakeFile { path, day, rows, bytes });
     }
     Ok(batch)

@@ -103,21 +103,15 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The objects the entry promises, each with the records it must hold (the Iceberg
-    /// table's files by their keys in the bucket).
+    /// The objects the entry promises, each with the records it must hold: keys in the
+    /// bucket, and the Iceberg table's files by their `s3://` locations (see [`Store`]).
     pub fn objects(&self) -> impl Iterator<Item = (&str, u64)> {
         let data = self.data_key.as_deref().map(|key| (key, self.stored));
         let parquet = self.parquet_key.as_deref().map(|key| (key, self.stored));
         let dead = self.dead_letter_key.as_deref().map(|key| (key, self.dead_lettered));
-        let lake = self.lake_files.iter().flatten().filter_map(|file| Some((object_key(&file.path)?, file.rows)));
+        let lake = self.lake_files.iter().flatten().map(|file| (file.path.as_str(), file.rows));
         data.into_iter().chain(parquet).chain(dead).chain(lake)
     }
-}
-
-/// The key of an `s3://bucket/key` location in its bucket (the consumer checks at start
-/// that its table is in its bucket).
-pub fn object_key(location: &str) -> Option<&str> {
-    location.strip_prefix("s3://")?.split_once('/').map(|(_, key)| key)
 }
 
 /// The bucket of an `s3://bucket/key` location.

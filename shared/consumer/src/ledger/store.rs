@@ -51,6 +51,10 @@ pub enum GetError {
 }
 
 /// Objects by key: what the ledger protocol needs of S3.
+///
+/// A key is an object's key in the consumer's bucket, or an `s3://bucket/key` location for
+/// an object elsewhere: the Iceberg table's files are named by their locations, since an
+/// Amazon S3 Tables table keeps them in storage of its own.
 pub trait Store: Send + Sync {
     /// Writes `object` at `key`; with `if_absent`, only when no object has the key
     /// (`If-None-Match: *`), else [`PutError::Exists`].
@@ -62,7 +66,8 @@ pub trait Store: Send + Sync {
     /// The object's bytes, or `None` when it does not exist.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, GetError>>;
 
-    /// Every key under `prefix` after `start_after`, in S3's (lexical) order.
+    /// Every key under `prefix` after `start_after`, in S3's (lexical) order; locations
+    /// under a location.
     fn list<'a>(
         &'a self,
         prefix: &'a str,
@@ -82,6 +87,11 @@ impl Bucket {
     pub fn new(client: Client, bucket: &str) -> Bucket {
         Bucket { client, bucket: bucket.to_owned() }
     }
+
+    /// The bucket and key a store key names (see [`Store`]).
+    fn locate<'k>(&'k self, key: &'k str) -> (&'k str, &'k str) {
+        key.strip_prefix("s3://").and_then(|location| location.split_once('/')).unwrap_or((&self.bucket, key))
+    }
 }
 
 fn is_not_found<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
@@ -91,11 +101,12 @@ fn is_not_found<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http
 impl Store for Bucket {
     fn put<'a>(&'a self, key: &'a str, object: &'a Object, if_absent: bool) -> BoxFuture<'a, Result<(), PutError>> {
         Box::pin(async move {
+            let (bucket, object_key) = self.locate(key);
             let mut request = self
                 .client
                 .put_object()
-                .bucket(&self.bucket)
-                .key(key)
+                .bucket(bucket)
+                .key(object_key)
                 .content_type(object.content_type)
                 .set_metadata(Some(object.metadata.clone()))
                 .body(ByteStream::from(object.body.clone()));
@@ -119,7 +130,8 @@ impl Store for Bucket {
 
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<HashMap<String, String>>, StoreError>> {
         Box::pin(async move {
-            match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            let (bucket, object_key) = self.locate(key);
+            match self.client.head_object().bucket(bucket).key(object_key).send().await {
                 Ok(head) => Ok(Some(head.metadata.unwrap_or_default())),
                 Err(err) if is_not_found(&err) => Ok(None),
                 Err(err) => Err(StoreError::new("HEAD", key, describe(&err))),
@@ -129,7 +141,8 @@ impl Store for Bucket {
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, GetError>> {
         Box::pin(async move {
-            match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            let (bucket, object_key) = self.locate(key);
+            match self.client.get_object().bucket(bucket).key(object_key).send().await {
                 Ok(object) => {
                     let body = object
                         .body
@@ -149,6 +162,36 @@ impl Store for Bucket {
         prefix: &'a str,
         start_after: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        Box::pin(service_runtime::s3::list_keys(&self.client, &self.bucket, prefix, start_after))
+        Box::pin(async move {
+            let (bucket, key_prefix) = self.locate(prefix);
+            let start_after = start_after.map(|key| self.locate(key).1);
+            let keys = service_runtime::s3::list_keys(&self.client, bucket, key_prefix, start_after).await?;
+            if prefix.starts_with("s3://") {
+                Ok(keys.into_iter().map(|key| format!("s3://{bucket}/{key}")).collect())
+            } else {
+                Ok(keys)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_in_the_bucket_and_a_location_in_its_own() {
+        let config =
+            aws_sdk_s3::Config::builder().behavior_version(aws_sdk_s3::config::BehaviorVersion::latest()).build();
+        let bucket = Bucket::new(Client::from_conf(config), "store-events");
+        assert_eq!(bucket.locate("_ledger/a/b.json"), ("store-events", "_ledger/a/b.json"));
+        assert_eq!(
+            bucket.locate("s3://store-events/iceberg/t/data/x.parquet"),
+            ("store-events", "iceberg/t/data/x.parquet")
+        );
+        assert_eq!(
+            bucket.locate("s3://e6c9bf20-991a-46fb-kni5xs1q2yxi3xxdyxzjzigdeop1quse2b--table-s3/data/x.parquet"),
+            ("e6c9bf20-991a-46fb-kni5xs1q2yxi3xxdyxzjzigdeop1quse2b--table-s3", "data/x.parquet")
+        );
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::store::{Object, PutError, Store};
-use super::{Checkpoint, Entry, GZIP_JSONL, PARQUET, get_json, object_key, object_metadata};
+use super::{Checkpoint, Entry, GZIP_JSONL, PARQUET, get_json, object_metadata};
 use crate::batch::{Bodies, LakeBody, Sealed};
 use crate::health::Health;
 use crate::lake::Committer;
@@ -238,13 +238,13 @@ impl LedgerWriter {
         data.and(parquet).and(dead).and(lake)
     }
 
-    /// The Iceberg table's files of `entry` (in this bucket: checked at start), each with
-    /// its rows as `record-count`, as the other objects.
+    /// The Iceberg table's files of `entry`, at their locations (in the bucket, or in an S3
+    /// Tables table's storage), each with its rows as `record-count`, as the other objects.
     async fn write_lake_files(&self, entry: &Entry, bodies: Vec<LakeBody>) -> Result<(), CommitError> {
         let files = entry.lake_files.iter().flatten();
         for (file, body) in files.zip(bodies) {
             let metadata = object_metadata(entry, file.rows);
-            self.write_object("iceberg", object_key(&file.path), Some(body.body), PARQUET, metadata).await?;
+            self.write_object("iceberg", Some(&file.path), Some(body.body), PARQUET, metadata).await?;
         }
         Ok(())
     }
