@@ -7,6 +7,12 @@
 //!   one Glue table per Iceberg table (`table_type=ICEBERG`, `metadata_location`); a commit
 //!   is an `UpdateTable` with the `VersionId` it was planned on, so Glue refuses it when
 //!   another member moved the table (`ConcurrentModificationException`).
+//! - `s3tables`: an Amazon S3 Tables table bucket (`ICEBERG_S3TABLES_BUCKET_ARN`): one
+//!   namespace, one table per event type, located where S3 Tables puts it; a commit is an
+//!   `UpdateTableMetadataLocation` with the version token of the table it was applied to,
+//!   refused (`ConflictException`) when another member moved the table. Athena reads the
+//!   tables through the Glue Data Catalog's `s3tablescatalog` once the bucket is
+//!   integrated with AWS analytics services.
 //!
 //! [`Pinned`] is the seam that makes a commit conditional on the table state it was
 //! planned on (see [`crate::table`]).
@@ -20,6 +26,9 @@ use iceberg::{Catalog, CatalogBuilder, Namespace, NamespaceIdent, TableCommit, T
 use iceberg_catalog_glue::{
     AWS_ACCESS_KEY_ID, AWS_REGION_NAME, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, GLUE_CATALOG_PROP_CATALOG_ID,
     GLUE_CATALOG_PROP_URI, GLUE_CATALOG_PROP_WAREHOUSE, GlueCatalogBuilder,
+};
+use iceberg_catalog_s3tables::{
+    S3TABLES_CATALOG_PROP_ENDPOINT_URL, S3TABLES_CATALOG_PROP_TABLE_BUCKET_ARN, S3TablesCatalogBuilder,
 };
 use iceberg_catalog_sql::{SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalStorageFactory;
@@ -70,6 +79,17 @@ pub enum CatalogSettings {
         /// Glue's endpoint; the region's when `None`.
         endpoint: Option<String>,
     },
+    /// `ICEBERG_CATALOG=s3tables`: the S3 Tables table bucket `ICEBERG_S3TABLES_BUCKET_ARN`,
+    /// called in the bucket's region; `ICEBERG_S3TABLES_ENDPOINT` replaces the region's
+    /// S3 Tables endpoint (an S3 Tables-speaking server in tests).
+    S3Tables {
+        /// `arn:aws:s3tables:<region>:<account>:bucket/<name>`.
+        table_bucket_arn: String,
+        /// The bucket's region, from its ARN.
+        region: String,
+        /// The S3 Tables endpoint; the region's when `None`.
+        endpoint: Option<String>,
+    },
 }
 
 impl CatalogSettings {
@@ -95,23 +115,66 @@ impl CatalogSettings {
                         format!("{id:?} is not an AWS account id (12 digits)"),
                     ));
                 }
-                let endpoint = env.raw("ICEBERG_GLUE_ENDPOINT").map(str::trim).filter(|v| !v.is_empty());
-                if let Some(url) = endpoint
-                    && !(url.starts_with("https://") || url.starts_with("http://"))
-                {
-                    return Err(ConfigError::new("ICEBERG_GLUE_ENDPOINT", format!("{url:?} is not an http(s):// URL")));
-                }
                 Ok(CatalogSettings::Glue {
                     catalog_id: catalog_id.map(str::to_owned),
-                    endpoint: endpoint.map(str::to_owned),
+                    endpoint: endpoint(env, "ICEBERG_GLUE_ENDPOINT")?,
+                })
+            }
+            "s3tables" => {
+                let arn = env.string("ICEBERG_S3TABLES_BUCKET_ARN", "").trim().to_owned();
+                let Some(region) = table_bucket_region(&arn) else {
+                    let problem = match arn.as_str() {
+                        "" => "is required with ICEBERG_CATALOG=s3tables".to_owned(),
+                        arn => format!("{arn:?} is not a table bucket ARN"),
+                    };
+                    return Err(ConfigError::new(
+                        "ICEBERG_S3TABLES_BUCKET_ARN",
+                        format!("{problem}: use arn:aws:s3tables:<region>:<account>:bucket/<name>"),
+                    ));
+                };
+                Ok(CatalogSettings::S3Tables {
+                    region: region.to_owned(),
+                    table_bucket_arn: arn,
+                    endpoint: endpoint(env, "ICEBERG_S3TABLES_ENDPOINT")?,
                 })
             }
             other => Err(ConfigError::new(
                 "ICEBERG_CATALOG",
-                format!("{other:?} is not a catalog this version supports: use sql or glue"),
+                format!("{other:?} is not a catalog this version supports: use sql, glue or s3tables"),
             )),
         }
     }
+}
+
+/// An optional endpoint URL setting.
+fn endpoint(env: &Env, name: &str) -> std::result::Result<Option<String>, ConfigError> {
+    let url = env.raw(name).map(str::trim).filter(|v| !v.is_empty());
+    match url {
+        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            Err(ConfigError::new(name, format!("{url:?} is not an http(s):// URL")))
+        }
+        url => Ok(url.map(str::to_owned)),
+    }
+}
+
+/// The region of a table bucket's ARN (`arn:<partition>:s3tables:<region>:<account>:bucket/<name>`),
+/// or `None` when `arn` is not one.
+fn table_bucket_region(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [scheme, partition, service, region, account, resource] = parts.as_slice() else {
+        return None;
+    };
+    let name = resource.strip_prefix("bucket/")?;
+    let valid = *scheme == "arn"
+        && partition.starts_with("aws")
+        && *service == "s3tables"
+        && !region.is_empty()
+        && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && account.len() == 12
+        && account.chars().all(|c| c.is_ascii_digit())
+        && (3..=63).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    valid.then_some(*region)
 }
 
 /// Snapshots kept whatever their age.
@@ -121,6 +184,17 @@ impl LakeSettings {
     /// Reads the settings; `table` is the consumer's default table name.
     pub fn from_env(env: &Env, s3: &S3Settings, table: &str) -> std::result::Result<LakeSettings, ConfigError> {
         let catalog = CatalogSettings::from_env(env)?;
+        if let (CatalogSettings::S3Tables { region, .. }, Some(s3_region)) = (&catalog, &s3.region)
+            && region != s3_region
+        {
+            return Err(ConfigError::new(
+                "ICEBERG_S3TABLES_BUCKET_ARN",
+                format!(
+                    "the table bucket is in {region}, the S3 client (AWS_REGION) in {s3_region}: the consumer writes \
+                     the tables' files with its S3 client, so the table bucket must be in S3_BUCKET's region"
+                ),
+            ));
+        }
         let default_warehouse = match s3.prefix.as_str() {
             "" => format!("s3://{}/iceberg", s3.bucket),
             prefix => format!("s3://{}/{prefix}/iceberg", s3.bucket),
@@ -209,21 +283,40 @@ pub async fn connect(settings: &LakeSettings) -> Result<Arc<dyn Catalog>> {
             if let Some(url) = endpoint {
                 props.insert(GLUE_CATALOG_PROP_URI.to_owned(), url.clone());
             }
-            // Glue's client takes the region and keys the tables' file IO was given (from
-            // AWS_REGION, AWS_ACCESS_KEY_ID, ...), else the SDK's default chain (IRSA, the
-            // ECS task role, instance profile).
-            for (file_io, glue) in [
-                ("s3.region", AWS_REGION_NAME),
-                ("s3.access-key-id", AWS_ACCESS_KEY_ID),
-                ("s3.secret-access-key", AWS_SECRET_ACCESS_KEY),
-                ("s3.session-token", AWS_SESSION_TOKEN),
-            ] {
-                if let Some(value) = settings.file_io.iter().find(|(k, _)| k == file_io).map(|(_, v)| v.clone()) {
-                    props.insert(glue.to_owned(), value);
-                }
-            }
+            aws_client(settings, &mut props);
             let catalog = GlueCatalogBuilder::default().with_storage_factory(storage).load("glue", props).await?;
             Ok(Arc::new(catalog))
+        }
+        CatalogSettings::S3Tables { table_bucket_arn, region, endpoint } => {
+            props.insert(S3TABLES_CATALOG_PROP_TABLE_BUCKET_ARN.to_owned(), table_bucket_arn.clone());
+            if let Some(url) = endpoint {
+                props.insert(S3TABLES_CATALOG_PROP_ENDPOINT_URL.to_owned(), url.clone());
+            }
+            // The bucket's API and its tables' files are in the bucket's region, whatever
+            // AWS_REGION says of the ledger's bucket.
+            props.insert("s3.region".to_owned(), region.clone());
+            aws_client(settings, &mut props);
+            props.insert(AWS_REGION_NAME.to_owned(), region.clone());
+            let catalog =
+                S3TablesCatalogBuilder::default().with_storage_factory(storage).load("s3tables", props).await?;
+            Ok(Arc::new(catalog))
+        }
+    }
+}
+
+/// Gives an AWS catalog's client (Glue, S3 Tables: iceberg-rust's AWS catalogs read the
+/// same property names) the region and keys the tables' file IO was given (from
+/// AWS_REGION, AWS_ACCESS_KEY_ID, ...); without them, the SDK's default chain finds them
+/// (IRSA, the ECS task role, instance profile).
+fn aws_client(settings: &LakeSettings, props: &mut HashMap<String, String>) {
+    for (file_io, client) in [
+        ("s3.region", AWS_REGION_NAME),
+        ("s3.access-key-id", AWS_ACCESS_KEY_ID),
+        ("s3.secret-access-key", AWS_SECRET_ACCESS_KEY),
+        ("s3.session-token", AWS_SESSION_TOKEN),
+    ] {
+        if let Some(value) = settings.file_io.iter().find(|(k, _)| k == file_io).map(|(_, v)| v.clone()) {
+            props.insert(client.to_owned(), value);
         }
     }
 }
@@ -341,6 +434,80 @@ mod tests {
                 endpoint: Some("http://127.0.0.1:5000".to_owned())
             }
         );
+    }
+
+    #[test]
+    fn s3_tables_takes_a_table_bucket_arn_and_calls_its_region() {
+        let arn = "arn:aws:s3tables:eu-west-1:123456789012:bucket/store-events";
+        assert_eq!(
+            catalog(&[("ICEBERG_CATALOG", "s3tables"), ("ICEBERG_S3TABLES_BUCKET_ARN", arn)]).unwrap(),
+            CatalogSettings::S3Tables {
+                table_bucket_arn: arn.to_owned(),
+                region: "eu-west-1".to_owned(),
+                endpoint: None
+            }
+        );
+        let china = "arn:aws-cn:s3tables:cn-north-1:123456789012:bucket/lake-1";
+        let local = catalog(&[
+            ("ICEBERG_CATALOG", "s3tables"),
+            ("ICEBERG_S3TABLES_BUCKET_ARN", china),
+            ("ICEBERG_S3TABLES_ENDPOINT", "http://127.0.0.1:5000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            local,
+            CatalogSettings::S3Tables {
+                table_bucket_arn: china.to_owned(),
+                region: "cn-north-1".to_owned(),
+                endpoint: Some("http://127.0.0.1:5000".to_owned())
+            }
+        );
+    }
+
+    #[test]
+    fn s3_tables_refuses_what_is_not_a_table_bucket_arn() {
+        for arn in [
+            "",
+            "store-events",
+            "arn:aws:s3:::store-events",
+            "arn:aws:s3tables:eu-west-1:123456789012:store-events",
+            "arn:aws:s3tables::123456789012:bucket/store-events",
+            "arn:aws:s3tables:eu-west-1:12345:bucket/store-events",
+            "arn:aws:s3tables:eu-west-1:123456789012:bucket/Store_Events",
+            "arn:aws:s3tables:eu-west-1:123456789012:bucket/store-events/table/x",
+        ] {
+            let error = catalog(&[("ICEBERG_CATALOG", "s3tables"), ("ICEBERG_S3TABLES_BUCKET_ARN", arn)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("ICEBERG_S3TABLES_BUCKET_ARN") && error.contains(arn), "{arn}: {error}");
+            assert!(error.contains("arn:aws:s3tables:<region>:<account>:bucket/<name>"), "{error}");
+        }
+        let error = catalog(&[
+            ("ICEBERG_CATALOG", "s3tables"),
+            ("ICEBERG_S3TABLES_BUCKET_ARN", "arn:aws:s3tables:eu-west-1:123456789012:bucket/store-events"),
+            ("ICEBERG_S3TABLES_ENDPOINT", "s3tables.local"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("ICEBERG_S3TABLES_ENDPOINT") && error.contains("s3tables.local"), "{error}");
+    }
+
+    #[test]
+    fn the_table_bucket_must_be_in_the_s3_clients_region() {
+        let settings = |region: &str| {
+            let env = Env::from_pairs([
+                ("S3_BUCKET", "store-events"),
+                ("AWS_REGION", region),
+                ("ICEBERG_CATALOG", "s3tables"),
+                ("ICEBERG_S3TABLES_BUCKET_ARN", "arn:aws:s3tables:eu-west-1:123456789012:bucket/store-events"),
+            ]);
+            LakeSettings::from_env(&env, &S3Settings::from_env(&env).unwrap(), "sale_events")
+        };
+        let lake = settings("eu-west-1").unwrap();
+        assert!(lake.file_io.contains(&("s3.region".to_owned(), "eu-west-1".to_owned())), "{:?}", lake.file_io);
+        let error = settings("us-east-1").unwrap_err().to_string();
+        assert!(error.contains("ICEBERG_S3TABLES_BUCKET_ARN") && error.contains("eu-west-1"), "{error}");
+        assert!(error.contains("us-east-1"), "{error}");
     }
 
     #[test]

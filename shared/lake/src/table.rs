@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use iceberg::spec::{
@@ -91,7 +92,7 @@ impl Lake {
         // Asked with `table_exists`: the Glue catalog's `load_table` reports a missing table
         // as an AWS SDK error (`ErrorKind::Unexpected`), not `TableNotFound`.
         let table = if catalog.table_exists(&ident).await? {
-            match catalog.load_table(&ident).await {
+            match load_created(catalog.as_ref(), &ident).await {
                 Ok(table) => table,
                 // Glue: a table with no `metadata_location` parameter.
                 Err(source) if source.kind() == ErrorKind::DataInvalid => {
@@ -107,7 +108,7 @@ impl Lake {
                 }
                 // Lost the race to another creator (the same two ways as above): the table it
                 // created is the one to use; its own metadata file is left unreferenced.
-                Err(error) => match catalog.load_table(&ident).await {
+                Err(error) => match load_created(catalog.as_ref(), &ident).await {
                     Ok(table) => table,
                     Err(_) => return Err(error.into()),
                 },
@@ -304,6 +305,26 @@ pub fn state_of(table: &Table, topic: &str) -> TableState {
 /// The table's definition: the event contract's columns (field ids 1..16 as in every
 /// Parquet file this project writes), partitioned by `day(ts)`, commits not retried by
 /// the library (the caller plans again; see [`Pinned`]).
+/// Loads a table another replica may be creating: S3 Tables creates a table in two calls
+/// (CreateTable, then UpdateTableMetadataLocation), and between them the table exists with
+/// no metadata to load. Tries for about ten seconds; a table left so for longer (its
+/// creator died between the two) is the operator's to delete (README, Recovery).
+async fn load_created(catalog: &dyn Catalog, ident: &TableIdent) -> iceberg::Result<Table> {
+    let mut wait = Duration::from_millis(100);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match catalog.load_table(ident).await {
+            Ok(table) => return Ok(table),
+            Err(error) if error.kind() == ErrorKind::DataInvalid || tokio::time::Instant::now() >= deadline => {
+                return Err(error);
+            }
+            Err(error) => tracing::debug!(%error, table = %ident, "The table cannot be loaded yet; trying again."),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+}
+
 fn creation(name: &str) -> iceberg::Result<TableCreation> {
     let schema = iceberg::arrow::arrow_schema_to_schema(&store_event::columnar::schema())?;
     let ts = schema

@@ -1,6 +1,11 @@
 //! Two writers appending the same ledger entries to one table at once, against the local
 //! S3 server and a SQLite catalog: each entry's file ends up in the table exactly once,
 //! whoever wins each commit, and an append repeated after its answer was lost adds nothing.
+//!
+//! With `STORE_EVENTS_TEST_S3TABLES_ARN` and `STORE_EVENTS_TEST_S3TABLES_ENDPOINT` (a table
+//! bucket of an S3 Tables-speaking server that also serves its S3 storage), the same tests
+//! run against Amazon S3 Tables' API instead, in a namespace of their own:
+//! tests/interop/test_s3tables.py runs them so against moto's server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a panic is how a test fails")]
 
@@ -12,23 +17,41 @@ use store_event::{Document, Generator, check_fields};
 use store_lake::{Batch, CatalogSettings, Lake, LakeError, LakeFile, LakeSettings, Offsets};
 
 fn settings(prefix: &str) -> LakeSettings {
-    let dir = std::env::temp_dir().join("store-events-tests");
-    std::fs::create_dir_all(&dir).expect("catalog directory");
-    LakeSettings {
-        catalog: CatalogSettings::Sql { uri: format!("sqlite:{}", dir.join(format!("{prefix}.db")).display()) },
-        warehouse: format!("s3://{}/{prefix}/iceberg", testkit::BUCKET),
-        namespace: "store_events".to_owned(),
-        table: "sale_events".to_owned(),
-        commit_interval: Duration::from_secs(1),
-        commit_max_files: 100,
-        snapshot_max_age: Duration::from_secs(3600),
-        file_io: vec![
-            ("s3.endpoint".to_owned(), testkit::S3_ENDPOINT.to_owned()),
+    let file_io = |endpoint: &str| {
+        vec![
+            ("s3.endpoint".to_owned(), endpoint.to_owned()),
             ("s3.region".to_owned(), "us-east-1".to_owned()),
             ("s3.path-style-access".to_owned(), "true".to_owned()),
             ("s3.access-key-id".to_owned(), testkit::ACCESS_KEY.to_owned()),
             ("s3.secret-access-key".to_owned(), testkit::SECRET_KEY.to_owned()),
-        ],
+        ]
+    };
+    let s3tables = std::env::var("STORE_EVENTS_TEST_S3TABLES_ARN")
+        .ok()
+        .zip(std::env::var("STORE_EVENTS_TEST_S3TABLES_ENDPOINT").ok());
+    let (catalog, namespace, file_io) = match s3tables {
+        Some((arn, endpoint)) => {
+            let region = arn.split(':').nth(3).expect("a table bucket ARN").to_owned();
+            let catalog = CatalogSettings::S3Tables { table_bucket_arn: arn, region, endpoint: Some(endpoint.clone()) };
+            (catalog, prefix.replace('-', "_"), file_io(&endpoint))
+        }
+        None => {
+            let dir = std::env::temp_dir().join("store-events-tests");
+            std::fs::create_dir_all(&dir).expect("catalog directory");
+            let catalog =
+                CatalogSettings::Sql { uri: format!("sqlite:{}", dir.join(format!("{prefix}.db")).display()) };
+            (catalog, "store_events".to_owned(), file_io(testkit::S3_ENDPOINT))
+        }
+    };
+    LakeSettings {
+        catalog,
+        warehouse: format!("s3://{}/{prefix}/iceberg", testkit::BUCKET),
+        namespace,
+        table: "sale_events".to_owned(),
+        commit_interval: Duration::from_secs(1),
+        commit_max_files: 100,
+        snapshot_max_age: Duration::from_secs(3600),
+        file_io,
     }
 }
 
