@@ -1,12 +1,13 @@
 """Reads the consumers' Apache Iceberg tables with tools this project did not write:
-pyiceberg over the same catalog (the SQL catalog's SQLite file, or AWS Glue), and DuckDB's
-iceberg extension over the table's current metadata file. Run it with
+pyiceberg over the same catalog (the SQL catalog's SQLite file, AWS Glue, or an Amazon S3
+Tables table bucket), and DuckDB's iceberg extension over the table's current metadata file. Run it with
 `scripts/py.sh --iceberg python deploy/iceberg/iceberg_local.py`.
 
     source scripts/local.env    # the local S3 server's endpoint and keys
     iceberg_local.py --catalog sqlite:.local/iceberg-catalog.db            # tables, snapshots, rows
     iceberg_local.py --catalog glue                                       # AWS Glue (AWS_REGION, keys)
     iceberg_local.py --catalog glue:http://127.0.0.1:5000                 # a Glue endpoint of its own
+    iceberg_local.py --catalog s3tables:arn:aws:s3tables:...:bucket/NAME   # S3 Tables (ICEBERG_S3TABLES_ENDPOINT)
     iceberg_local.py --catalog ... --query deploy/athena/queries-iceberg/sales_top_skus.sql
     iceberg_local.py --catalog ... --dump                                 # everything, as JSON (tests)
 
@@ -67,19 +68,50 @@ def glue_catalog(endpoint: str) -> Catalog:
     return GlueCatalog("glue", **props)
 
 
+class S3TablesBucket:
+    """The tables of an S3 Tables table bucket (ICEBERG_CATALOG=s3tables), read-only: each
+    table's current metadata file from the S3 Tables API (boto3), read by pyiceberg as a
+    StaticTable. (pyiceberg reaches S3 Tables as a catalog only through its Iceberg REST
+    endpoint, which servers other than AWS's do not offer; this works against both.)"""
+
+    def __init__(self, arn: str, endpoint: str):
+        import boto3
+
+        self.arn = arn
+        self.region = arn.split(":")[3]
+        keys = {k.lower(): os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if os.environ.get(k)}
+        self.client = boto3.client("s3tables", region_name=self.region, endpoint_url=endpoint or None, **keys)
+
+    def list_tables(self, namespace: str) -> list[tuple[str, str]]:
+        pages = self.client.get_paginator("list_tables").paginate(tableBucketARN=self.arn, namespace=namespace)
+        return [(namespace, table["name"]) for page in pages for table in page["tables"]]
+
+    def load_table(self, ident: tuple[str, str]):
+        from pyiceberg.table import StaticTable
+
+        namespace, name = ident
+        found = self.client.get_table_metadata_location(tableBucketARN=self.arn, namespace=namespace, name=name)
+        return StaticTable.from_metadata(found["metadataLocation"], {**file_io_properties(), "s3.region": self.region})
+
+
 def default_catalog() -> str:
     """--catalog from the consumers' own variables."""
     if os.environ.get("ICEBERG_CATALOG") == "glue":
         return "glue:" + os.environ.get("ICEBERG_GLUE_ENDPOINT", "")
+    if os.environ.get("ICEBERG_CATALOG") == "s3tables":
+        return "s3tables:" + os.environ.get("ICEBERG_S3TABLES_BUCKET_ARN", "")
     return os.environ.get("ICEBERG_CATALOG_URI", "sqlite:.local/iceberg-catalog.db")
 
 
-def catalog(uri: str) -> Catalog:
-    """The catalog the consumers write: `sqlite:<path>` (ICEBERG_CATALOG_URI) or `glue[:<endpoint>]`."""
+def catalog(uri: str) -> Catalog | S3TablesBucket:
+    """The catalog the consumers write: `sqlite:<path>` (ICEBERG_CATALOG_URI), `glue[:<endpoint>]`
+    or `s3tables:<table bucket ARN>` (at ICEBERG_S3TABLES_ENDPOINT when it is set)."""
     if uri == "glue" or uri.startswith("glue:"):
         return glue_catalog(uri.removeprefix("glue").removeprefix(":"))
+    if uri.startswith("s3tables:arn:"):
+        return S3TablesBucket(uri.removeprefix("s3tables:"), os.environ.get("ICEBERG_S3TABLES_ENDPOINT", ""))
     if not uri.startswith("sqlite:"):
-        raise SystemExit(f"{uri!r} is not a catalog: use sqlite:<path>, glue or glue:<endpoint>")
+        raise SystemExit(f"{uri!r} is not a catalog: use sqlite:<path>, glue, glue:<endpoint> or s3tables:<table bucket ARN>")
     path = Path(uri.removeprefix("sqlite:").split("?")[0]).resolve()
     if not path.exists():
         raise SystemExit(f"no catalog at {path}: start the consumers with OUTPUT_FORMATS including iceberg first")
@@ -173,7 +205,7 @@ def describe(cat: Catalog, name: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", default=default_catalog(), help="sqlite:<path>, glue or glue:<endpoint>")
+    parser.add_argument("--catalog", default=default_catalog(), help="sqlite:<path>, glue, glue:<endpoint> or s3tables:<ARN>")
     parser.add_argument("--query", action="append", default=[], help="an Athena query file to run in DuckDB")
     parser.add_argument("--dump", action="store_true", help="print every table's description and rows as JSON")
     parser.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for a snapshot in every table")

@@ -11,94 +11,23 @@ rest on its ConcurrentModificationException (README, Iceberg tables).
 
 from __future__ import annotations
 
-import json
-import os
-import random
-import subprocess
-import time
 import uuid
 
 import pytest
-from conftest import DAYS, HOW_TO_START, KAFKA, REPO, make_event
-from harness import LOCAL_ENV, S3_ENDPOINT, BUCKET, Service, build_binaries, free_port, local_client, metric_values, post_json, require, run_binary
+from aws_catalogs import audit_line_counts_every_row, moto_server, read_tables, run_both_consumers
+from harness import BUCKET, S3_ENDPOINT, Service, local_client
 from test_iceberg import TABLES, as_events, as_sent
-
-PY = str(REPO / "scripts" / "py.sh")
 
 
 @pytest.fixture(scope="module")
 def glue(tmp_path_factory) -> dict:
     """One run of both consumers into a Glue catalog: what was sent, the Glue endpoint, the
     consumers' environment and their audits."""
-    require(KAFKA, "Apache Kafka", HOW_TO_START)
-    require("127.0.0.1:9000", "The S3 server", HOW_TO_START)
-    build_binaries()
     logs = tmp_path_factory.mktemp("glue-logs")
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    with open(logs / "moto.log", "wb") as out:
-        moto = subprocess.Popen([PY, "--iceberg", "moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        # First use installs the Iceberg readers' environment: minutes, not seconds.
-        deadline = time.monotonic() + 600
-        while not reachable(port):
-            assert moto.poll() is None, f"moto's server exited: {(logs / 'moto.log').read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "moto's server did not listen within 600 s"
-            time.sleep(0.5)
-        yield run_into_glue(endpoint, logs)
-    finally:
-        moto.terminate()
-        moto.wait(timeout=30)
-
-
-def reachable(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-def run_into_glue(endpoint: str, logs) -> dict:
-    tag = uuid.uuid4().hex[:8]
-    topic, prefix = f"glue-{tag}", f"glue-{tag}"
-    rng = random.Random(20261207)
-    sent = [make_event(rng, rng.choice(list(TABLES)), rng.choice(DAYS)) for _ in range(300)]
-    common = {"STORE_EVENTS_TOPIC": topic, "S3_BUCKET": BUCKET, "S3_ENDPOINT": S3_ENDPOINT}
-    producer = Service("producer", {**common, "GENERATOR_RATE": "0", "TOPIC_PARTITIONS": "2"}, logs)
-    try:
-        producer.wait_ready()
-        for start in range(0, len(sent), 100):
-            answer = post_json(f"{producer.url}/v1/events", sent[start : start + 100])
-            assert answer["accepted"] == 100, answer
-    finally:
-        assert producer.stop() == 0, producer.log.read_text()[-3000:]
-
-    env = {**common, "S3_PREFIX": prefix, "S3_FORCE_PATH_STYLE": "true", "OUTPUT_FORMATS": "iceberg"}
-    env |= {"ICEBERG_CATALOG": "glue", "ICEBERG_GLUE_ENDPOINT": endpoint, "ICEBERG_COMMIT_INTERVAL": "1s"}
-    env |= {"BATCH_MAX_EVENTS": "30", "BATCH_MAX_AGE": "1s", "CHECKPOINT_INTERVAL": "1s"}
-    # Both consumers start together: both find the Glue database missing and create it.
-    consumers = [Service(name, env, logs) for name in ("sales-consumer", "inventory-consumer")]
-    try:
-        for consumer in consumers:
-            consumer.wait_ready()
-        deadline = time.monotonic() + 120
-        for consumer in consumers:
-            while sum(metric_values(consumer.metrics(), "consumer_committed_offset").values()) != len(sent):
-                assert time.monotonic() < deadline, f"{consumer.name} did not commit {len(sent)} offsets"
-                time.sleep(0.5)
-    finally:
-        for consumer in consumers:
-            assert consumer.stop() == 0, consumer.log.read_text()[-3000:]
-    audits = {c.name: run_binary(c.name, env, "audit") for c in consumers}
-    read_env = {**os.environ, **LOCAL_ENV, **env}
-    command = [PY, "--iceberg", "python", str(REPO / "deploy" / "iceberg" / "iceberg_local.py")]
-    done = subprocess.run(command + ["--catalog", f"glue:{endpoint}", "--dump"], env=read_env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    tables = json.loads(done.stdout)["tables"]
-    return {"sent": sent, "endpoint": endpoint, "env": env, "logs": logs, "audits": audits, "read": tables}
+    with moto_server(logs) as endpoint:
+        env = {"S3_BUCKET": BUCKET, "S3_ENDPOINT": S3_ENDPOINT, "ICEBERG_CATALOG": "glue", "ICEBERG_GLUE_ENDPOINT": endpoint}
+        run = run_both_consumers("glue", env, logs, seed=20261207)
+        yield {**run, "endpoint": endpoint, "logs": logs, "read": read_tables(f"glue:{endpoint}", run["env"])}
 
 
 def glue_client(endpoint: str):
@@ -129,12 +58,7 @@ def test_the_glue_tables_are_what_athena_reads_as_iceberg(glue: dict):
 
 def test_the_audit_reads_the_tables_through_glue_and_finds_them_whole(glue: dict):
     for name, audit in glue["audits"].items():
-        assert audit.returncode == 0, f"{name} audit:\n{audit.stdout[-3000:]}\n{audit.stderr[-3000:]}"
-        table = TABLES["sale_event" if name == "sales-consumer" else "inventory_event"]
-        line = next((line for line in audit.stdout.splitlines() if line.startswith("iceberg table ")), "")
-        rows = len([e for e in glue["sent"] if e["event_type"] + "s" == table])
-        assert line.startswith(f"iceberg table store_events.{table}: ") and f" {rows} rows;" in line, audit.stdout[-3000:]
-        assert " 0 entries waiting" in line, line
+        audit_line_counts_every_row(name, audit, glue["sent"])
 
 
 def test_a_consumer_refuses_a_glue_table_of_its_name_that_is_not_iceberg(glue: dict):
