@@ -24,7 +24,8 @@ const READ_ELSEWHERE: [&str; 5] = [
 
 fn accepted() -> BTreeSet<String> {
     // The defaults, with an (empty) set of API keys (PRODUCER_AUTH=api-keys needs one) and
-    // Iceberg among the formats (its settings are read only then), then with Glue.
+    // Iceberg among the formats (its settings are read only then), then with Glue and with
+    // S3 Tables.
     let env = Env::from_pairs([("PRODUCER_API_KEYS", r#"{"keys": []}"#), ("OUTPUT_FORMATS", "json,iceberg")]);
     producer::ProducerConfig::from_env(&env).expect("producer defaults");
     for event_type in EventType::ALL {
@@ -35,6 +36,13 @@ fn accepted() -> BTreeSet<String> {
     let glue = Env::from_pairs([("OUTPUT_FORMATS", "iceberg"), ("ICEBERG_CATALOG", "glue")]);
     store_consumer::ConsumerConfig::from_env(&glue, EventType::Sale).expect("consumer with Glue");
     names.extend(glue.asked());
+    let s3tables = Env::from_pairs([
+        ("OUTPUT_FORMATS", "iceberg"),
+        ("ICEBERG_CATALOG", "s3tables"),
+        ("ICEBERG_S3TABLES_BUCKET_ARN", "arn:aws:s3tables:us-east-1:123456789012:bucket/store-events"),
+    ]);
+    store_consumer::ConsumerConfig::from_env(&s3tables, EventType::Sale).expect("consumer with S3 Tables");
+    names.extend(s3tables.asked());
     names.extend(READ_ELSEWHERE.iter().map(|s| (*s).to_owned()));
     names
 }
