@@ -302,13 +302,10 @@ pub fn state_of(table: &Table, topic: &str) -> TableState {
     }
 }
 
-/// The table's definition: the event contract's columns (field ids 1..16 as in every
-/// Parquet file this project writes), partitioned by `day(ts)`, commits not retried by
-/// the library (the caller plans again; see [`Pinned`]).
 /// Loads a table another replica may be creating: S3 Tables creates a table in two calls
 /// (CreateTable, then UpdateTableMetadataLocation), and between them the table exists with
 /// no metadata to load. Tries for about ten seconds; a table left so for longer (its
-/// creator died between the two) is the operator's to delete (README, Recovery).
+/// creator died between the two) is the operator's to delete (README, Iceberg tables).
 async fn load_created(catalog: &dyn Catalog, ident: &TableIdent) -> iceberg::Result<Table> {
     let mut wait = Duration::from_millis(100);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -325,6 +322,9 @@ async fn load_created(catalog: &dyn Catalog, ident: &TableIdent) -> iceberg::Res
     }
 }
 
+/// The table's definition: the event contract's columns (field ids 1..16 as in every
+/// Parquet file this project writes), partitioned by `day(ts)`, commits not retried by
+/// the library (the caller plans again; see [`Pinned`]).
 fn creation(name: &str) -> iceberg::Result<TableCreation> {
     let schema = iceberg::arrow::arrow_schema_to_schema(&store_event::columnar::schema())?;
     let ts = schema
