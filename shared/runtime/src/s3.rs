@@ -43,6 +43,14 @@ impl S3Settings {
             ));
         }
         let prefix = env.string("S3_PREFIX", "").trim_matches('/').to_owned();
+        // Keys are also how the consumers name objects elsewhere (`s3://bucket/key`): a
+        // prefix written as a URL would send every object to the bucket it names.
+        if prefix.contains("://") {
+            return Err(ConfigError::new(
+                "S3_PREFIX",
+                format!("{prefix:?} is a URL: give the key prefix inside S3_BUCKET (e.g. store-events/prod)"),
+            ));
+        }
         let endpoint = env.raw("S3_ENDPOINT").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
         if let Some(endpoint) = &endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
@@ -206,6 +214,13 @@ mod tests {
         assert_eq!(
             bad(&[("S3_ENDPOINT", "127.0.0.1:9000")]).as_deref(),
             Some("S3_ENDPOINT: \"127.0.0.1:9000\" must start with http:// or https://")
+        );
+        assert_eq!(
+            bad(&[("S3_PREFIX", "s3://store-events/prod")]).as_deref(),
+            Some(
+                "S3_PREFIX: \"s3://store-events/prod\" is a URL: give the key prefix inside S3_BUCKET (e.g. \
+                 store-events/prod)"
+            )
         );
     }
 
