@@ -196,6 +196,7 @@ def describe(cat: Catalog, name: str) -> dict:
         "schema": [(f.field_id, f.name, str(f.field_type), f.required) for f in table.schema().fields],
         "spec": [(f.name, str(f.transform), f.source_id) for f in table.spec().fields],
         "properties": dict(table.properties),
+        "current_snapshot": table.current_snapshot().snapshot_id if table.current_snapshot() else None,
         "snapshots": [
             {"id": s.snapshot_id, "parent": s.parent_snapshot_id, "summary": s.summary.additional_properties}
             for s in table.snapshots()
