@@ -12,7 +12,7 @@ up: stack-up ## Start Kafka, the S3 server and the three services in the backgro
 	@scripts/show.sh
 
 audit: ## Prove exactly once for the local run: both consumers' audits of what they wrote (exit 1 on a problem).
-	@cargo build --quiet --bins
+	@cargo build --quiet --workspace --all-targets
 	@source scripts/local.env && export OUTPUT_FORMATS=json,parquet,iceberg ICEBERG_CATALOG_URI=sqlite:.local/iceberg-catalog.db && \
 	  target/debug/sales-consumer audit && target/debug/inventory-consumer audit
 

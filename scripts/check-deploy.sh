@@ -7,7 +7,7 @@
 # promtool, the Grafana dashboard parsed, and the Athena DDL and queries parsed by sqlglot.
 # Tools are installed on first use into $STORE_EVENTS_CACHE (default ~/.cache/store-events).
 # The environment variables and metric names in these files are checked against the
-# code by `cargo test -p testkit --test deployment`.
+# code by `cargo test --workspace --test deployment`.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

@@ -80,7 +80,8 @@ def store_event(kind: str, n: int) -> dict:
 
 
 def build_binaries() -> None:
-    subprocess.run(["cargo", "build", "--quiet", "--bins"], cwd=REPO, check=True, timeout=1800)
+    # What `make up` builds (scripts/services.sh says why all targets): one set of dependencies.
+    subprocess.run(["cargo", "build", "--quiet", "--workspace", "--all-targets"], cwd=REPO, check=True, timeout=1800)
 
 
 def free_port() -> int:

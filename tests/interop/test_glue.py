@@ -5,7 +5,7 @@ which Athena reads) and pyiceberg's GlueCatalog (the rows).
 No Glue runs here: the catalog is moto's server (PyPI `moto[server]`, in the Iceberg
 readers' environment), which speaks Glue's API on 127.0.0.1; the data files and metadata
 are on the local S3 server as always. moto does not check UpdateTable's VersionId, so racing
-members are tested on the SQL catalog (cargo test -p store-lake --test race), and on Glue
+members are tested on the SQL catalog (cargo test --workspace --test race), and on Glue
 rest on its ConcurrentModificationException (README, Iceberg tables).
 """
 
