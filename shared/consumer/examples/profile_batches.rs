@@ -94,7 +94,7 @@ fn main() {
             let sealed = std::mem::replace(&mut batch, Batch::new(record.offset, formats)).seal(dedup, "profile", 0);
             if let Some(ids) = &sealed.event_ids {
                 entry_bytes += serde_json::to_vec(ids).unwrap().len();
-                seen.remember(sealed.first_offset, Utc::now(), &ids.0);
+                seen.remember(sealed.first_offset, Utc::now());
             }
             count(&sealed);
         }

@@ -15,14 +15,16 @@
 //! last one ([`load`]); a batch that is written again keeps the events its entry lists
 //! ([`Replay`]), so its objects are the same bytes whatever happened in between.
 
-use std::collections::hash_map::Entry as Slot;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use store_event::EventId;
 
@@ -128,35 +130,109 @@ impl Resends for Replay {
     }
 }
 
+/// Identities per chunk of a [`Log`] (16 KiB).
+const CHUNK: usize = 1024;
+
+/// The identities a [`Seen`] remembers, oldest first, each at a position: a number one
+/// greater than the last one's, wrapping at 2^32 (a window holds at most `DEDUP_MAX_IDS`,
+/// 10^9, plus a batch). Fixed-size chunks: it grows without copying what it holds, and
+/// gives memory back as the oldest identities go.
+#[derive(Default)]
+struct Log {
+    chunks: VecDeque<Box<[EventId]>>,
+    /// Where the oldest identity is in the first chunk.
+    head: usize,
+    len: usize,
+    /// The oldest identity's position.
+    first: u32,
+}
+
+impl Log {
+    /// The position the next identity gets.
+    fn end(&self) -> u32 {
+        self.first.wrapping_add(self.len as u32)
+    }
+
+    fn push(&mut self, id: EventId) {
+        let slot = self.head + self.len;
+        if slot == self.chunks.len() * CHUNK {
+            self.chunks.push_back(vec![EventId([0; EventId::LEN]); CHUNK].into_boxed_slice());
+        }
+        if let Some(place) = self.chunks.get_mut(slot / CHUNK).and_then(|chunk| chunk.get_mut(slot % CHUNK)) {
+            *place = id;
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, position: u32) -> Option<&EventId> {
+        let index = position.wrapping_sub(self.first) as usize;
+        if index >= self.len {
+            return None;
+        }
+        let slot = self.head + index;
+        self.chunks.get(slot / CHUNK)?.get(slot % CHUNK)
+    }
+
+    /// Takes the oldest identity, with its position.
+    fn pop(&mut self) -> Option<(u32, EventId)> {
+        if self.len == 0 {
+            return None;
+        }
+        let id = *self.chunks.front()?.get(self.head)?;
+        let position = self.first;
+        self.first = self.first.wrapping_add(1);
+        self.len -= 1;
+        self.head += 1;
+        if self.head == CHUNK {
+            self.chunks.pop_front();
+            self.head = 0;
+        }
+        Some((position, id))
+    }
+}
+
 /// One remembered batch.
 #[derive(Debug)]
 struct Remembered {
-    /// Its number in this [`Seen`].
-    seq: u64,
     first_offset: i64,
     written_at: DateTime<Utc>,
-    ids: Vec<EventId>,
+    /// The position after its last identity's.
+    end: u32,
 }
 
 /// What one partition remembers: the identities stored by the batches written in the
 /// last window, and those of the batch being filled.
 ///
-/// One map holds them all, each with the number of the batch that stored it, so that a
-/// stored event costs one lookup-and-insert, and one removal when its batch is forgotten
-/// (`cargo run --release -p store-consumer --example profile_batches` measures it). The
-/// hasher is foldhash's, seeded per process: fast, and a client cannot choose request ids
-/// whose digests pile up in one bucket.
-#[derive(Debug)]
+/// They are kept once, in the order stored, in a [`Log`] (16 bytes each), and found through
+/// a table of their positions in it (4 bytes each, in a table at most 7/8 full): about 26
+/// bytes per identity, where a map from identity to batch, with each batch's own list, took
+/// about 70 (`cargo run --release -p store-consumer --example dedup_window` measures it).
+/// A stored event costs one lookup-and-insert, and one removal when its batch is forgotten.
+/// The hasher is foldhash's, seeded per process: fast, and a client cannot choose request
+/// ids whose digests pile up in one bucket.
 pub struct Seen {
     settings: DedupSettings,
-    /// Identity -> the number of the batch that stored it.
-    ids: HashMap<EventId, u64, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+    /// The identities of the remembered batches, oldest first, then the open batch's.
+    log: Log,
+    /// The position of each identity in the log; the later one when recovery read one
+    /// identity in two entries.
+    table: HashTable<u32>,
     /// Oldest first.
     batches: VecDeque<Remembered>,
-    /// The number of the batch being filled.
-    open: u64,
     /// Batches forgotten before their window ended, to stay within `max_ids`.
     forgotten_early: u64,
+}
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seen")
+            .field("settings", &self.settings)
+            .field("identities", &self.table.len())
+            .field("batches", &self.batches.len())
+            .field("forgotten_early", &self.forgotten_early)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Resends for Seen {
@@ -164,10 +240,12 @@ impl Resends for Seen {
         if !self.settings.enabled() {
             return true;
         }
-        match self.ids.entry(id) {
+        let position = self.log.end();
+        match self.slot(id) {
             Slot::Occupied(_) => false,
             Slot::Vacant(slot) => {
-                slot.insert(self.open);
+                slot.insert(position);
+                self.log.push(id);
                 true
             }
         }
@@ -179,9 +257,10 @@ impl Seen {
     pub fn new(settings: DedupSettings) -> Seen {
         Seen {
             settings,
-            ids: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            hasher: foldhash::fast::RandomState::default(),
+            log: Log::default(),
+            table: HashTable::new(),
             batches: VecDeque::new(),
-            open: 0,
             forgotten_early: 0,
         }
     }
@@ -193,12 +272,12 @@ impl Seen {
 
     /// Identities remembered.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.table.len()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.table.is_empty()
     }
 
     /// Batches forgotten early so far (to stay within `DEDUP_MAX_IDS`).
@@ -211,17 +290,16 @@ impl Seen {
         self.batches.front().map(|b| b.first_offset)
     }
 
-    /// Closes the open batch as the batch `first_offset`, written at `written_at`, which
-    /// stored `ids` (the identities [`Resends::first_copy`] let through, in order), and
-    /// forgets what fell out of the window.
-    pub fn remember(&mut self, first_offset: i64, written_at: DateTime<Utc>, ids: &[EventId]) {
-        let seq = self.open;
-        self.open += 1;
+    /// Closes the open batch (the identities [`Resends::first_copy`] let through since the
+    /// last one closed) as the batch `first_offset`, written at `written_at`, and forgets
+    /// what fell out of the window.
+    pub fn remember(&mut self, first_offset: i64, written_at: DateTime<Utc>) {
         if !self.settings.enabled() {
             return;
         }
-        if !ids.is_empty() {
-            self.batches.push_back(Remembered { seq, first_offset, written_at, ids: ids.to_vec() });
+        let (start, end) = (self.batches.back().map_or(self.log.first, |b| b.end), self.log.end());
+        if start != end {
+            self.batches.push_back(Remembered { first_offset, written_at, end });
         }
         self.expire(written_at);
     }
@@ -231,10 +309,17 @@ impl Seen {
     pub fn restore(&mut self, first_offset: i64, written_at: DateTime<Utc>, ids: &[EventId]) {
         if self.settings.enabled() {
             for id in ids {
-                self.ids.insert(*id, self.open);
+                let position = self.log.end();
+                match self.slot(*id) {
+                    Slot::Occupied(mut slot) => *slot.get_mut() = position,
+                    Slot::Vacant(slot) => {
+                        slot.insert(position);
+                    }
+                }
+                self.log.push(*id);
             }
         }
-        self.remember(first_offset, written_at, ids);
+        self.remember(first_offset, written_at);
     }
 
     /// Forgets the batches written more than a window before `now`, then the oldest ones
@@ -245,19 +330,27 @@ impl Seen {
         while self.batches.front().is_some_and(|b| b.written_at < horizon) {
             self.forget_oldest();
         }
-        while self.ids.len() > self.settings.max_ids && self.batches.len() > 1 {
+        while self.table.len() > self.settings.max_ids && self.batches.len() > 1 {
             self.forget_oldest();
             self.forgotten_early += 1;
         }
     }
 
+    /// The table's slot for `id`.
+    fn slot(&mut self, id: EventId) -> Slot<'_, u32> {
+        let (log, hasher) = (&self.log, &self.hasher);
+        let rehash = |position: &u32| log.get(*position).map_or(0, |id| hasher.hash_one(id));
+        self.table.entry(hasher.hash_one(id), |position| log.get(*position) == Some(&id), rehash)
+    }
+
     fn forget_oldest(&mut self) {
         let Some(batch) = self.batches.pop_front() else { return };
-        for id in batch.ids {
-            // An identity stored again after its batch was forgotten early belongs to the
-            // later batch now.
-            if self.ids.get(&id) == Some(&batch.seq) {
-                self.ids.remove(&id);
+        while self.log.first != batch.end {
+            let Some((position, id)) = self.log.pop() else { break };
+            // An identity stored again after its batch was forgotten early, or read back in
+            // a later entry too, belongs to the later batch.
+            if let Ok(slot) = self.table.find_entry(self.hasher.hash_one(id), |p| *p == position) {
+                slot.remove();
             }
         }
     }
@@ -311,6 +404,8 @@ pub async fn load(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use chrono::TimeZone;
     use tokio_util::sync::CancellationToken;
 
@@ -336,7 +431,7 @@ mod tests {
         assert!(seen.first_copy(id(1)));
         assert!(!seen.first_copy(id(1)), "the same batch");
         assert!(seen.first_copy(id(2)));
-        seen.remember(0, at(0), &[id(1), id(2)]);
+        seen.remember(0, at(0));
         assert!(!seen.first_copy(id(1)), "a later batch");
         assert!(!seen.first_copy(id(2)));
         assert!(seen.first_copy(id(3)));
@@ -385,6 +480,105 @@ mod tests {
     }
 
     #[test]
+    fn the_log_keeps_positions_across_chunks_and_past_the_wrap() {
+        let mut log = Log { first: u32::MAX - 10, ..Log::default() };
+        for n in 0..3 * CHUNK as u64 {
+            log.push(id(n));
+        }
+        assert_eq!((log.chunks.len(), log.end()), (3, (3 * CHUNK as u32).wrapping_sub(11)));
+        assert_eq!(log.get(u32::MAX - 10), Some(&id(0)));
+        assert_eq!(log.get(5), Some(&id(16)), "past the wrap");
+        assert_eq!(log.get(log.end()), None);
+        for n in 0..CHUNK as u64 + 1 {
+            assert_eq!(log.pop(), Some(((u32::MAX - 10).wrapping_add(n as u32), id(n))));
+        }
+        assert_eq!((log.chunks.len(), log.head), (2, 1), "the emptied chunk is given back");
+        assert_eq!(log.get(u32::MAX - 10), None, "popped");
+        assert_eq!(log.get(log.first), Some(&id(CHUNK as u64 + 1)));
+    }
+
+    /// Random batches, resends, early forgetting and recovery's repeated identities, against
+    /// a plain model of the same rules, across chunk boundaries and the wrap of positions.
+    #[test]
+    fn seen_agrees_with_a_model_of_its_rules() {
+        use rand::{Rng, SeedableRng};
+
+        /// Batches of identities, oldest first, and how many of them hold each identity.
+        #[derive(Default)]
+        struct Model {
+            batches: VecDeque<(i64, DateTime<Utc>, Vec<EventId>)>,
+            holders: HashMap<EventId, usize>,
+        }
+        impl Model {
+            fn add(&mut self, ids: &[EventId]) {
+                ids.iter().for_each(|id| *self.holders.entry(*id).or_default() += 1);
+            }
+            fn forget_oldest(&mut self) {
+                for id in self.batches.pop_front().map(|b| b.2).unwrap_or_default() {
+                    if let Some(n) = self.holders.get_mut(&id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.holders.remove(&id);
+                        }
+                    }
+                }
+            }
+        }
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let mut seen = seen(60, 3_000);
+        seen.log.first = u32::MAX - 2_000;
+        let mut model = Model::default();
+        let (mut next_id, mut offset) = (0u64, 0i64);
+        for round in 0..300i64 {
+            let now = at(round / 2);
+            let ids: Vec<EventId> = if round % 37 == 36 {
+                // Read back from an entry: may repeat identities already remembered.
+                let ids: HashSet<EventId> = (0..rng.random_range(1..60))
+                    .map(|_| id(rng.random_range(next_id.saturating_sub(500)..=next_id)))
+                    .collect();
+                let ids: Vec<EventId> = ids.into_iter().collect();
+                seen.restore(offset, now, &ids);
+                ids
+            } else {
+                let mut open = Vec::new();
+                for _ in 0..rng.random_range(0..200) {
+                    let candidate = if next_id > 0 && rng.random_bool(0.2) {
+                        id(rng.random_range(next_id.saturating_sub(4_000)..next_id))
+                    } else {
+                        next_id += 1;
+                        id(next_id)
+                    };
+                    let first = !model.holders.contains_key(&candidate);
+                    assert_eq!(seen.first_copy(candidate), first, "round {round}");
+                    if first {
+                        model.add(&[candidate]);
+                        open.push(candidate);
+                    }
+                }
+                seen.remember(offset, now);
+                open
+            };
+            if round % 37 == 36 {
+                model.add(&ids);
+            }
+            if !ids.is_empty() {
+                model.batches.push_back((offset, now, ids));
+            }
+            offset += 1_000;
+            while model.batches.front().is_some_and(|b| b.1 < now - chrono::Duration::minutes(60)) {
+                model.forget_oldest();
+            }
+            while model.holders.len() > 3_000 && model.batches.len() > 1 {
+                model.forget_oldest();
+            }
+            assert_eq!(seen.len(), model.holders.len(), "round {round}");
+            assert_eq!(seen.window_start(), model.batches.front().map(|b| b.0), "round {round}");
+        }
+        assert!(seen.forgotten_early() > 0 && seen.log.first < 1_000_000, "early forgetting and the wrap were met");
+    }
+
+    #[test]
     fn a_zero_window_removes_nothing_and_remembers_nothing() {
         let mut seen = seen(0, 100);
         assert!(seen.first_copy(id(1)) && seen.first_copy(id(1)));
@@ -424,7 +618,7 @@ mod tests {
             let mut entry = writer.entry(&sealed);
             entry.written_at = at(minutes);
             entry.event_ids = Some(EventIds(vec![id(first as u64)]));
-            remembered.remember(entry.first_offset, entry.written_at, &[id(first as u64)]);
+            remembered.restore(entry.first_offset, entry.written_at, &[id(first as u64)]);
             entry.dedup_from = remembered.window_start();
             let result = writer.commit(&entry, sealed.take_bodies());
             assert_eq!(result.await, Ok(()));

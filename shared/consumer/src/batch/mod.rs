@@ -748,7 +748,7 @@ mod tests {
         assert_eq!((sealed.records, sealed.stored, sealed.duplicates), (4, 3, 1));
         let ids = sealed.event_ids.clone().unwrap_or_default();
         assert_eq!(ids.0.len(), 3);
-        seen.remember(0, Utc::now(), &ids.0);
+        seen.remember(0, Utc::now());
 
         let mut later = Batch::new(4, Formats::JSON);
         let outcomes: Vec<Outcome> = [record(4, &[], Some(&b)), record(5, &[], Some(&c))]

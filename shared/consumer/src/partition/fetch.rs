@@ -504,9 +504,11 @@ impl PartitionLoop {
     /// Remembers the identities `entry` stores (the next batch removes their resends) and
     /// writes down in it where the window starts, for recovery.
     fn remember(&mut self, entry: &mut Entry) {
-        let Some(ids) = &entry.event_ids else { return };
+        if entry.event_ids.is_none() {
+            return;
+        }
         let forgotten = self.seen.forgotten_early();
-        self.seen.remember(entry.first_offset, entry.written_at, &ids.0);
+        self.seen.remember(entry.first_offset, entry.written_at);
         entry.dedup_from = self.seen.window_start();
         let metrics = &self.shared.metrics;
         metrics.dedup_remembered.with_label_values(&[&self.label]).set(self.seen.len() as i64);
