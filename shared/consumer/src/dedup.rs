@@ -204,7 +204,7 @@ struct Remembered {
 /// last window, and those of the batch being filled.
 ///
 /// They are kept once, in the order stored, in a [`Log`] (16 bytes each), and found through
-/// a table of their positions in it (4 bytes each, in a table at most 7/8 full): about 26
+/// a table of their positions in it (4 bytes each, in a table at most 7/8 full): about 27
 /// bytes per identity, where a map from identity to batch, with each batch's own list, took
 /// about 70 (`cargo run --release -p store-consumer --example dedup_window` measures it).
 /// A stored event costs one lookup-and-insert, and one removal when its batch is forgotten.
