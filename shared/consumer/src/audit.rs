@@ -240,12 +240,25 @@ pub async fn run(
     window: Duration,
     lake: Option<&store_lake::Lake>,
 ) -> Result<Report, AuditError> {
-    // The table first: a running consumer's entries are written before their files and
-    // appends, so the ledger listed after names every file of the snapshot read here.
+    // What is read first is what a running consumer wrote least recently: its entries are
+    // written before their objects, and their objects before the table's append of them.
+    // So the table first, then the objects, then the ledger: every file of the snapshot
+    // and every object listed has its entry in the ledger listed after (S3 lists are
+    // strongly consistent). In the other order, a batch committed between two listings
+    // would show its objects as named by no entry.
     let table = match lake {
         Some(lake) => Some(lake.contents().await?),
         None => None,
     };
+    let mut objects: BTreeSet<String> = BTreeSet::new();
+    // A table in the bucket has its files listed with the other objects, to find those no
+    // entry names; an S3 Tables table's storage cannot be listed (and S3 Tables removes
+    // the files no snapshot references itself).
+    let listed = lake.filter(|lake| object_bucket(lake.location()) == Some(layout.bucket()));
+    let lake_data = listed.map(|lake| format!("{}/data/", lake.location()));
+    for prefix in [layout.data_root(), layout.parquet_root(), layout.dead_letter_root()].into_iter().chain(lake_data) {
+        objects.extend(store.list(&prefix, None).await?);
+    }
     let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for key in store.list(&layout.ledger_root(), None).await? {
         if Layout::entry_offset(&key).is_none() {
@@ -256,15 +269,6 @@ pub async fn run(
         if let Some(partition) = partition {
             by_partition.entry(partition).or_default().push(key);
         }
-    }
-    let mut objects: BTreeSet<String> = BTreeSet::new();
-    // A table in the bucket has its files listed with the other objects, to find those no
-    // entry names; an S3 Tables table's storage cannot be listed (and S3 Tables removes
-    // the files no snapshot references itself).
-    let listed = lake.filter(|lake| object_bucket(lake.location()) == Some(layout.bucket()));
-    let lake_data = listed.map(|lake| format!("{}/data/", lake.location()));
-    for prefix in [layout.data_root(), layout.parquet_root(), layout.dead_letter_root()].into_iter().chain(lake_data) {
-        objects.extend(store.list(&prefix, None).await?);
     }
     let mut report = Report::default();
     let mut all_entries = Vec::new();
@@ -376,7 +380,7 @@ async fn audit_partition(
     let mut report = PartitionReport { partition, ..PartitionReport::default() };
     let mut named: BTreeSet<&str> = BTreeSet::new();
     let mut expected: Option<i64> = None;
-    for entry in entries {
+    for (index, entry) in entries.iter().enumerate() {
         report.entries += 1;
         report.stored += entry.stored;
         report.dead_lettered += entry.dead_lettered;
@@ -394,8 +398,12 @@ async fn audit_partition(
         if entry.lost {
             report.lost.push((entry.first_offset, entry.next_offset));
         }
+        let newest = index + 1 == entries.len();
         for (key, count) in entry.objects() {
             named.insert(key);
+            if newest {
+                written_soon(store, key).await?;
+            }
             if let Some(problem) = check_object(store, key, count, deep).await? {
                 report.bad_objects.push(problem);
             }
@@ -410,6 +418,23 @@ async fn audit_partition(
         .cloned()
         .collect();
     Ok(report)
+}
+
+/// How long the audit waits for an object of a partition's newest entry to appear.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits, up to [`IN_FLIGHT_WAIT`], for `key` to exist. Only a partition's newest entry may
+/// lack objects: a running consumer writes them right after the entry (and retries while
+/// S3 fails); a stopped one on its next start, from Kafka (recovery). An audit beside a
+/// running consumer can read the entry in between, so a missing object of the newest
+/// entry is looked for again before it is called missing.
+async fn written_soon(store: &dyn Store, key: &str) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+    while store.head(key).await?.is_none() && tokio::time::Instant::now() < deadline {
+        tracing::info!(object = key, "the newest entry's object is not written yet; looking again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
 }
 
 /// Events whose identity two entries written within `window` of each other list: stored
@@ -439,8 +464,13 @@ fn stored_twice(entries: &[Entry], window: Duration) -> u64 {
 mod tests {
     use chrono::TimeZone;
 
+    use futures::future::BoxFuture;
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
     use crate::dedup::EventIds;
+    use crate::ledger::memory::{Fixture, MemoryStore, PARTITION};
+    use crate::ledger::{GetError, Object, PutError};
 
     fn entry(first_offset: i64, minutes: i64, ids: &[u64]) -> Entry {
         let at = Utc.with_ymd_and_hms(2026, 12, 4, 0, 0, 0).single().unwrap_or_default();
@@ -525,5 +555,108 @@ mod tests {
         let report = Report { partitions: Vec::new(), table: Some(bad) };
         assert!(!report.clean());
         assert!(report.render().contains("in the table twice: a (2 times)"), "{}", report.render());
+    }
+
+    /// A store beside which a consumer keeps committing: after each listing the next batch
+    /// lands, its entry first, then its objects, as the writer writes them; the last
+    /// batch's data objects land only once the audit has looked for each and missed it.
+    struct Racing {
+        inner: MemoryStore,
+        batches: std::sync::Mutex<std::collections::VecDeque<Vec<(String, Object)>>>,
+        late: std::sync::Mutex<Vec<(String, Object)>>,
+    }
+
+    impl Racing {
+        fn land(&self, key: &str, object: &Object) {
+            self.inner.insert(key, &object.body, object.metadata.clone());
+        }
+    }
+
+    impl Store for Racing {
+        fn put<'a>(&'a self, key: &'a str, object: &'a Object, if_absent: bool) -> BoxFuture<'a, Result<(), PutError>> {
+            self.inner.put(key, object, if_absent)
+        }
+
+        fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<HashMap<String, String>>, StoreError>> {
+            let mut late = self.late.lock().unwrap();
+            if let Some(at) = late.iter().position(|(k, _)| k == key) {
+                let (key, object) = late.remove(at);
+                self.land(&key, &object);
+                return Box::pin(async { Ok(None) });
+            }
+            self.inner.head(key)
+        }
+
+        fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, GetError>> {
+            self.inner.get(key)
+        }
+
+        fn list<'a>(
+            &'a self,
+            prefix: &'a str,
+            start_after: Option<&'a str>,
+        ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+            Box::pin(async move {
+                let listed = self.inner.list(prefix, start_after).await;
+                let mut batches = self.batches.lock().unwrap();
+                if let Some(writes) = batches.pop_front() {
+                    let mut writes = writes.into_iter();
+                    if let Some((key, entry)) = writes.next() {
+                        self.land(&key, &entry);
+                    }
+                    for (key, object) in writes {
+                        if batches.is_empty() && !key.contains("_ledger/") {
+                            self.late.lock().unwrap().push((key, object));
+                        } else {
+                            self.land(&key, &object);
+                        }
+                    }
+                }
+                listed
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_audit_beside_a_consumer_that_keeps_committing_finds_nothing_wrong() {
+        let fixture = Fixture::new();
+        let shutdown = CancellationToken::new();
+        let mut writer = fixture.writer("w", &shutdown);
+        for first in [0, 10, 20, 30] {
+            assert_eq!(fixture.commit(&mut writer, first, 10).await.1, Ok(()));
+        }
+        // The writes in the order they happened, cut where the third batch's entry begins
+        // and where the fourth's does.
+        let puts = fixture.store.puts();
+        let at = |first| puts.iter().position(|k| *k == fixture.layout.entry_key(PARTITION, first)).unwrap();
+        let object = |key: &String| (key.clone(), fixture.store.object(key).unwrap());
+        let racing = Racing {
+            inner: MemoryStore::default(),
+            batches: std::sync::Mutex::new(
+                [&puts[at(20)..at(30)], &puts[at(30)..]].map(|writes| writes.iter().map(object).collect()).into(),
+            ),
+            late: std::sync::Mutex::default(),
+        };
+        for key in &puts[..at(20)] {
+            let (key, object) = object(key);
+            racing.land(&key, &object);
+        }
+
+        let report = run(&racing, &fixture.layout, true, Duration::from_secs(3600), None).await.unwrap();
+        assert!(report.clean(), "{}", report.render());
+        let partition = &report.partitions[0];
+        assert_eq!((partition.entries, partition.to_offset), (4, 40), "every batch committed meanwhile is counted");
+        assert!(racing.late.lock().unwrap().is_empty(), "the newest entry's objects were looked for again");
+
+        // Had they never come, they would be missing.
+        let objects: Vec<String> =
+            racing.inner.keys().into_iter().filter(|k| k.contains("00000000000000000030")).collect();
+        let newest: Vec<String> = objects.into_iter().filter(|k| !k.contains("_ledger")).collect();
+        assert!(!newest.is_empty());
+        newest.iter().for_each(|key| racing.inner.remove(key));
+        let report = run(&racing, &fixture.layout, false, Duration::from_secs(3600), None).await.unwrap();
+        assert!(!report.clean());
+        assert_eq!(report.partitions[0].bad_objects.len(), newest.len(), "{}", report.render());
+        assert!(report.render().contains("is missing"), "{}", report.render());
     }
 }
