@@ -43,8 +43,8 @@ fn audit_without_credentials_says_so_in_one_line() {
     assert_eq!(stderr.lines().count(), 1, "one line, no warnings before it: {stderr}");
     assert!(
         stderr.starts_with(
-            "Error: LIST _ledger/consumer=sales-consumer/topic=MystiqueStoreEventsTopic/: no AWS credentials: \
-             set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role"
+            "Error: LIST event_type=sale_event/: no AWS credentials: set AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role"
         ),
         "{stderr}"
     );
@@ -57,10 +57,7 @@ fn audit_against_an_endpoint_that_does_not_answer_names_it_in_one_line() {
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line, no warnings before it: {stderr}");
     assert!(
-        stderr.starts_with(
-            "Error: LIST _ledger/consumer=sales-consumer/topic=MystiqueStoreEventsTopic/: \
-             cannot reach S3 (S3_ENDPOINT, AWS_REGION): "
-        ),
+        stderr.starts_with("Error: LIST event_type=sale_event/: cannot reach S3 (S3_ENDPOINT, AWS_REGION): "),
         "{stderr}"
     );
     assert!(stderr.contains("Connection refused"), "{stderr}");
